@@ -1,0 +1,20 @@
+# The one test command is `make test`: vet, then every test with the race detector.
+GO ?= go
+
+.PHONY: test vet race bench fuzz-smoke
+
+test: vet race
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./session/ ./compress/
+
+# Runs every fuzz target briefly (FUZZTIME=60s for the acceptance run).
+FUZZTIME ?= 10s
+fuzz-smoke:
+	./scripts/fuzz-all $(FUZZTIME)

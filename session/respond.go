@@ -1,0 +1,237 @@
+package session
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"fmt"
+	"time"
+)
+
+// The responder's side of commands (docs/PROTOCOL.md, "Receiving a command"). The responder holds
+// the confirmed epoch plus the unconfirmed children its responses created; a command under a
+// child confirms it and deletes the parent and the other children. The ledger, keyed by peer and
+// command id, makes every command run at most once whatever the mail does.
+
+func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, error) {
+	s, ok, err := st.Session(p.Session)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if !ok || s.Role != Responder || s.Peer != p.Sender {
+		return Outcome{}, ErrUnknownSession
+	}
+	ep, child := s.Current, -1
+	if p.Epoch != s.Current.ID {
+		for i := range s.Children {
+			if s.Children[i].ID == p.Epoch {
+				ep, child = s.Children[i], i
+				break
+			}
+		}
+		if child < 0 {
+			return Outcome{}, ErrUnknownEpoch
+		}
+	}
+	plain, err := open(p, raw, &ep.Secret)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%w: COMMAND", err)
+	}
+	share, payload, err := decodeInner(plain)
+	if err != nil {
+		return Outcome{}, err
+	}
+	now := e.nowMS()
+
+	switch s.Window.check(p.Seq) {
+	case seqTooOld:
+		return Outcome{}, fmt.Errorf("%w: sequence %d is below the replay window", ErrReplay, p.Seq)
+	case seqSeen:
+		// The very same package again (server redelivery or a copy): answer from the ledger if
+		// the command is done and still alive, else drop. No state changes.
+		if now > p.NotAfter {
+			return Outcome{}, fmt.Errorf("%w: duplicate of an expired command", ErrExpired)
+		}
+		le, ok, err := st.Ledger(p.Sender, p.Command)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if !ok || le.State != Done {
+			return Outcome{}, fmt.Errorf("%w: sequence %d already seen", ErrReplay, p.Seq)
+		}
+		return Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Reply: bytes.Clone(le.Answer), Epoch: s.Current.Gen}, nil
+	}
+
+	hc := hashPackage(raw)
+	t := &Ticket{
+		Peer: p.Sender, Session: s.ID, Epoch: ep.ID, Seq: p.Seq, Command: p.Command,
+		CommandHash: hc, ResponseSecret: responseSecret(&ep.Secret, hc[:]), PeerShare: share, NotAfter: p.NotAfter,
+	}
+	out := Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Epoch: s.Current.Gen}
+
+	// Time errors change nothing: the command may be sent again once the clocks agree.
+	switch {
+	case p.Created > now+e.skew.Milliseconds():
+		out.Err = &RemoteError{Code: CodeClock, Time: time.UnixMilli(now), Detail: fmt.Sprintf("created-at is %s ahead of the responder's clock", time.Duration(p.Created-now)*time.Millisecond)}
+	case p.NotAfter-p.Created > e.ttl.Milliseconds():
+		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: fmt.Sprintf("lifetime above the responder's cap of %s", e.ttl)}
+	case now > p.NotAfter:
+		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: "not-after has passed"}
+	}
+	if out.Err != nil {
+		out.Reply, err = e.sealError(t, out.Err)
+		return out, err
+	}
+
+	le, ok, err := st.Ledger(p.Sender, p.Command)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if ok && le.State == Executing {
+		// Running right now under another transmission; its answer will come.
+		return Outcome{}, fmt.Errorf("%w: command %s is executing", ErrReplay, p.Command)
+	}
+
+	// The package is authentic, fresh and timely: accept its sequence number, and let it
+	// confirm its epoch and session.
+	s.Window.mark(p.Seq)
+	if child >= 0 {
+		s.Current, s.Children, s.Reserved = s.Children[child], nil, 0
+	}
+	if s.Status == Initializing {
+		s.Status = Confirmed
+		if err := e.deleteOtherSessions(st, s.Peer, Responder, s.ID); err != nil {
+			return Outcome{}, err
+		}
+	}
+	out.Epoch = s.Current.Gen
+
+	switch {
+	case ok:
+		out.Reply = bytes.Clone(le.Answer)
+		return out, st.PutSession(s)
+	case e.hasFlr && p.Created < e.floor:
+		// Issued before our state was restored from an older copy: it may have run already.
+		out.Err = &RemoteError{Code: CodeOutcomeUnknown, Time: time.UnixMilli(now), Detail: "the responder's state was restored from an older copy; this command may or may not have run"}
+		if out.Reply, err = e.sealError(t, out.Err); err != nil {
+			return Outcome{}, err
+		}
+		if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: out.Reply}); err != nil {
+			return Outcome{}, err
+		}
+		return out, st.PutSession(s)
+	case len(s.Children)+s.Reserved >= MaxChildren:
+		// Too many responses lost: no room for another child epoch. Not run, not in the ledger.
+		out.Err = &RemoteError{Code: CodeRekey, Time: time.UnixMilli(now), Detail: "too many unconfirmed epochs; start a new handshake and send again"}
+		if out.Reply, err = e.sealError(t, out.Err); err != nil {
+			return Outcome{}, err
+		}
+		return out, st.PutSession(s)
+	}
+	s.Reserved++
+	if err := st.PutSession(s); err != nil {
+		return Outcome{}, err
+	}
+	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Executing, NotAfter: t.NotAfter, Ticket: t}); err != nil {
+		return Outcome{}, err
+	}
+	out.Kind, out.Ticket, out.Payload = Execute, t, bytes.Clone(payload)
+	return out, nil
+}
+
+// Complete seals the response to an executed command, records it in the ledger as the answer to
+// every later duplicate, and creates the child epoch its share makes possible. The returned
+// package goes to the peer's pinned address.
+func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
+	if len(payload) > MaxPayload {
+		return nil, fmt.Errorf("%w: response of %d bytes, the limit is %d", ErrTooLarge, len(payload), MaxPayload)
+	}
+	if err := e.checkExecuting(st, t); err != nil {
+		return nil, err
+	}
+	var seed [32]byte
+	if err := e.random(seed[:]); err != nil {
+		return nil, err
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(seed[:])
+	if err != nil {
+		return nil, err
+	}
+	h := e.answerHeader(TypeResponse, t)
+	buf, _ := encodeInner(priv.PublicKey().Bytes(), payload)
+	pkg, err := sealInto(buf, &h, &t.ResponseSecret, e.rand)
+	if err != nil {
+		return nil, err
+	}
+	s, ok, err := st.Session(t.Session)
+	if err != nil {
+		return nil, err
+	}
+	if ok && s.Role == Responder && s.Current.ID == t.Epoch {
+		if len(s.Children) >= MaxChildren {
+			return nil, ErrWindowFull
+		}
+		// A share that is not a valid X25519 point yields no child; the initiator, which made
+		// it, cannot derive one either, so both stay on the current epoch.
+		if dh, err := x25519(seed[:], t.PeerShare[:]); err == nil {
+			hr := hashPackage(pkg)
+			c := childSecret(dh, &t.ResponseSecret, t.CommandHash[:], hr[:])
+			s.Children = append(s.Children, Epoch{ID: epochID(&c), Secret: c, Gen: s.Current.Gen + 1})
+		}
+		if s.Reserved > 0 {
+			s.Reserved--
+		}
+		if err := st.PutSession(s); err != nil {
+			return nil, err
+		}
+	}
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg})
+}
+
+// Fail answers an Execute outcome with an authenticated error instead of running it (code
+// CodeDenied for policy, CodeBadCommand for an undecodable payload) or after a crash left it
+// Executing (CodeOutcomeUnknown). The error becomes the ledger's answer for every duplicate.
+func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byte, error) {
+	if err := e.checkExecuting(st, t); err != nil {
+		return nil, err
+	}
+	pkg, err := e.sealError(t, &RemoteError{Code: code, Time: e.now(), Detail: detail})
+	if err != nil {
+		return nil, err
+	}
+	s, ok, err := st.Session(t.Session)
+	if err != nil {
+		return nil, err
+	}
+	if ok && s.Role == Responder && s.Current.ID == t.Epoch && s.Reserved > 0 {
+		s.Reserved--
+		if err := st.PutSession(s); err != nil {
+			return nil, err
+		}
+	}
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg})
+}
+
+func (e *Engine) checkExecuting(st Store, t *Ticket) error {
+	le, ok, err := st.Ledger(t.Peer, t.Command)
+	if err != nil {
+		return err
+	}
+	if !ok || le.State != Executing {
+		return fmt.Errorf("command %s is not executing", t.Command)
+	}
+	return nil
+}
+
+func (e *Engine) answerHeader(typ Type, t *Ticket) Header {
+	now := e.nowMS()
+	return Header{
+		Type: typ, Sender: e.fp, Recipient: t.Peer, Session: t.Session, Epoch: t.Epoch, Seq: t.Seq,
+		Command: t.Command, Created: now, NotAfter: max(now, t.NotAfter),
+	}
+}
+
+func (e *Engine) sealError(t *Ticket, re *RemoteError) ([]byte, error) {
+	h := e.answerHeader(TypeError, t)
+	buf, _ := encodeError(re)
+	return sealInto(buf, &h, &t.ResponseSecret, e.rand)
+}
