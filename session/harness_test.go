@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +108,8 @@ var established struct {
 	sessID session.SessionID
 }
 
+var pairSeed atomic.Uint64
+
 // pair returns alice and bob with a Confirmed session alice -> bob, on fresh copies of the state.
 func pair(t testing.TB) (a, b *node) {
 	t.Helper()
@@ -122,8 +125,9 @@ func pair(t testing.TB) (a, b *node) {
 		t.Fatal("establishing the shared session failed in an earlier test")
 	}
 	c := &clock{now: t0.Add(time.Minute)}
-	a = newNode(t, "alice", 1, c, established.aSt.Clone(), session.Config{})
-	b = newNode(t, "bob", 2, c, established.bSt.Clone(), session.Config{})
+	seed := pairSeed.Add(2) * 7919 // fresh randomness per copy, or copies would repeat session ids
+	a = newNode(t, "alice", 1, c, established.aSt.Clone(), session.Config{Rand: seededReader(seed)})
+	b = newNode(t, "bob", 2, c, established.bSt.Clone(), session.Config{Rand: seededReader(seed + 1)})
 	return a, b
 }
 
