@@ -1,0 +1,61 @@
+package keystore
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels callers test with errors.Is. Every error keystore returns for a
+// refused write wraps exactly one of them, so the protocol code can tell "this
+// would break an invariant" from "the disk failed" without parsing strings.
+var (
+	// ErrConflict: the write would break a uniqueness rule (a fingerprint
+	// pinned to another peer, a peer name re-pinned to a different key, an id
+	// reused for a different peer).
+	ErrConflict = errors.New("keystore: conflict")
+	// ErrNotFound: an update or delete named a record that does not exist.
+	ErrNotFound = errors.New("keystore: not found")
+	// ErrInvalid: a key or record failed validation (empty name, zero id,
+	// wrong key length, empty blob). Nothing was written.
+	ErrInvalid = errors.New("keystore: invalid")
+	// ErrCorrupt: a stored key or value does not have the shape keystore
+	// writes. Reads and Check report it; it never comes from caller input.
+	ErrCorrupt = errors.New("keystore: corrupt state")
+)
+
+// InUseError is returned by Open when another process (or another Store in
+// this process) holds the database lock for longer than Options.LockTimeout.
+type InUseError struct {
+	Path string // the state.db path
+	PID  int    // holder's PID from state.pid; 0 if unknown
+}
+
+func (e *InUseError) Error() string {
+	const hint = `(is "sealpost agent" running? stop it or let it do the work)`
+	if e.PID == 0 {
+		// "PID 0" would send the operator looking for a process that does
+		// not exist; say plainly that we could not tell.
+		return fmt.Sprintf("state %s is in use by another process %s", e.Path, hint)
+	}
+	return fmt.Sprintf("state %s is in use by PID %d %s", e.Path, e.PID, hint)
+}
+
+// invalidf builds an ErrInvalid-wrapping error.
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// conflictf builds an ErrConflict-wrapping error.
+func conflictf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrConflict}, args...)...)
+}
+
+// notFoundf builds an ErrNotFound-wrapping error.
+func notFoundf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrNotFound}, args...)...)
+}
+
+// corruptf builds an ErrCorrupt-wrapping error.
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
