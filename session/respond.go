@@ -105,22 +105,34 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	}
 	out.Epoch = s.Current.Gen
 
+	windowFull := len(s.Children)+s.Reserved >= MaxChildren
 	switch {
-	case ok:
-		out.Reply = bytes.Clone(le.Answer)
+	case ok && le.Err != nil:
+		// Answered before, with an error: the same error, sealed for this transmission.
+		out.Err = le.Err
+		if out.Reply, err = e.sealError(t, le.Err); err != nil {
+			return Outcome{}, err
+		}
 		return out, st.PutSession(s)
-	case e.hasFlr && p.Created < e.floor:
+	case ok && !windowFull:
+		// Ran before: the recorded response, sealed for this transmission (and rotating).
+		if out.Reply, err = e.sealResponse(s, t, le.Payload); err != nil {
+			return Outcome{}, err
+		}
+		out.Epoch = s.Current.Gen
+		return out, st.PutSession(s)
+	case !ok && e.hasFlr && p.Created < e.floor:
 		// Issued before our state was restored from an older copy: it may have run already.
 		out.Err = &RemoteError{Code: CodeOutcomeUnknown, Time: time.UnixMilli(now), Detail: "the responder's state was restored from an older copy; this command may or may not have run"}
 		if out.Reply, err = e.sealError(t, out.Err); err != nil {
 			return Outcome{}, err
 		}
-		if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: out.Reply}); err != nil {
+		if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: out.Reply, Err: out.Err}); err != nil {
 			return Outcome{}, err
 		}
 		return out, st.PutSession(s)
-	case len(s.Children)+s.Reserved >= MaxChildren:
-		// Too many responses lost: no room for another child epoch. Not run, not in the ledger.
+	case windowFull:
+		// Too many responses lost: no room for another child epoch. Not run, not recorded.
 		out.Err = &RemoteError{Code: CodeRekey, Time: time.UnixMilli(now), Detail: "too many unconfirmed epochs; start a new handshake and send again"}
 		if out.Reply, err = e.sealError(t, out.Err); err != nil {
 			return Outcome{}, err
@@ -138,9 +150,8 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	return out, nil
 }
 
-// Complete seals the response to an executed command, records it in the ledger as the answer to
-// every later duplicate, and creates the child epoch its share makes possible. The returned
-// package goes to the peer's pinned address.
+// Complete seals the response to an executed command, records it in the ledger, and creates the
+// child epoch its share makes possible. The returned package goes to the peer's pinned address.
 func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 	if len(payload) > MaxPayload {
 		return nil, fmt.Errorf("%w: response of %d bytes, the limit is %d", ErrTooLarge, len(payload), MaxPayload)
@@ -148,6 +159,31 @@ func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 	if err := e.checkExecuting(st, t); err != nil {
 		return nil, err
 	}
+	s, ok, err := st.Session(t.Session)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || s.Role != Responder {
+		s = nil // the session is gone (re-handshake): answer without rotating
+	}
+	pkg, err := e.sealResponse(s, t, payload)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		if s.Current.ID == t.Epoch && s.Reserved > 0 {
+			s.Reserved--
+		}
+		if err := st.PutSession(s); err != nil {
+			return nil, err
+		}
+	}
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Payload: bytes.Clone(payload)})
+}
+
+// sealResponse seals payload as the RESPONSE to transmission t with a fresh share, and adds the
+// resulting child epoch to s when t came under s's current epoch. s may be nil.
+func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, error) {
 	var seed [32]byte
 	if err := e.random(seed[:]); err != nil {
 		return nil, err
@@ -162,29 +198,20 @@ func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, ok, err := st.Session(t.Session)
-	if err != nil {
-		return nil, err
+	if s == nil || s.Current.ID != t.Epoch {
+		return pkg, nil
 	}
-	if ok && s.Role == Responder && s.Current.ID == t.Epoch {
-		if len(s.Children) >= MaxChildren {
-			return nil, ErrWindowFull
-		}
-		// A share that is not a valid X25519 point yields no child; the initiator, which made
-		// it, cannot derive one either, so both stay on the current epoch.
-		if dh, err := x25519(seed[:], t.PeerShare[:]); err == nil {
-			hr := hashPackage(pkg)
-			c := childSecret(dh, &t.ResponseSecret, t.CommandHash[:], hr[:])
-			s.Children = append(s.Children, Epoch{ID: epochID(&c), Secret: c, Gen: s.Current.Gen + 1})
-		}
-		if s.Reserved > 0 {
-			s.Reserved--
-		}
-		if err := st.PutSession(s); err != nil {
-			return nil, err
-		}
+	if len(s.Children) >= MaxChildren {
+		return nil, ErrWindowFull
 	}
-	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg})
+	// A share that is not a valid X25519 point yields no child; the initiator, which made it,
+	// cannot derive one either, so both stay on the current epoch.
+	if dh, err := x25519(seed[:], t.PeerShare[:]); err == nil {
+		hr := hashPackage(pkg)
+		c := childSecret(dh, &t.ResponseSecret, t.CommandHash[:], hr[:])
+		s.Children = append(s.Children, Epoch{ID: epochID(&c), Secret: c, Gen: s.Current.Gen + 1})
+	}
+	return pkg, nil
 }
 
 // Fail answers an Execute outcome with an authenticated error instead of running it (code
@@ -194,7 +221,8 @@ func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byt
 	if err := e.checkExecuting(st, t); err != nil {
 		return nil, err
 	}
-	pkg, err := e.sealError(t, &RemoteError{Code: code, Time: e.now(), Detail: detail})
+	re := &RemoteError{Code: code, Time: e.now(), Detail: detail}
+	pkg, err := e.sealError(t, re)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +236,7 @@ func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byt
 			return nil, err
 		}
 	}
-	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg})
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Err: re})
 }
 
 func (e *Engine) checkExecuting(st Store, t *Ticket) error {

@@ -122,14 +122,18 @@ type Ticket struct {
 }
 
 // LedgerEntry is the responder's record of one command id: Executing (with the Ticket), or Done
-// with the sealed answer that every duplicate receives again.
+// with the answer. A redelivery of the very transmission that ran gets Answer, the sealed bytes,
+// again; any other transmission (a retry, perhaps in a later session) gets Payload or Err sealed
+// anew for it, because the requester may have forgotten the keys of the transmission that ran.
 type LedgerEntry struct {
-	Peer     Fingerprint `json:"peer"`
-	Command  CommandID   `json:"command"`
-	State    LedgerState `json:"state"`
-	NotAfter int64       `json:"not_after"`
-	Ticket   *Ticket     `json:"ticket,omitempty"`
-	Answer   []byte      `json:"answer,omitempty"`
+	Peer     Fingerprint  `json:"peer"`
+	Command  CommandID    `json:"command"`
+	State    LedgerState  `json:"state"`
+	NotAfter int64        `json:"not_after"`
+	Ticket   *Ticket      `json:"ticket,omitempty"`
+	Answer   []byte       `json:"answer,omitempty"`
+	Payload  []byte       `json:"payload,omitempty"`
+	Err      *RemoteError `json:"err,omitempty"`
 }
 
 // PairingMode says how an armed pairing authenticates the peer's PAIR package.
