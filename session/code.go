@@ -1,6 +1,7 @@
 package session
 
 import (
+	cryptorand "crypto/rand"
 	"fmt"
 	"io"
 	"strings"
@@ -13,8 +14,12 @@ const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // CodeBits is the strength of a generated pairing code.
 const CodeBits = 120
 
-// GenerateCode returns a fresh pairing code of CodeBits bits, like "7KQ2-M9XD-...".
+// GenerateCode returns a fresh pairing code of CodeBits bits, like "7KQ2-M9XD-...". A nil rand
+// means crypto/rand.
 func GenerateCode(rand io.Reader) (string, error) {
+	if rand == nil {
+		rand = cryptorand.Reader
+	}
 	raw := make([]byte, CodeBits/5)
 	if _, err := io.ReadFull(rand, raw); err != nil {
 		return "", fmt.Errorf("generate pairing code: %w", err)
