@@ -30,3 +30,17 @@ func (tx *Tx) PutConfig(key string, val []byte) error {
 	}
 	return nil
 }
+
+// DeleteConfig removes key; a missing key is not an error.
+func (tx *Tx) DeleteConfig(key string) error {
+	if err := checkConfigKey(key); err != nil {
+		return err
+	}
+	if err := tx.bucket(bConfig).Delete([]byte(key)); err != nil {
+		return err
+	}
+	if tx.debugOn() {
+		tx.logOp("delete_config", slog.String("key", key))
+	}
+	return nil
+}

@@ -1,6 +1,9 @@
 package keystore
 
-import "log/slog"
+import (
+	"bytes"
+	"log/slog"
+)
 
 // Pairing returns the pairing blob for an email address (exact bytes; the
 // caller canonicalises addresses).
@@ -38,4 +41,23 @@ func (tx *Tx) DeletePairing(address string) error {
 		return err
 	}
 	return deleteExisting(tx, bPairings, []byte(address), "pairing "+address, "delete_pairing", slog.String("address", address))
+}
+
+// ForEachPairing calls fn for every armed pairing, in address order. The values are copies.
+func (tx *Tx) ForEachPairing(fn func(address string, blob []byte) error) error {
+	return tx.bucket(bPairings).ForEach(func(k, v []byte) error {
+		return fn(string(k), clone(v))
+	})
+}
+
+// ForEachConfig calls fn for every config key with the given prefix, in key order.
+func (tx *Tx) ForEachConfig(prefix string, fn func(key string, val []byte) error) error {
+	c := tx.bucket(bConfig).Cursor()
+	p := []byte(prefix)
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if err := fn(string(k), clone(v)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
