@@ -14,8 +14,8 @@
 //
 //   - Parse accepts only canonical version-1 bytes: Marshal(Parse(b)) == b.
 //   - Receive rejects with an error wrapping exactly one of the Err* reasons and then has changed
-//     nothing in the Store (except ErrPairingCode, which spends a pairing attempt) and returns no
-//     reply. Unknown senders and sessions are rejected before any public-key or AEAD work.
+//     nothing in the Store (except ErrPairingCode, which spends a pairing attempt, and
+//     ErrHandshakeAborted, which deletes the dead Initializing session) and returns no reply. Unknown senders and sessions are rejected before any public-key or AEAD work.
 //   - A command id runs at most once per responder: the ledger answers duplicates with the sealed
 //     answer it recorded, and an entry left Executing is never run again.
 //   - The responder holds its confirmed epoch and at most MaxChildren unconfirmed children; a

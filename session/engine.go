@@ -151,8 +151,8 @@ type Outcome struct {
 }
 
 // Receive applies one received package to st. A non-nil error means the package is rejected: no
-// state changed (except a failed pairing attempt, see ErrPairingCode), nothing is to run and no
-// reply is to be sent; the caller logs it and moves the mail aside. The checks run in the order
+// state changed (except a failed pairing attempt, see ErrPairingCode, and an aborted handshake,
+// see ErrHandshakeAborted), nothing is to run and no reply is to be sent; the caller logs it and moves the mail aside. The checks run in the order
 // docs/PROTOCOL.md, "Receiving", lists: parse, addressing and sender before any public-key or
 // AEAD work, then authentication, then replay and time, then the ledger.
 func (e *Engine) Receive(st Store, raw []byte) (Outcome, error) {

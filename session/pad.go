@@ -3,6 +3,7 @@ package session
 import (
 	"encoding/binary"
 	"time"
+	"unicode/utf8"
 )
 
 // Padding buckets (docs/PROTOCOL.md, "Padding"): the plaintext of every sealed body is padded with
@@ -121,7 +122,12 @@ func (e *RemoteError) Error() string {
 func encodeError(e *RemoteError) (buf []byte, plain []byte) {
 	detail := e.Detail
 	if len(detail) > MaxErrorDetail {
-		detail = detail[:MaxErrorDetail]
+		// Cut at a character boundary: the detail is UTF-8 on the wire.
+		cut := MaxErrorDetail
+		for cut > 0 && !utf8.RuneStart(detail[cut]) {
+			cut--
+		}
+		detail = detail[:cut]
 	}
 	size := bucket(errHeaderSize + len(detail))
 	buf = make([]byte, HeaderSize+size+tagSize)

@@ -218,6 +218,13 @@ func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, erro
 // CodeDenied for policy, CodeBadCommand for an undecodable payload) or after a crash left it
 // Executing (CodeOutcomeUnknown). The error becomes the ledger's answer for every duplicate.
 func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byte, error) {
+	switch code {
+	case CodeDenied, CodeBadCommand, CodeOutcomeUnknown:
+	default:
+		// The other codes are never recorded as a command's final answer (docs/PROTOCOL.md
+		// section 8); an unknown one would leave the requester unable to read it, forever.
+		return nil, fmt.Errorf("Fail: code %v is not a final answer (want denied, bad-command or outcome-unknown)", code)
+	}
 	if err := e.checkExecuting(st, t); err != nil {
 		return nil, err
 	}
