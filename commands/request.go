@@ -1,0 +1,156 @@
+package commands
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The built-in command names. The registry is built from exactly these; no other name is ever
+// accepted, on the wire or by Check.
+const (
+	CmdPing    = "ping"    // answers at once; measures the round trip
+	CmdSysinfo = "sysinfo" // host facts (SysInfo)
+	CmdExec    = "exec"    // runs one allowlisted program with Argv, never through a shell
+)
+
+// Request limits (docs/PROTOCOL.md, "Commands payload").
+const (
+	// MaxRequestSize bounds a request payload: the bytes received, and the canonical encoding
+	// EncodeRequest produces for the decoded value.
+	MaxRequestSize = 64 << 10
+	// MaxArgs bounds len(Argv) for exec (the program counts).
+	MaxArgs = 256
+	// MaxArgBytes bounds each element of Argv, in bytes of UTF-8.
+	MaxArgBytes = 32 << 10
+)
+
+// Request is what a controller asks for. Name is "ping", "sysinfo" or "exec"; Argv is used by
+// exec only (Argv[0] is the program: an absolute path, or a bare name matched against the
+// policy's allowlist) and must be empty for the others.
+type Request struct {
+	Name string   `json:"name"`
+	Argv []string `json:"argv,omitempty"`
+	// Timeout is what the controller asks for; Policy.MaxTimeout caps it and zero means the
+	// policy's default. On the wire: integer nanoseconds.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Sent is the controller's clock when it issued the request, for round-trip display only:
+	// nothing on the agent trusts it. The protocol envelope carries the authoritative times.
+	Sent time.Time `json:"sent,omitzero"`
+}
+
+var requestShape = &shape{members: map[string]*shape{
+	"name":    str,
+	"argv":    {elem: str},
+	"timeout": integer,
+	"sent":    str,
+}}
+
+// EncodeRequest returns the JSON payload for r. It refuses (with an error wrapping a
+// *DecodeError) any request DecodeRequest would refuse, so a controller learns of a bad request
+// before it is sealed and sent. Times are sent in UTC.
+func EncodeRequest(r Request) ([]byte, error) {
+	r = canonicalRequest(r)
+	if err := validateRequest(r); err != nil {
+		return nil, fmt.Errorf("commands: encode request: %w", err)
+	}
+	b, err := marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("commands: encode request: %w", err)
+	}
+	if len(b) > MaxRequestSize {
+		return nil, fmt.Errorf("commands: encode request: %w", decodeErr("",
+			fmt.Sprintf("request encodes to %d bytes, above the limit of %d", len(b), MaxRequestSize)))
+	}
+	return b, nil
+}
+
+// DecodeRequest parses a request payload strictly (see the package documentation, "Payload"):
+// exactly one JSON object of at most MaxRequestSize bytes, valid UTF-8, only the members of
+// Request spelled exactly, none twice, no nulls, and every limit of validateRequest. On failure
+// it returns the zero Request and a *DecodeError.
+func DecodeRequest(b []byte) (Request, error) {
+	r, err := decodeRequest(b)
+	if err != nil {
+		return Request{}, err
+	}
+	return r, nil
+}
+
+func decodeRequest(b []byte) (Request, error) {
+	var r Request
+	if len(b) > MaxRequestSize {
+		return r, decodeErr("", fmt.Sprintf("request is %d bytes, above the limit of %d", len(b), MaxRequestSize))
+	}
+	if err := checkShape(b, requestShape); err != nil {
+		return r, err
+	}
+	if err := unmarshal(b, &r, "sent"); err != nil {
+		return r, err
+	}
+	r = canonicalRequest(r)
+	if err := validateRequest(r); err != nil {
+		return r, err
+	}
+	// The canonical encoding may be longer than what was received (JSON escapes U+2028 and
+	// U+2029); a request that could not be re-sent is refused, so Encode(Decode(b)) never fails.
+	enc, err := marshal(r)
+	if err != nil {
+		return r, decodeErr("", err.Error())
+	}
+	if len(enc) > MaxRequestSize {
+		return r, decodeErr("", fmt.Sprintf("request re-encodes to %d bytes, above the limit of %d", len(enc), MaxRequestSize))
+	}
+	return r, nil
+}
+
+// canonicalRequest gives a request its one in-memory form: times in UTC without a monotonic
+// reading, an empty Argv as nil.
+func canonicalRequest(r Request) Request {
+	r.Sent = r.Sent.UTC()
+	if len(r.Argv) == 0 {
+		r.Argv = nil
+	}
+	return r
+}
+
+// validateRequest checks everything about r but its encoded size; it returns a *DecodeError.
+func validateRequest(r Request) error {
+	switch r.Name {
+	case CmdExec:
+		if len(r.Argv) == 0 {
+			return decodeErr("argv", "exec needs at least the program")
+		}
+		if len(r.Argv) > MaxArgs {
+			return decodeErr("argv", fmt.Sprintf("%d elements, above the limit of %d", len(r.Argv), MaxArgs))
+		}
+	case CmdPing, CmdSysinfo:
+		if len(r.Argv) != 0 {
+			return decodeErr("argv", r.Name+" takes no arguments")
+		}
+	default:
+		return decodeErr("name", fmt.Sprintf("unknown command %q (known: %s)", clip(r.Name, 64), strings.Join(builtinNames, ", ")))
+	}
+	for i, a := range r.Argv {
+		field := "argv[" + strconv.Itoa(i) + "]"
+		switch {
+		case len(a) > MaxArgBytes:
+			return decodeErr(field, fmt.Sprintf("%d bytes, above the limit of %d", len(a), MaxArgBytes))
+		case !utf8.ValidString(a):
+			return decodeErr(field, "not valid UTF-8")
+		case strings.IndexByte(a, 0) >= 0:
+			return decodeErr(field, "contains a NUL byte")
+		case i == 0 && a == "":
+			return decodeErr(field, "empty program name")
+		}
+	}
+	if r.Timeout < 0 {
+		return decodeErr("timeout", "negative")
+	}
+	return validTime("sent", r.Sent)
+}
+
+// builtinNames lists the command names, sorted, for messages.
+var builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}

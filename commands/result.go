@@ -1,0 +1,251 @@
+package commands
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Result limits (docs/PROTOCOL.md, "Commands payload"). Every Result that passes them encodes
+// to at most MaxResultSize bytes (a test checks the worst case), and Run only produces such
+// Results.
+const (
+	// MaxResultSize bounds a result payload as received. It is below the compression frame's
+	// 16 MiB plain-length cap.
+	MaxResultSize = 12 << 20
+	// MaxOutputLimit bounds Stdout and Stderr (each, in bytes); Policy.MaxOutput is clamped to it.
+	MaxOutputLimit = 4 << 20
+	// MaxErrorBytes bounds Result.Error.
+	MaxErrorBytes = 4096
+	// MaxInfoString bounds each string of SysInfo but the disks' mount points.
+	MaxInfoString = 256
+	// MaxDisks bounds SysInfo.Disks.
+	MaxDisks = 32
+	// MaxMountBytes bounds Disk.Mount.
+	MaxMountBytes = 1024
+)
+
+// Result is what comes back for a request.
+type Result struct {
+	// ExitCode is the program's exit status; -1 when it did not run or was killed by a signal.
+	// 0 for ping and sysinfo.
+	ExitCode int `json:"exit_code"`
+	// Stdout and Stderr hold the first Policy.MaxOutput bytes of each stream.
+	Stdout []byte `json:"stdout,omitempty"`
+	Stderr []byte `json:"stderr,omitempty"`
+	// StdoutTruncated and StderrTruncated report that the stream went on past what was kept.
+	StdoutTruncated bool `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool `json:"stderr_truncated,omitempty"`
+	// Duration is how long the command took on the agent (monotonic clock).
+	Duration time.Duration `json:"duration"`
+	// TimedOut reports that the timeout expired and the program's process group was killed.
+	TimedOut bool `json:"timed_out,omitempty"`
+	// Error says why the command did not run or did not finish normally, for people: "program
+	// not found: /usr/bin/x", "killed by signal 11 (segmentation fault)", a denial. Empty when
+	// the program ran and exited by itself.
+	Error string `json:"error,omitempty"`
+	// Info is set by sysinfo.
+	Info *SysInfo `json:"sysinfo,omitempty"`
+	// Started is the agent's clock when it began the command (UTC).
+	Started time.Time `json:"started"`
+}
+
+// SysInfo describes the agent's host. Fields the platform cannot provide stay zero.
+type SysInfo struct {
+	Hostname string        `json:"hostname,omitempty"`
+	OS       string        `json:"os,omitempty"`     // runtime.GOOS
+	Kernel   string        `json:"kernel,omitempty"` // kernel release (uname -r)
+	Arch     string        `json:"arch,omitempty"`   // runtime.GOARCH
+	Uptime   time.Duration `json:"uptime,omitempty"`
+	Load1    float64       `json:"load1,omitempty"`
+	Load5    float64       `json:"load5,omitempty"`
+	Load15   float64       `json:"load15,omitempty"`
+	// MemTotal and MemAvailable are in bytes (MemAvailable: what new work can use without
+	// swapping, as /proc/meminfo estimates it).
+	MemTotal     uint64 `json:"mem_total,omitempty"`
+	MemAvailable uint64 `json:"mem_available,omitempty"`
+	// Disks: "/" first, then other local, non-pseudo file systems, one entry per device.
+	Disks     []Disk `json:"disks,omitempty"`
+	NumCPU    int    `json:"num_cpu,omitempty"`
+	Version   string `json:"version,omitempty"`    // sealpost's version
+	GoVersion string `json:"go_version,omitempty"` // runtime.Version()
+}
+
+// Disk is one mounted file system. Total and Free are in bytes; Free is what unprivileged users
+// may still use (df's "Avail").
+type Disk struct {
+	Mount string `json:"mount"`
+	Total uint64 `json:"total"`
+	Free  uint64 `json:"free"`
+}
+
+var resultShape = &shape{members: map[string]*shape{
+	"exit_code":        integer,
+	"stdout":           bytes64,
+	"stderr":           bytes64,
+	"stdout_truncated": boolean,
+	"stderr_truncated": boolean,
+	"duration":         integer,
+	"timed_out":        boolean,
+	"error":            str,
+	"started":          str,
+	"sysinfo": {members: map[string]*shape{
+		"hostname":      str,
+		"os":            str,
+		"kernel":        str,
+		"arch":          str,
+		"uptime":        integer,
+		"load1":         number,
+		"load5":         number,
+		"load15":        number,
+		"mem_total":     uinteger,
+		"mem_available": uinteger,
+		"num_cpu":       integer,
+		"version":       str,
+		"go_version":    str,
+		"disks": {elem: &shape{members: map[string]*shape{
+			"mount": str,
+			"total": uinteger,
+			"free":  uinteger,
+		}}},
+	}},
+}}
+
+// EncodeResult returns the JSON payload for r. It refuses (with an error wrapping a
+// *DecodeError) any result DecodeResult would refuse. Times are sent in UTC.
+func EncodeResult(r Result) ([]byte, error) {
+	r = canonicalResult(r)
+	if err := validateResult(r); err != nil {
+		return nil, fmt.Errorf("commands: encode result: %w", err)
+	}
+	b, err := marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("commands: encode result: %w", err)
+	}
+	if len(b) > MaxResultSize { // unreachable within the limits; kept as a guard
+		return nil, fmt.Errorf("commands: encode result: %w", decodeErr("",
+			fmt.Sprintf("result encodes to %d bytes, above the limit of %d", len(b), MaxResultSize)))
+	}
+	return b, nil
+}
+
+// DecodeResult parses a result payload as strictly as DecodeRequest parses requests, with the
+// limits of validateResult. On failure it returns the zero Result and a *DecodeError.
+func DecodeResult(b []byte) (Result, error) {
+	r, err := decodeResult(b)
+	if err != nil {
+		return Result{}, err
+	}
+	return r, nil
+}
+
+func decodeResult(b []byte) (Result, error) {
+	var r Result
+	if len(b) > MaxResultSize {
+		return r, decodeErr("", fmt.Sprintf("result is %d bytes, above the limit of %d", len(b), MaxResultSize))
+	}
+	if err := checkShape(b, resultShape); err != nil {
+		return r, err
+	}
+	if err := unmarshal(b, &r, "started"); err != nil {
+		return r, err
+	}
+	r = canonicalResult(r)
+	return r, validateResult(r)
+}
+
+// canonicalResult gives a result its one in-memory form: times in UTC without a monotonic
+// reading, empty slices as nil. It does not modify what r points to.
+func canonicalResult(r Result) Result {
+	r.Started = r.Started.UTC()
+	if len(r.Stdout) == 0 {
+		r.Stdout = nil
+	}
+	if len(r.Stderr) == 0 {
+		r.Stderr = nil
+	}
+	if r.Info != nil {
+		info := *r.Info
+		if len(info.Disks) == 0 {
+			info.Disks = nil
+		}
+		r.Info = &info
+	}
+	return r
+}
+
+// validateResult checks r against the limits; it returns a *DecodeError.
+func validateResult(r Result) error {
+	if c := int64(r.ExitCode); c < -1 || c > math.MaxUint32 {
+		return decodeErr("exit_code", fmt.Sprintf("%d outside -1..%d", c, uint64(math.MaxUint32)))
+	}
+	if len(r.Stdout) > MaxOutputLimit {
+		return decodeErr("stdout", fmt.Sprintf("%d bytes, above the limit of %d", len(r.Stdout), MaxOutputLimit))
+	}
+	if len(r.Stderr) > MaxOutputLimit {
+		return decodeErr("stderr", fmt.Sprintf("%d bytes, above the limit of %d", len(r.Stderr), MaxOutputLimit))
+	}
+	if r.Duration < 0 {
+		return decodeErr("duration", "negative")
+	}
+	if err := checkString("error", r.Error, MaxErrorBytes); err != nil {
+		return err
+	}
+	if err := validTime("started", r.Started); err != nil {
+		return err
+	}
+	if r.Info != nil {
+		return validateSysInfo(r.Info)
+	}
+	return nil
+}
+
+func validateSysInfo(si *SysInfo) error {
+	for _, s := range []struct{ field, v string }{
+		{"sysinfo.hostname", si.Hostname}, {"sysinfo.os", si.OS}, {"sysinfo.kernel", si.Kernel},
+		{"sysinfo.arch", si.Arch}, {"sysinfo.version", si.Version}, {"sysinfo.go_version", si.GoVersion},
+	} {
+		if err := checkString(s.field, s.v, MaxInfoString); err != nil {
+			return err
+		}
+	}
+	if si.Uptime < 0 {
+		return decodeErr("sysinfo.uptime", "negative")
+	}
+	for _, l := range []struct {
+		field string
+		v     float64
+	}{{"sysinfo.load1", si.Load1}, {"sysinfo.load5", si.Load5}, {"sysinfo.load15", si.Load15}} {
+		if !(l.v >= 0) || math.IsInf(l.v, 1) {
+			return decodeErr(l.field, "not a finite, non-negative number")
+		}
+	}
+	if si.NumCPU < 0 {
+		return decodeErr("sysinfo.num_cpu", "negative")
+	}
+	if len(si.Disks) > MaxDisks {
+		return decodeErr("sysinfo.disks", fmt.Sprintf("%d entries, above the limit of %d", len(si.Disks), MaxDisks))
+	}
+	for i, d := range si.Disks {
+		field := "sysinfo.disks[" + strconv.Itoa(i) + "].mount"
+		if d.Mount == "" {
+			return decodeErr(field, "empty")
+		}
+		if err := checkString(field, d.Mount, MaxMountBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkString(field, s string, max int) error {
+	if len(s) > max {
+		return decodeErr(field, fmt.Sprintf("%d bytes, above the limit of %d", len(s), max))
+	}
+	if !utf8.ValidString(s) {
+		return decodeErr(field, "not valid UTF-8")
+	}
+	return nil
+}
