@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/node"
+)
+
+func runDemo(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "demo", "[--keep]",
+		"Start the embedded relay and two nodes, alice (controller) and bob (agent), in a temporary\ndirectory; pair them, open a session, and run ping, sysinfo, an allowed program, a denied\nprogram and a failing program, printing who sent what as it happens.",
+		"sealpost demo")
+	keep := fs.Bool("keep", false, "keep the temporary state directories and print where they are")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	d := &demo{out: g.stdout, start: time.Now()}
+	return d.run(ctx, *keep)
+}
+
+type demo struct {
+	out   io.Writer
+	mu    sync.Mutex
+	start time.Time
+}
+
+func (d *demo) say(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+func (d *demo) events(who string) func(node.Event) {
+	return func(e node.Event) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		fmt.Fprintf(d.out, "  %6.3fs %s\n", time.Since(d.start).Seconds(), formatEvent(who, e))
+	}
+}
+
+// formatEvent renders one node event as a transcript line.
+func formatEvent(who string, e node.Event) string {
+	prefix := who
+	if prefix != "" {
+		prefix += " "
+	}
+	switch e.Kind {
+	case node.EventSent:
+		how := "sealed"
+		if e.Package == "PAIR" || strings.HasPrefix(e.Package, "INIT") {
+			how = "signed"
+		}
+		return fmt.Sprintf("%s→ %-6s %-9s %5d bytes, %s", prefix, e.Peer, e.Package, e.Bytes, how)
+	case node.EventReceived:
+		return fmt.Sprintf("%s← %-6s %-9s %5d bytes", prefix, e.Peer, e.Package, e.Bytes)
+	case node.EventSession:
+		return fmt.Sprintf("%s  session with %s: %s (%s)", prefix, e.Peer, e.Status, e.Detail)
+	case node.EventPaired:
+		return fmt.Sprintf("%s  paired with %s: %s", prefix, e.Peer, e.Detail)
+	case node.EventExecuted:
+		return fmt.Sprintf("%s  ran for %s: %s", prefix, e.Peer, e.Detail)
+	case node.EventDenied:
+		return fmt.Sprintf("%s  refused for %s: %s", prefix, e.Peer, e.Detail)
+	case node.EventResult:
+		s := fmt.Sprintf("%s  answer from %s: %s", prefix, e.Peer, e.Status)
+		if e.Status == node.StatusDone {
+			s += fmt.Sprintf(", key epoch now %d", e.Epoch)
+		}
+		return s
+	case node.EventRejected:
+		return fmt.Sprintf("%s  moved aside mail from %s: %s", prefix, e.Peer, e.Detail)
+	}
+	return fmt.Sprintf("%s%s %s %s", prefix, e.Kind, e.Peer, e.Detail)
+}
+
+func secret() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (d *demo) run(ctx context.Context, keep bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "sealpost-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		defer d.say("\nState kept in %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	users := map[string]string{"alice@example.test": secret(), "bob@example.test": secret()}
+	relay, err := mailbox.StartRelay(ctx, mailbox.RelayConfig{Users: users})
+	if err != nil {
+		return fmt.Errorf("start the embedded relay: %w", err)
+	}
+	defer relay.Close()
+	d.say("sealpost demo: two nodes talk through an embedded mail relay (SMTP %s, IMAP %s).\n", relay.SMTPAddr(), relay.IMAPAddr())
+
+	open := func(name string) (*node.Node, error) {
+		addr := name + "@example.test"
+		tr, err := mailbox.New(mailbox.Config{Address: addr, IMAPAddr: relay.IMAPAddr(), SMTPAddr: relay.SMTPAddr(),
+			Username: addr, Password: users[addr], TLS: "none", AllowPlaintextAuth: true})
+		if err != nil {
+			return nil, err
+		}
+		return node.Init(node.Options{Dir: filepath.Join(dir, name), Transport: tr, Events: d.events(fmt.Sprintf("%-5s", name)), Version: version, RetryAfter: 5 * time.Second},
+			node.MailConfig{Address: addr, IMAP: relay.IMAPAddr(), SMTP: relay.SMTPAddr(), Login: addr, TLS: "none", AllowPlaintextAuth: true})
+	}
+	alice, err := open("alice")
+	if err != nil {
+		return err
+	}
+	defer alice.Close()
+	bob, err := open("bob")
+	if err != nil {
+		return err
+	}
+	defer bob.Close()
+	d.say("alice %s  (controller)\nbob   %s  (agent)\n", alice.Fingerprint(), bob.Fingerprint())
+
+	var wg sync.WaitGroup
+	for _, n := range []*node.Node{alice, bob} {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.Serve(ctx, false) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+
+	d.say("1. Pairing: alice generates a code, bob's operator types it in; each side pins the other's key.")
+	added, err := alice.AddPeer(ctx, node.PeerSpec{Name: "bob", Address: "bob@example.test"})
+	if err != nil {
+		return err
+	}
+	d.say("   code %s", added.GeneratedCode)
+	allow := []string{"uname", "false"}
+	for _, p := range allow {
+		if _, err := exec.LookPath(p); err != nil {
+			return fmt.Errorf("the demo needs %q in PATH: %w", p, err)
+		}
+	}
+	if _, err := bob.AddPeer(ctx, node.PeerSpec{Name: "alice", Address: "alice@example.test", Code: added.GeneratedCode, Allow: allow}); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, func() bool { return status(ctx, alice, "bob") == "paired" && status(ctx, bob, "alice") == "paired" }); err != nil {
+		return fmt.Errorf("pairing did not complete: %w", err)
+	}
+	d.say("\n2. Commands. The first one opens a session (RSA-3072 + ML-KEM-768 handshake); every answer rotates the key.")
+	steps := []struct {
+		title string
+		req   commands.Request
+	}{
+		{"ping (built in)", commands.Request{Name: "ping"}},
+		{"sysinfo (built in)", commands.Request{Name: "sysinfo"}},
+		{"uname -sr (allowed for alice)", commands.Request{Name: "exec", Argv: []string{"uname", "-sr"}}},
+		{"rm -rf /tmp/precious (not allowed)", commands.Request{Name: "exec", Argv: []string{"rm", "-rf", "/tmp/precious"}}},
+		{"false (allowed, fails)", commands.Request{Name: "exec", Argv: []string{"false"}}},
+	}
+	var rows []string
+	for i, s := range steps {
+		d.say("\n   %d) alice runs %s on bob", i+1, s.title)
+		r, err := alice.Run(ctx, node.RunSpec{Peer: "bob", Request: s.req, TTL: time.Hour}, true, nil)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.title, err)
+		}
+		rtt := r.Finished.Sub(r.Sent).Round(time.Millisecond)
+		d.say("      → %s", summarize(r))
+		peers, _ := alice.Peers(ctx)
+		epoch := uint64(0)
+		for _, p := range peers {
+			if p.Name == "bob" {
+				epoch = p.Epoch
+			}
+		}
+		rows = append(rows, fmt.Sprintf("   %-36s %-16s %8s   epoch %d", s.title, statusLine(r), rtt, epoch))
+	}
+	d.say("\nSummary (round trip through SMTP and IMAP on this machine):")
+	for _, r := range rows {
+		d.say("%s", r)
+	}
+	peers, _ := alice.Peers(ctx)
+	for _, p := range peers {
+		d.say("\nalice's view of bob: %s, key epoch %d, fingerprint %s", p.Status, p.Epoch, p.Fingerprint)
+	}
+	d.say("Done in %s.", time.Since(d.start).Round(10*time.Millisecond))
+	return nil
+}
+
+func statusLine(r keystore.Result) string {
+	if r.Status == node.StatusDone {
+		return fmt.Sprintf("exit %d", r.ExitCode)
+	}
+	return r.Status
+}
+
+func summarize(r keystore.Result) string {
+	switch {
+	case r.Status != node.StatusDone:
+		return fmt.Sprintf("%s: %s", r.Status, r.Error)
+	case len(r.Stdout) > 0:
+		out := strings.TrimSpace(string(r.Stdout))
+		out = strings.ReplaceAll(out, "\n", "\n        ")
+		return fmt.Sprintf("exit %d\n        %s", r.ExitCode, out)
+	}
+	return fmt.Sprintf("exit %d", r.ExitCode)
+}
+
+func status(ctx context.Context, n *node.Node, peer string) string {
+	ps, _ := n.Peers(ctx)
+	for _, p := range ps {
+		if p.Name == peer {
+			return p.Status
+		}
+	}
+	return ""
+}
+
+func waitFor(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}

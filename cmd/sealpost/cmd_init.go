@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sealpost/sealpost/node"
+)
+
+func runInit(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "init", "--address ADDR --imap HOST:PORT --smtp HOST:PORT [options]",
+		"Create this node's identity (once) and store its mailbox settings. Passwords are never\ntaken from the command line: name an environment variable or a file that holds it.",
+		"sealpost init --address alice@example.test --imap 127.0.0.1:2143 --smtp 127.0.0.1:2525 --login alice@example.test --password-env PW --tls none")
+	var c node.MailConfig
+	fs.StringVar(&c.Address, "address", "", "this node's mail `address` (required)")
+	fs.StringVar(&c.IMAP, "imap", "", "IMAP server `HOST:PORT`")
+	fs.StringVar(&c.SMTP, "smtp", "", "SMTP submission server `HOST:PORT`")
+	fs.StringVar(&c.Login, "login", "", "mailbox login (default: the address)")
+	fs.StringVar(&c.PasswordEnv, "password-env", "", "environment `VARIABLE` that holds the mailbox password")
+	fs.StringVar(&c.PasswordFile, "password-file", "", "`FILE` that holds the mailbox password")
+	fs.StringVar(&c.TLS, "tls", "implicit", "implicit, starttls or none (none sends the password in clear and is allowed for loopback only)")
+	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
+	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if c.Address == "" {
+		return usagef("--address is required")
+	}
+	switch c.TLS {
+	case "implicit", "starttls":
+	case "none":
+		c.AllowPlaintextAuth = true
+	default:
+		return usagef("--tls must be implicit, starttls or none, not %q", c.TLS)
+	}
+	if c.PasswordEnv != "" && c.PasswordFile != "" {
+		return usagef("give --password-env or --password-file, not both")
+	}
+	if c.Login == "" {
+		c.Login = c.Address
+	}
+	n, err := node.Init(node.Options{Dir: g.state, Logger: g.logger(), Version: version, LockTimeout: 2 * time.Second}, c)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	fmt.Fprintf(g.stdout, "sealpost node %s\n  state:       %s\n  fingerprint: %s\nNext: add a peer with `sealpost peer add NAME --address ADDRESS` and start `sealpost agent`.\n", c.Address, g.state, n.Fingerprint())
+	return nil
+}
+
+func runID(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "id", "[--json]", "Print this node's fingerprint, to compare out of band or to pair with --fingerprint.", "sealpost id")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	api, done, err := openAPI(g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	id, err := api.Identity(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(g.stdout, id)
+	}
+	fmt.Fprintln(g.stdout, id.Fingerprint)
+	return nil
+}

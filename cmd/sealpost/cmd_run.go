@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/node"
+)
+
+type runOptions struct {
+	wait     bool
+	timeout  time.Duration
+	ttl      time.Duration
+	execTime time.Duration
+	json     bool
+}
+
+func (o *runOptions) addFlags(g *globals, fs interface {
+	BoolVar(*bool, string, bool, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+}, wait bool) {
+	fs.BoolVar(&o.wait, "wait", wait, "wait for the answer and exit with the remote exit status")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long --wait waits; the command stays pending after it")
+	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the command may wait for the peer to run it (at most 720h)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+}
+
+func runRun(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "run", "PEER [--wait] [--timeout 2m] [--json] -- PROGRAM [ARG ...]",
+		"Run a program on a peer. Arguments are passed as they are, never through a shell; the peer\nruns only programs its operator allowed for this node (sealpost peer add NAME --allow PROGRAM).\nWith --wait, the remote stdout and stderr are printed and the exit status is the remote one.",
+		"sealpost run bob --wait --timeout 2m -- df -h /")
+	var o runOptions
+	o.addFlags(g, fs, false)
+	fs.DurationVar(&o.execTime, "exec-timeout", 0, "how long the program may run on the peer (default: the peer's, 1m)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usagef("run needs a PEER and a PROGRAM: sealpost run PEER -- PROGRAM [ARG ...]")
+	}
+	req := commands.Request{Name: "exec", Argv: pos[1:], Timeout: o.execTime}
+	return submit(ctx, g, pos[0], req, o, printRun)
+}
+
+func runPing(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "ping", "PEER [--timeout 2m] [--json]",
+		"Send the built-in ping and print the round-trip time through the mail servers.", "sealpost ping bob")
+	var o runOptions
+	o.addFlags(g, fs, true)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("ping needs exactly one PEER")
+	}
+	return submit(ctx, g, pos[0], commands.Request{Name: "ping"}, o, func(g *globals, peer string, r keystore.Result) {
+		fmt.Fprintf(g.stdout, "answer from %s: time=%s\n", peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
+	})
+}
+
+func runSysinfo(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "sysinfo", "PEER [--timeout 2m] [--json]",
+		"Show the peer's host name, OS, kernel, uptime, load, memory, disks and sealpost version.", "sealpost sysinfo bob")
+	var o runOptions
+	o.addFlags(g, fs, true)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("sysinfo needs exactly one PEER")
+	}
+	return submit(ctx, g, pos[0], commands.Request{Name: "sysinfo"}, o, printRun)
+}
+
+func submit(ctx context.Context, g *globals, peer string, req commands.Request, o runOptions, print func(*globals, string, keystore.Result)) error {
+	api, done, err := openAPI(g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	wctx := ctx
+	if o.wait {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	stopProgress := progress(g, peer, o.wait)
+	r, err := api.Run(wctx, node.RunSpec{Peer: peer, Request: req, TTL: o.ttl}, o.wait, nil)
+	stopProgress()
+	if err != nil && !(o.wait && errors.Is(err, context.DeadlineExceeded) && r.Status != "") {
+		return err
+	}
+	if o.json {
+		if err := writeJSON(g.stdout, jsonResult(r)); err != nil {
+			return err
+		}
+	}
+	if !o.wait {
+		if !o.json {
+			fmt.Fprintf(g.stdout, "%s %s\n", hexID(r.CommandID), r.Status)
+		}
+		return nil
+	}
+	if !node.Final(r.Status) {
+		return exitCodeError{exitPending, fmt.Errorf("no answer from %s within %s; command %s stays %s (see `sealpost results`)", peer, o.timeout, hexID(r.CommandID), r.Status)}
+	}
+	if !o.json {
+		print(g, peer, r)
+	}
+	return resultExit(peer, r)
+}
+
+func printRun(g *globals, _ string, r keystore.Result) {
+	g.stdout.Write(r.Stdout)
+	g.stderr.Write(r.Stderr)
+}
+
+// resultExit maps a final result to the documented exit codes.
+func resultExit(peer string, r keystore.Result) error {
+	switch r.Status {
+	case node.StatusDone:
+		switch {
+		case r.ExitCode >= 0:
+			if r.Error != "" {
+				return exitCodeError{r.ExitCode, fmt.Errorf("note: %s", r.Error)}
+			}
+			return exitCodeError{r.ExitCode, nil}
+		case strings.Contains(r.Error, "timed out"):
+			return exitCodeError{exitTimedOut, fmt.Errorf("%s: %s", peer, r.Error)}
+		default:
+			return exitCodeError{exitNotFound, fmt.Errorf("%s could not start the program: %s", peer, r.Error)}
+		}
+	case node.StatusFailed, node.StatusLocalExpired:
+		return exitCodeError{exitSealpost, fmt.Errorf("%s: %s", r.Status, r.Error)}
+	}
+	return exitCodeError{exitRefused, fmt.Errorf("%s refused the command (%s): %s", peer, r.Status, r.Error)}
+}
+
+func progress(g *globals, peer string, wait bool) func() {
+	f, ok := g.stderr.(*os.File)
+	if !wait || !ok || !isTerminal(f) {
+		return func() {}
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprint(g.stderr, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(g.stderr, "\rwaiting for %s's answer by mail… %s", peer, time.Since(start).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(stop) }
+}
+
+type resultJSON struct {
+	ID          string    `json:"id"`
+	Peer        string    `json:"peer"`
+	Command     []string  `json:"command"`
+	Status      string    `json:"status"`
+	ExitCode    int       `json:"exit_code"`
+	Error       string    `json:"error,omitempty"`
+	Stdout      string    `json:"stdout"`
+	Stderr      string    `json:"stderr"`
+	Sent        time.Time `json:"sent"`
+	Finished    time.Time `json:"finished,omitzero"`
+	RoundTripMS int64     `json:"round_trip_ms,omitempty"`
+}
+
+func jsonResult(r keystore.Result) resultJSON {
+	j := resultJSON{ID: hexID(r.CommandID), Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
+		Error: r.Error, Stdout: string(r.Stdout), Stderr: string(r.Stderr), Sent: r.Sent, Finished: r.Finished}
+	if !r.Finished.IsZero() {
+		j.RoundTripMS = r.Finished.Sub(r.Sent).Milliseconds()
+	}
+	if j.Command == nil {
+		j.Command = []string{}
+	}
+	return j
+}
+
+func hexID(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }
+
+func runResults(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "results", "[--json] [--limit N]", "List the commands this node sent, newest last.", "sealpost results --json")
+	asJSON := fs.Bool("json", false, "print JSON")
+	limit := fs.Int("limit", 50, "show at most `N` (0: all)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	api, done, err := openAPI(g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	rs, err := api.Results(ctx)
+	if err != nil {
+		return err
+	}
+	if *limit > 0 && len(rs) > *limit {
+		rs = rs[len(rs)-*limit:]
+	}
+	if *asJSON {
+		out := make([]resultJSON, 0, len(rs))
+		for _, r := range rs {
+			out = append(out, jsonResult(r))
+		}
+		return writeJSON(g.stdout, out)
+	}
+	if len(rs) == 0 {
+		fmt.Fprintln(g.stdout, "No commands sent yet.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPEER\tCOMMAND\tSTATUS\tEXIT\tSENT\tTOOK")
+	for _, r := range rs {
+		took, exit := "-", "-"
+		if !r.Finished.IsZero() {
+			took = r.Finished.Sub(r.Sent).Round(time.Millisecond).String()
+		}
+		if r.Status == node.StatusDone {
+			exit = fmt.Sprint(r.ExitCode)
+		}
+		cmd := strings.Join(r.Command, " ")
+		if len(cmd) > 40 {
+			cmd = cmd[:37] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hexID(r.CommandID)[:12], r.Peer, cmd, r.Status, exit, r.Sent.Local().Format("2006-01-02 15:04:05"), took)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/fixtures"
+)
+
+// binary is the sealpost binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sealpost-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "sealpost")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build sealpost:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a sealpost process started in the background; it is stopped (by its PID) at cleanup.
+type proc struct {
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+	stderr *bytes.Buffer
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, stdout: bufio.NewReader(out), stderr: &bytes.Buffer{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", strings.Join(args, " "), p.stderr)
+		}
+	})
+	return p
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// sp runs one sealpost command to completion.
+func sp(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("sealpost %v: %v", args, err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func mustOK(t *testing.T, r result, what string) result {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", what, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+type peerJSON struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Epoch  uint64 `json:"epoch"`
+}
+
+func peerList(t *testing.T, env []string, state string) map[string]peerJSON {
+	t.Helper()
+	r := mustOK(t, sp(t, env, "--state", state, "peer", "list", "--json"), "peer list")
+	var ps []peerJSON
+	if err := json.Unmarshal([]byte(r.stdout), &ps); err != nil {
+		t.Fatalf("peer list --json: %v\n%s", err, r.stdout)
+	}
+	out := map[string]peerJSON{}
+	for _, p := range ps {
+		out[p.Name] = p
+	}
+	return out
+}
+
+// TestEndToEndCLI drives two nodes in separate processes through a `sealpost relay` process with
+// the commands a user types: pairing, handshake, an allowed command, a denied one, a failing one,
+// the epoch advancing after each response, and a re-injected mail that must not run twice.
+func TestEndToEndCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	dir := t.TempDir()
+	env := []string{"PW=relay-password"}
+	relay := start(t, nil, "relay", "--listen", "127.0.0.1", "--smtp-port", "0", "--imap-port", "0",
+		"--user", "alice@example.test:relay-password", "--user", "bob@example.test:relay-password")
+	line, err := relay.stdout.ReadString('\n')
+	if err != nil {
+		t.Fatalf("relay did not start: %v\n%s", err, relay.stderr)
+	}
+	m := regexp.MustCompile(`SMTP (\S+), IMAP (\S+),`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("relay printed %q", line)
+	}
+	smtpAddr, imapAddr := m[1], m[2]
+	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
+	for _, n := range []struct{ state, addr string }{{alice, "alice@example.test"}, {bob, "bob@example.test"}} {
+		mustOK(t, sp(t, env, "--state", n.state, "init", "--address", n.addr, "--imap", imapAddr, "--smtp", smtpAddr,
+			"--login", n.addr, "--password-env", "PW", "--tls", "none"), "init")
+	}
+	fp := strings.TrimSpace(mustOK(t, sp(t, env, "--state", bob, "id"), "id").stdout)
+	if !regexp.MustCompile(`^[0-9a-f]{4}(-[0-9a-f]{4}){7}$`).MatchString(fp) {
+		t.Fatalf("id printed %q", fp)
+	}
+
+	// bob's agent runs for the rest of the test; bob's CLI reaches it through its control socket.
+	start(t, env, "--state", bob, "agent")
+	waitForSocket(t, bob)
+
+	counter := filepath.Join(dir, "runs.txt")
+	script := filepath.Join(dir, "count")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho ran >> "+counter+"\necho counted\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", "bob@example.test"), "peer add (alice)")
+	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
+	if code == nil {
+		t.Fatalf("peer add printed no code:\n%s", added.stdout)
+	}
+	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", "alice@example.test", "--code", code[1],
+		"--allow", "echo", "--allow", "false", "--allow", script), "peer add (bob)")
+
+	// alice has no agent: `run` reads her mailbox itself (bob's PAIR answer, then the answers).
+	r := sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello", "$(rm -rf /)")
+	if r.code != 0 || r.stdout != "hello $(rm -rf /)\n" {
+		t.Fatalf("run echo: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	peers := peerList(t, env, alice)
+	if p := peers["bob"]; p.Status != "Confirmed" || p.Epoch != 1 {
+		t.Fatalf("after one response alice sees bob as %+v, want Confirmed at epoch 1", p)
+	}
+
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "rm", "-rf", "/tmp/nothing")
+	if r.code != exitRefused || !strings.Contains(r.stderr, "denied") {
+		t.Fatalf("denied command: exit %d, stderr %q; want %d and a message that says denied", r.code, r.stderr, exitRefused)
+	}
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "false")
+	if r.code != 1 {
+		t.Fatalf("false: exit %d, want 1 (the remote status)", r.code)
+	}
+	if p := peerList(t, env, alice)["bob"]; p.Epoch != 2 {
+		t.Fatalf("epoch after the failing program's response = %d, want 2 (a denial does not rotate)", p.Epoch)
+	}
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--json", "--", script)
+	var rj struct {
+		Status   string `json:"status"`
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rj); err != nil || r.code != 0 || rj.Stdout != "counted\n" {
+		t.Fatalf("run --json: exit %d, %q (%v)", r.code, r.stdout, err)
+	}
+	if p := peerList(t, env, alice)["bob"]; p.Epoch != 3 {
+		t.Fatalf("epoch = %d, want 3", p.Epoch)
+	}
+	if p := peerList(t, env, bob)["alice"]; p.Status != "Confirmed" {
+		t.Fatalf("bob sees alice as %+v, want Confirmed", p)
+	}
+
+	// The mail that carried the counting command, appended again to bob's inbox: it must not run
+	// a second time (the ledger answers it).
+	n := fixtures.ReinjectProcessed(t, imapAddr, "bob@example.test", "relay-password", 1)
+	if n == 0 {
+		t.Fatal("found no processed mail to re-inject")
+	}
+	mustOK(t, sp(t, env, "--state", alice, "agent", "--once"), "agent --once")
+	time.Sleep(500 * time.Millisecond) // bob's agent sees the appended mail through IDLE
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password") > 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	runs, _ := os.ReadFile(counter)
+	if got := strings.Count(string(runs), "ran"); got != 1 {
+		t.Fatalf("the counting command ran %d times, want 1", got)
+	}
+	res := mustOK(t, sp(t, env, "--state", alice, "results", "--json"), "results")
+	if strings.Count(res.stdout, `"status": "done"`) != 3 || !strings.Contains(res.stdout, `"status": "denied"`) {
+		t.Fatalf("results --json:\n%s", res.stdout)
+	}
+}
+
+func waitForSocket(t *testing.T, state string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(state, "agent.sock")); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the agent did not open its control socket")
+}

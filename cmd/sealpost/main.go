@@ -1,0 +1,229 @@
+// Command sealpost runs commands on hosts that only email can reach. See README.md for a tour and
+// `sealpost help` for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+// version is the sealpost release; set with -ldflags "-X main.version=..." when building a release.
+var version = "0.1.0-dev"
+
+// Exit codes (README.md, "Exit codes"). `run --wait` passes the remote program's own status through.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitPending  = 75  // run --wait: no answer within --timeout; the command stays pending
+	exitTimedOut = 124 // run --wait: the program timed out on the peer
+	exitSealpost = 125 // run: sealpost itself failed (usage, peer, mailbox)
+	exitRefused  = 126 // run: the peer refused the command (denied, expired, clock, ...)
+	exitNotFound = 127 // run: the program could not be started on the peer
+)
+
+// usageError makes main print the command's usage and exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// exitError carries a specific exit code out of a command.
+type exitCodeError struct {
+	code int
+	err  error
+}
+
+func (e exitCodeError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e exitCodeError) Unwrap() error { return e.err }
+
+// globals are the options every command shares.
+type globals struct {
+	state   string
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+func (g *globals) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&g.state, "state", g.state, "state `DIR` (default $SEALPOST_STATE, else ~/.local/state/sealpost)")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr")
+}
+
+func (g *globals) logger() *slog.Logger {
+	if !g.verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func defaultState() string {
+	if s := os.Getenv("SEALPOST_STATE"); s != "" {
+		return s
+	}
+	if s := os.Getenv("XDG_STATE_HOME"); s != "" {
+		return filepath.Join(s, "sealpost")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "sealpost")
+	}
+	return ".sealpost"
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, g *globals, args []string) error
+}
+
+func commandList() []command {
+	return []command{
+		{"init", "create this node's identity and store its mailbox settings", runInit},
+		{"id", "print this node's fingerprint", runID},
+		{"peer", "add and list peers (peer add, peer list)", runPeer},
+		{"agent", "serve the mailbox: run peers' commands, deliver answers", runAgent},
+		{"run", "run a program on a peer", runRun},
+		{"ping", "measure the round trip to a peer", runPing},
+		{"sysinfo", "show a peer's system information", runSysinfo},
+		{"results", "list the commands this node sent and their outcomes", runResults},
+		{"relay", "start a local mail server for demos and labs", runRelay},
+		{"demo", "show everything in-process, on the embedded relay, in seconds", runDemo},
+		{"version", "print the version", func(_ context.Context, g *globals, _ []string) error {
+			fmt.Fprintln(g.stdout, "sealpost", version)
+			return nil
+		}},
+	}
+}
+
+func mainUsage(w io.Writer) {
+	fmt.Fprint(w, `sealpost runs commands on hosts that only email can reach.
+
+Usage: sealpost [--state DIR] [-v] COMMAND [options] [arguments]
+
+Commands:
+`)
+	for _, c := range commandList() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "sealpost COMMAND --help" for a command's options and an example.
+Try it all in seconds:  sealpost demo
+`)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it parses, dispatches and maps errors to exit codes in one place.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{state: defaultState(), stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.addFlags(fs)
+	fs.Usage = func() { mainUsage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" {
+		if len(rest) > 1 {
+			return run(ctx, []string{rest[1], "--help"}, stdout, stderr)
+		}
+		mainUsage(stdout)
+		if len(rest) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commandList() {
+		if c.name != rest[0] {
+			continue
+		}
+		err := c.run(ctx, g, rest[1:])
+		return exitCode(stderr, c.name, err)
+	}
+	fmt.Fprintf(stderr, "sealpost: unknown command %q\n\n", rest[0])
+	mainUsage(stderr)
+	return exitUsage
+}
+
+func exitCode(stderr io.Writer, name string, err error) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "sealpost %s: %s\nRun \"sealpost %s --help\" for usage.\n", name, ue.msg, name)
+		return exitUsage
+	}
+	var ce exitCodeError
+	if errors.As(err, &ce) {
+		if ce.err != nil {
+			fmt.Fprintf(stderr, "sealpost %s: %v\n", name, ce.err)
+		}
+		return ce.code
+	}
+	fmt.Fprintf(stderr, "sealpost %s: %v\n", name, err)
+	if name == "run" || name == "ping" || name == "sysinfo" {
+		return exitSealpost
+	}
+	return exitError
+}
+
+// newFlags makes a command's flag set with the shared options and a usage text with an example.
+func newFlags(g *globals, name, args, about, example string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sealpost "+name, flag.ContinueOnError)
+	fs.SetOutput(g.stderr)
+	g.addFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(g.stderr, "Usage: sealpost %s %s\n\n%s\n\nOptions:\n", name, args, about)
+		fs.PrintDefaults()
+		fmt.Fprintf(g.stderr, "\nExample:\n  %s\n", example)
+	}
+	return fs
+}
+
+// parse parses fs, letting options follow positional arguments (`peer add bob --address ...`).
+// Everything after the first "--" is positional and never parsed, so `run bob -- ls -l` works.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return append(pos, tail...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

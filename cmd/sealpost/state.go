@@ -1,0 +1,31 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/node"
+)
+
+// openAPI reaches this node: through the running agent's control socket when there is one, else
+// by opening the state directly. close releases what was opened.
+func openAPI(g *globals) (api node.API, close func(), err error) {
+	if c, err := node.DialControl(g.state); err == nil {
+		return c, func() {}, nil
+	}
+	n, err := openNode(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, func() { n.Close() }, nil
+}
+
+func openNode(g *globals) (*node.Node, error) {
+	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version})
+	var inUse *keystore.InUseError
+	if errors.As(err, &inUse) {
+		return nil, fmt.Errorf("%w\nIf an agent runs for this state, it did not open its control socket; stop it or wait for it", err)
+	}
+	return n, err
+}

@@ -1,0 +1,220 @@
+package mailbox
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// TLSMode says how both the IMAP and the SMTP connection are protected.
+type TLSMode string
+
+const (
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte (IMAP 993, SMTP 465); the default
+	TLSStartTLS TLSMode = "starttls" // plaintext greeting, then STARTTLS before anything else
+	TLSNone     TLSMode = "none"     // no TLS: loopback test servers only when credentials are set
+)
+
+// Config is what New needs. Zero values take the defaults documented on each field.
+type Config struct {
+	Address            string // our mail address (From of sent mail)
+	IMAPAddr, SMTPAddr string // host:port
+	// Username and Password log in to both servers; Username defaults to Address when only a
+	// Password is given. With neither, no login is attempted.
+	Username, Password string
+	TLS                TLSMode // applies to both; "" means implicit
+	// CAFile is an extra CA (PEM) for self-signed servers, added to RootCAs (or to the system
+	// roots when RootCAs is nil).
+	CAFile  string
+	RootCAs *x509.CertPool
+	// ServerName is the TLS name to verify; default the host part of each address.
+	ServerName string
+	// AllowPlaintextAuth is explicit consent to send credentials unencrypted; it is only honoured
+	// when the server address is loopback.
+	AllowPlaintextAuth bool
+	// Folders. Defaults "INBOX", "sealpost/processed", "sealpost/rejected"; in the two defaults
+	// the "/" becomes the server's hierarchy delimiter.
+	Inbox, ProcessedFolder, RejectedFolder string
+	// PollInterval is the wait between polls when IDLE is missing (default 30s); it also bounds
+	// how long one IDLE runs before it is re-issued (never more than 25 min).
+	PollInterval time.Duration
+	// CommandTimeout bounds every IMAP and SMTP exchange: when the server sends nothing for this
+	// long the connection is closed (default 30s).
+	CommandTimeout time.Duration
+	DialTimeout    time.Duration // default 15s
+	// MaxMessageBytes caps a received mail before it is downloaded or parsed (default 24 MiB).
+	MaxMessageBytes int64
+	Logger          *slog.Logger // nil = silent; keys: op, mailbox, uid, err
+	DisableIDLE     bool         // force polling (tests)
+}
+
+const (
+	DefaultPollInterval    = 30 * time.Second
+	DefaultCommandTimeout  = 30 * time.Second
+	DefaultDialTimeout     = 15 * time.Second
+	DefaultMaxMessageBytes = 24 << 20
+	maxIdleRun             = 25 * time.Minute // servers drop IDLE after about 30 min (RFC 2177)
+	defaultProcessed       = "sealpost/processed"
+	defaultRejected        = "sealpost/rejected"
+)
+
+// settings is a validated Config with the defaults applied.
+type settings struct {
+	Config
+	imapTLS, smtpTLS *tls.Config // nil for TLSNone
+	imapHost         string
+	smtpHost         string
+	defaultProcessed bool // the folder names are the defaults and follow the server's delimiter
+	defaultRejected  bool
+	log              *slog.Logger
+	idleReissue      time.Duration
+	backoffBase      time.Duration
+	backoffCap       time.Duration
+}
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+}
+
+func (c Config) settings() (*settings, error) {
+	s := &settings{Config: c}
+	if _, err := addrSpec(c.Address); err != nil {
+		return nil, configError("address %q: %v", c.Address, err)
+	}
+	var err error
+	if s.imapHost, err = hostOf(c.IMAPAddr); err != nil {
+		return nil, configError("IMAP address %q: %v (want host:port, e.g. imap.example.org:993)", c.IMAPAddr, err)
+	}
+	if s.smtpHost, err = hostOf(c.SMTPAddr); err != nil {
+		return nil, configError("SMTP address %q: %v (want host:port, e.g. smtp.example.org:465)", c.SMTPAddr, err)
+	}
+	switch s.TLS {
+	case "":
+		s.TLS = TLSImplicit
+	case TLSImplicit, TLSStartTLS, TLSNone:
+	default:
+		return nil, configError("TLS mode %q: want implicit, starttls or none", c.TLS)
+	}
+	if s.TLS == TLSNone && (c.Username != "" || c.Password != "") {
+		for _, h := range []string{s.imapHost, s.smtpHost} {
+			if !isLoopbackHost(h) {
+				return nil, fmt.Errorf("%w: %w: --tls none would send the password for %s in the clear to %s; use --tls implicit (ports 993/465) or --tls starttls (143/587), and --ca-file for a private CA",
+					ErrConfig, ErrPlaintextCredentials, c.Username, h)
+			}
+		}
+		if !c.AllowPlaintextAuth {
+			return nil, fmt.Errorf("%w: %w: --tls none with credentials needs explicit consent to plaintext authentication (loopback test servers only)",
+				ErrConfig, ErrPlaintextCredentials)
+		}
+	}
+	if s.TLS != TLSNone {
+		roots := c.RootCAs
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, configError("CA file: %v", err)
+			}
+			if roots == nil {
+				if roots, err = x509.SystemCertPool(); err != nil || roots == nil {
+					roots = x509.NewCertPool()
+				}
+			} else {
+				roots = roots.Clone()
+			}
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, configError("CA file %s holds no PEM certificate", c.CAFile)
+			}
+		}
+		mk := func(host string) *tls.Config {
+			name := c.ServerName
+			if name == "" {
+				name = host
+			}
+			return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12}
+		}
+		s.imapTLS, s.smtpTLS = mk(s.imapHost), mk(s.smtpHost)
+	}
+	if s.Inbox == "" {
+		s.Inbox = "INBOX"
+	}
+	if s.ProcessedFolder == "" {
+		s.ProcessedFolder, s.defaultProcessed = defaultProcessed, true
+	}
+	if s.RejectedFolder == "" {
+		s.RejectedFolder, s.defaultRejected = defaultRejected, true
+	}
+	if s.ProcessedFolder == s.Inbox || s.RejectedFolder == s.Inbox {
+		return nil, configError("the processed and rejected folders must differ from the inbox %q", s.Inbox)
+	}
+	if s.PollInterval <= 0 {
+		s.PollInterval = DefaultPollInterval
+	}
+	if s.CommandTimeout <= 0 {
+		s.CommandTimeout = DefaultCommandTimeout
+	}
+	if s.DialTimeout <= 0 {
+		s.DialTimeout = DefaultDialTimeout
+	}
+	if s.MaxMessageBytes <= 0 {
+		s.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	s.log = c.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.idleReissue = min(s.PollInterval, maxIdleRun)
+	s.backoffBase, s.backoffCap = 200*time.Millisecond, 30*time.Second
+	return s, nil
+}
+
+func hostOf(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if host == "" || port == "" {
+		return "", errors.New("missing host or port")
+	}
+	return host, nil
+}
+
+// isLoopbackHost reports whether a configured host name is a loopback address. "localhost" counts
+// (RFC 6761 reserves it); the connected address is checked again before any credential is sent.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// isLoopbackConn reports whether a connection's peer is a loopback address.
+func isLoopbackConn(c net.Conn) bool {
+	a, ok := c.RemoteAddr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
+
+// tlsError turns a certificate verification failure into an error that says what to do.
+func tlsError(err error, server string) error {
+	var unknown x509.UnknownAuthorityError
+	var name x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return fmt.Errorf("%w: %s presented a certificate that is not signed by a trusted CA (%v); if the server uses a self-signed or private CA, pass its CA certificate with --ca-file",
+			ErrCertificateUntrusted, server, err)
+	case errors.As(err, &name):
+		return fmt.Errorf("%w: %s presented a certificate for other names (%v); connect by a name the certificate carries, or set the expected TLS server name",
+			ErrCertificateName, server, err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w: %s presented an invalid certificate (%v)", ErrCertificateUntrusted, server, err)
+	}
+	return err
+}

@@ -1,0 +1,88 @@
+// Package mailbox carries sealpost packages through ordinary mailboxes: it mails a package as the
+// single attachment of a mail (SMTP), finds the mails that carry packages in an inbox (IMAP, with
+// IDLE push or polling), and moves them aside once the caller is done with them. It knows
+// nothing of what a package means; the engine (package node) opens, checks and answers them.
+//
+// The provider is untrusted: it may read, drop, delay, reorder, duplicate, replay and forge mail.
+// Nothing here decides who sent a package (Message.From is for logs only) and nothing here is
+// secret: packages arrive sealed.
+//
+// # Pieces
+//
+//   - [Transport]: the interface the engine uses, with at-least-once delivery.
+//   - [IMAPSMTP] ([New]): the implementation over a real IMAP + SMTP account.
+//   - [ComposeMail], [ReadMail], [ParseMail]: the mail format (mime.go) with hard limits.
+//   - [StartRelay]: an embedded in-process mail system (go-smtp server delivering into
+//     go-imap's imapmemserver) for demos, labs and tests. Loopback, no TLS by default, no
+//     disk; not a production mail server.
+//   - The shared behaviour every Transport must show is fixtures.RunTransportContract; the
+//     relay runs it in relay_test.go, and a real Dovecot + Postfix can run the same suite.
+//
+// # Imports
+//
+// The standard library and the emersion mail libraries (go-imap/v2, go-smtp, go-message,
+// go-sasl) only. It must not import session, compress, commands, keystore or node, and non-test
+// code never imports testing or fixtures; deps_test.go in the module root and TestImports here
+// enforce it.
+//
+// # Invariants
+//
+//   - At least once: a mail stays in the inbox until Ack or Reject. The caller acknowledges only
+//     after it has committed the state the package changed (that is the caller's contract), so a
+//     crash at any point means the mail is read again, never lost.
+//   - Mail that is not sealpost's is never returned, downloaded, flagged, moved or expunged: for
+//     every new mail only RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (X-Sealpost Content-Type
+//     From)] are fetched, and only mail with "X-Sealpost: 1" is fetched whole, with BODY.PEEK[]
+//     (THREATS.md row 29).
+//   - A mail that says it is sealpost's but cannot be used (too large, malformed, no or a corrupt
+//     attachment) is returned with Message.Err set, so that the caller rejects it and it is moved
+//     aside rather than read again forever.
+//   - Caps before parsing: a mail larger than MaxMessageBytes is never downloaded; a downloaded
+//     one is read header first (a header bomb costs 64 KiB), and its MIME structure (64 KiB of
+//     headers in all, 8 parts, nesting 4) is checked by a scan that decodes nothing before
+//     go-message parses it (THREATS.md row 23).
+//   - Moves touch exactly one UID: MOVE, or UID COPY + UID STORE + UID EXPUNGE of that UID; never
+//     a bare EXPUNGE, which would also remove the user's own deleted mail.
+//   - Credentials never cross the network unencrypted, except with explicit consent to a
+//     loopback server (checked on the connected address, not just the configured name).
+//   - No call hangs on a silent server: every exchange runs under a watchdog
+//     (Config.CommandTimeout of silence closes the connection) and the caller's context.
+//
+// # Library pitfalls handled
+//
+// Measured on go-imap/v2 v2.0.0-beta.8, go-smtp v0.25.1 and go-message v0.18.2 (DESIGN.md
+// section 5):
+//
+//   - go-imap has no per-command timeout or context, and a half-dead connection hangs: one
+//     supervisor owns the connection, runs every exchange under its own watchdog, closes the
+//     connection on any failure and reconnects on the next call with exponential backoff
+//     (200 ms doubling to 30 s, with jitter).
+//   - Any unparsable server response makes go-imap close the connection. One such case: a UID
+//     MOVE or COPY of a UID that no longer exists makes imapmemserver send an empty COPYUID that
+//     imapclient cannot parse. Ack therefore checks that the UID exists first (which also makes a
+//     repeated Ack harmless).
+//   - IDLE: no command may be sent while it runs, so every call ends it (Close + Wait) first and
+//     a waiting Receive resumes afterwards; the unilateral-data handler runs on the reader
+//     goroutine and only signals a channel; an IDLE is re-issued at least every PollInterval
+//     (25 min at most) because servers drop long ones.
+//   - "UID SEARCH UID n:*" also returns the highest UID when it is below n: results are
+//     filtered against the cursor.
+//   - go-imap's Move falls back, without MOVE, to COPY (unchecked) + STORE + a bare EXPUNGE when
+//     UIDPLUS is missing: not used; the fallback here checks each step, expunges only that UID
+//     with UIDPLUS, and without UIDPLUS flags the mail \Deleted \Seen and leaves it (Receive
+//     skips \Deleted mail).
+//   - go-imap matches a FETCH answer to its command by the UID, which it needs before any
+//     literal: a mail whose body arrives unmatched is reported as an error, never handed out
+//     half-read.
+//   - go-smtp's client sends AUTH PLAIN over plaintext without complaint, and resets the
+//     deadlines it sets after every command (so it does not bound the DATA transfer): the
+//     plaintext guard and the watchdog here cover both.
+//   - go-message returns an error and a usable entity for an unknown charset or transfer
+//     encoding: tolerated (text parts are ignored; the attachment must be base64), and it has no
+//     limit on size, parts or nesting: hence the caps above.
+//
+// # Specification
+//
+// docs/PROTOCOL.md section 17 (Email carriage); the mail format is described in mime.go. Send
+// errors say whether they are temporary (SendError), which the outbox uses to retry or give up.
+package mailbox

@@ -1,0 +1,657 @@
+package mailbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-sasl"
+)
+
+// imapConn is one authenticated IMAP connection and what is known about it.
+type imapConn struct {
+	raw         *watchedConn
+	c           *imapclient.Client
+	caps        imap.CapSet
+	processed   string // folder names in the server's hierarchy
+	rejected    string
+	selected    string
+	uidValidity uint32
+	folders     map[string]bool // known to exist
+	idle        *imapclient.IdleCommand
+}
+
+func (c *imapConn) close() {
+	c.raw.Close()
+	c.c.Close()
+}
+
+// endIdle stops a running IDLE and waits for the server's answer. No other command may be sent
+// while IDLE runs (the client holds its encoder lock).
+func (c *imapConn) endIdle() error {
+	if c.idle == nil {
+		return nil
+	}
+	idle := c.idle
+	c.idle = nil
+	if err := idle.Close(); err != nil {
+		return fmt.Errorf("end IDLE: %w", err)
+	}
+	if err := idle.Wait(); err != nil {
+		return fmt.Errorf("end IDLE: %w", err)
+	}
+	return nil
+}
+
+// headerFields are fetched for every new mail to tell sealpost's from the rest.
+var headerFields = []string{"X-Sealpost", "Content-Type", "From"}
+
+// connect dials, secures, authenticates and selects the inbox, all under one watchdog.
+func (t *IMAPSMTP) connect(ctx context.Context) (*imapConn, error) {
+	s := t.s
+	d := net.Dialer{Timeout: s.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", s.IMAPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to IMAP server %s: %w", s.IMAPAddr, err)
+	}
+	raw := newWatchedConn(nc)
+	w := raw.watch(ctx, s.CommandTimeout)
+	c, err := t.setup(ctx, raw)
+	timedOut, cancelled := w.stop()
+	if err == nil && (timedOut || cancelled) {
+		err = errors.New("connection closed")
+	}
+	if err != nil {
+		raw.Close()
+		if c != nil {
+			c.c.Close()
+		}
+		switch {
+		case cancelled && ctx.Err() != nil:
+			err = ctx.Err()
+		case timedOut:
+			err = fmt.Errorf("%w (silent for %s)", ErrTimeout, s.CommandTimeout)
+		}
+		return nil, fmt.Errorf("connect to IMAP server %s: %w", s.IMAPAddr, err)
+	}
+	s.log.Debug(fmt.Sprintf("IMAP connected to %s (IDLE %v, MOVE %v, UIDPLUS %v)", s.IMAPAddr, c.caps.Has(imap.CapIdle), c.caps.Has(imap.CapMove), c.caps.Has(imap.CapUIDPlus)), "op", "connect", "mailbox", s.Inbox)
+	return c, nil
+}
+
+func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, error) {
+	s := t.s
+	opts := &imapclient.Options{
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			// Runs on the client's reader goroutine: only signal, never block or call the client.
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					signal(t.wake)
+				}
+			},
+		},
+	}
+	var client *imapclient.Client
+	switch s.TLS {
+	case TLSImplicit:
+		conf := s.imapTLS.Clone()
+		conf.NextProtos = []string{"imap"}
+		tc := tls.Client(raw, conf)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, tlsError(err, s.IMAPAddr)
+		}
+		client = imapclient.New(tc, opts)
+	case TLSStartTLS:
+		opts.TLSConfig = s.imapTLS
+		var err error
+		if client, err = imapclient.NewStartTLS(raw, opts); err != nil {
+			return nil, tlsError(err, s.IMAPAddr)
+		}
+	default:
+		client = imapclient.New(raw, opts)
+	}
+	c := &imapConn{raw: raw, c: client, folders: map[string]bool{}}
+	if err := client.WaitGreeting(); err != nil {
+		return c, err
+	}
+	if s.Username != "" || s.Password != "" {
+		if s.TLS == TLSNone && !(s.AllowPlaintextAuth && isLoopbackConn(raw.Conn)) {
+			return c, fmt.Errorf("%w: the IMAP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.IMAPAddr)
+		}
+		user := s.Username
+		if user == "" {
+			user = s.Address
+		}
+		caps := client.Caps()
+		switch {
+		case caps.Has(imap.AuthCap(sasl.Plain)):
+			if err := client.Authenticate(sasl.NewPlainClient("", user, s.Password)); err != nil {
+				return c, fmt.Errorf("log in as %s: %w", user, err)
+			}
+		case !caps.Has(imap.CapLoginDisabled):
+			if err := client.Login(user, s.Password).Wait(); err != nil {
+				return c, fmt.Errorf("log in as %s: %w", user, err)
+			}
+		default:
+			return c, errors.New("the server offers neither AUTH=PLAIN nor LOGIN")
+		}
+	}
+	if c.caps = client.Caps(); c.caps == nil {
+		return c, errors.New("no capabilities from the server")
+	}
+	list, err := client.List("", "", nil).Collect()
+	if err != nil {
+		return c, fmt.Errorf("hierarchy delimiter: %w", err)
+	}
+	delim := "-" // a flat server: sealpost-processed
+	if len(list) > 0 && list[0].Delim != 0 {
+		delim = string(list[0].Delim)
+	}
+	c.processed, c.rejected = s.ProcessedFolder, s.RejectedFolder
+	if s.defaultProcessed {
+		c.processed = strings.ReplaceAll(c.processed, "/", delim)
+	}
+	if s.defaultRejected {
+		c.rejected = strings.ReplaceAll(c.rejected, "/", delim)
+	}
+	if err := c.selectFolder(s.Inbox); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *imapConn) selectFolder(name string) error {
+	if c.selected == name {
+		return nil
+	}
+	data, err := c.c.Select(name, nil).Wait()
+	if err != nil {
+		c.selected = ""
+		return fmt.Errorf("select %s: %w", name, err)
+	}
+	c.selected, c.uidValidity = name, data.UIDValidity
+	return nil
+}
+
+// Receive implements Transport.
+//
+// Besides max, one call returns no more whole mails than 2 x MaxMessageBytes together (at least
+// one), and one scan looks at no more than lookPerScan new UIDs; a Receive that found nothing
+// in a scan with more to look at scans on at once (the cursor moves over the foreign mail).
+func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait bool, max int) ([]Message, Cursor, error) {
+	if max <= 0 {
+		max = 100
+	}
+	t.recvMu.Lock()
+	defer t.recvMu.Unlock()
+	cur := after
+	for {
+		msgs, next, more, closed, err := t.receiveOnce(ctx, cur, max, wait)
+		cur = next
+		if err != nil || len(msgs) > 0 {
+			return msgs, cur, err
+		}
+		if more {
+			if err := ctx.Err(); err != nil {
+				return nil, cur, err
+			}
+			continue
+		}
+		if !wait {
+			return nil, cur, nil
+		}
+		idle := closed != nil
+		if !idle {
+			closed = make(chan struct{}) // never fires
+		}
+		bound := t.s.PollInterval
+		if idle {
+			bound = t.s.idleReissue
+		}
+		timer := time.NewTimer(bound)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, cur, ctx.Err()
+		case <-t.wake:
+			if idle {
+				t.count(func(s *Stats) { s.IdleWakeups++ })
+			}
+		case <-timer.C:
+			t.count(func(s *Stats) { s.PollWakeups++ })
+		case <-closed:
+			// The connection died while idling; the next round reconnects, after the backoff
+			// (a server that drops every IDLE must not make this a busy loop).
+			t.mu.Lock()
+			t.failed()
+			t.mu.Unlock()
+		case <-t.kick:
+		}
+		timer.Stop()
+	}
+}
+
+// receiveOnce scans once. When it finds nothing, has nothing more to look at and wait is set,
+// it leaves the connection in IDLE (where the server has it) and returns the channel that
+// closes if the connection dies.
+func (t *IMAPSMTP) receiveOnce(ctx context.Context, after Cursor, max int, wait bool) (msgs []Message, cur Cursor, more bool, closed <-chan struct{}, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	drain(t.kick)
+	c, err := t.ensure(ctx)
+	if err != nil {
+		return nil, after, false, nil, fmt.Errorf("receive: %w", err)
+	}
+	// New mail signalled from here on is looked at by this scan or wakes the next wait.
+	drain(t.wake)
+	cur = after
+	err = t.do(ctx, "receive", func(c *imapConn) error {
+		if err := c.endIdle(); err != nil {
+			return err
+		}
+		if err := c.selectFolder(t.s.Inbox); err != nil {
+			return err
+		}
+		var err error
+		msgs, cur, more, err = t.scan(c, after, max)
+		return err
+	})
+	if err != nil {
+		return nil, after, false, nil, err
+	}
+	if len(msgs) > 0 || more || !wait || t.s.DisableIDLE || !c.caps.Has(imap.CapIdle) {
+		return msgs, cur, more, nil, nil
+	}
+	err = t.do(ctx, "idle", func(c *imapConn) error {
+		idle, err := c.c.Idle()
+		if err != nil {
+			return fmt.Errorf("start IDLE: %w", err)
+		}
+		c.idle = idle
+		return nil
+	})
+	if err != nil {
+		return nil, cur, false, nil, err
+	}
+	return nil, cur, false, c.c.Closed(), nil
+}
+
+// lookPerScan bounds how many new UIDs one scan looks at (a variable for tests).
+var lookPerScan = 1024
+
+// head is what the header fetch tells about one mail.
+type head struct {
+	size     int64
+	sealpost bool
+	ctype    string
+	from     string
+}
+
+// scan returns the sealpost mail after the cursor, oldest first: at most max messages, at most
+// 2 x MaxMessageBytes of whole mails (but at least one), looking at no more than lookPerScan
+// UIDs; more says that there is more to look at. On error nothing has moved: the cursor is
+// after (in the folder's UIDVALIDITY).
+func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur Cursor, more bool, err error) {
+	start := Cursor{UIDValidity: c.uidValidity, LastUID: after.LastUID}
+	if after.UIDValidity != c.uidValidity {
+		start.LastUID = 0
+	}
+	cur = start
+	if cur.LastUID == ^uint32(0) {
+		return nil, cur, false, nil
+	}
+	criteria := &imap.SearchCriteria{
+		UID:     []imap.UIDSet{{imap.UIDRange{Start: imap.UID(cur.LastUID + 1), Stop: 0}}},
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}
+	data, err := c.c.UIDSearch(criteria, nil).Wait()
+	if err != nil {
+		return nil, start, false, fmt.Errorf("search: %w", err)
+	}
+	// "UID n:*" always matches the highest UID, even below n: keep only what is new.
+	var uids []imap.UID
+	for _, u := range data.AllUIDs() {
+		if uint32(u) > cur.LastUID {
+			uids = append(uids, u)
+		}
+	}
+	slices.Sort(uids)
+	if len(uids) > lookPerScan {
+		uids, more = uids[:lookPerScan], true
+	}
+	var (
+		budget = 2 * t.s.MaxMessageBytes
+		bytes  int64
+		full   bool
+	)
+	for len(uids) > 0 && !full {
+		batch := uids[:min(len(uids), 64)]
+		uids = uids[len(batch):]
+		heads, err := t.fetchHeads(c, batch)
+		if err != nil {
+			return nil, start, false, err
+		}
+		var (
+			want  []imap.UID
+			index = map[imap.UID]int{}
+			last  = cur.LastUID
+		)
+		for _, uid := range batch {
+			h, ok := heads[uid]
+			download := ok && h.sealpost && h.size <= t.s.MaxMessageBytes && plausibleType(h.ctype)
+			if ok && h.sealpost && (len(out) == max || download && len(out) > 0 && bytes+h.size > budget) {
+				full = true
+				break
+			}
+			last = uint32(uid)
+			if !ok {
+				continue // expunged since the search
+			}
+			if !h.sealpost {
+				t.count(func(s *Stats) { s.ForeignSkips++ })
+				continue
+			}
+			m := Message{Mailbox: c.selected, UIDValidity: c.uidValidity, UID: uint32(uid), From: h.from}
+			switch {
+			case download:
+				want = append(want, uid)
+				index[uid] = len(out)
+				bytes += h.size
+			case h.size > t.s.MaxMessageBytes:
+				m.Err = mailErr(ReasonTooLarge, "%d bytes, the cap is %d; not downloaded", h.size, t.s.MaxMessageBytes)
+			default:
+				m.Err = mailErr(ReasonUnexpectedPart, "Content-Type %q; not downloaded", h.ctype)
+			}
+			out = append(out, m)
+		}
+		if len(want) > 0 {
+			if err := t.fetchBodies(c, want, index, out); err != nil {
+				return nil, start, false, err
+			}
+		}
+		cur.LastUID = last
+	}
+	if full {
+		more = false // messages are returned; the next call goes on from the cursor
+	}
+	for _, m := range out {
+		if m.Err != nil {
+			t.count(func(s *Stats) { s.BadSealpost++ })
+			t.s.log.Debug("sealpost mail unusable", "op", "receive", "mailbox", m.Mailbox, "uid", m.UID, "err", m.Err)
+		}
+	}
+	return out, cur, more, nil
+}
+
+// plausibleType accepts the top-level types a sealpost mail can have.
+func plausibleType(ct string) bool {
+	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
+	return strings.HasPrefix(mt, "multipart/") || mt == "application/octet-stream"
+}
+
+// fetchHeads fetches size and the marker headers of a batch (BODY.PEEK: no \Seen).
+func (t *IMAPSMTP) fetchHeads(c *imapConn, uids []imap.UID) (map[imap.UID]head, error) {
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: headerFields, Peek: true}
+	cmd := c.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
+	defer cmd.Close()
+	heads := map[imap.UID]head{}
+	var total int64
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var (
+			uid imap.UID
+			h   head
+		)
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = item.UID
+			case imapclient.FetchItemDataRFC822Size:
+				h.size = item.Size
+			case imapclient.FetchItemDataBodySection:
+				if item.Literal == nil {
+					continue
+				}
+				b, err := io.ReadAll(io.LimitReader(item.Literal, DefaultMaxHeaderBytes))
+				if err != nil {
+					return nil, fmt.Errorf("fetch headers: %w", err)
+				}
+				total += int64(len(b))
+				hdr, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(b)))
+				h.sealpost = strings.TrimSpace(hdr.Get("X-Sealpost")) == "1"
+				h.ctype = hdr.Get("Content-Type")
+				h.from = fromAddress(hdr.Get("From"))
+			}
+		}
+		if uid != 0 {
+			heads[uid] = h
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return nil, fmt.Errorf("fetch headers: %w", err)
+	}
+	t.count(func(s *Stats) { s.HeaderBytes += total })
+	return heads, nil
+}
+
+// fetchBodies downloads whole sealpost mails (BODY.PEEK[]) and parses them into out.
+func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, index map[imap.UID]int, out []Message) error {
+	lim := Limits{MaxMessageBytes: t.s.MaxMessageBytes}
+	cmd := c.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	defer cmd.Close()
+	got := map[imap.UID]bool{}
+	var total int64
+	for {
+		msg := cmd.Next()
+		if msg == nil {
+			break
+		}
+		var (
+			uid     imap.UID
+			raw     []byte
+			readErr error
+			seen    bool
+		)
+		for {
+			item := msg.Next()
+			if item == nil {
+				break
+			}
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = item.UID
+			case imapclient.FetchItemDataBodySection:
+				if item.Literal == nil {
+					continue
+				}
+				seen = true
+				if item.Literal.Size() > lim.MaxMessageBytes {
+					readErr = mailErr(ReasonTooLarge, "%d bytes, the cap is %d", item.Literal.Size(), lim.MaxMessageBytes)
+					continue // the client discards the rest
+				}
+				b, err := ReadMail(item.Literal, lim)
+				var me *MailError
+				if err != nil && !errors.As(err, &me) {
+					return fmt.Errorf("fetch mail: %w", err)
+				}
+				raw, readErr = b, err
+				total += int64(len(b))
+			}
+		}
+		i, ok := index[uid]
+		if !ok || !seen {
+			continue
+		}
+		got[uid] = true
+		m := &out[i]
+		if readErr != nil {
+			m.Err = readErr
+			continue
+		}
+		pkg, from, err := ParseMail(raw, lim)
+		if err != nil {
+			m.Err = err
+			continue
+		}
+		m.Package = pkg
+		if from != "" {
+			m.From = from
+		}
+	}
+	if err := cmd.Close(); err != nil {
+		return fmt.Errorf("fetch mail: %w", err)
+	}
+	t.count(func(s *Stats) { s.BodyBytes += total })
+	for _, uid := range uids {
+		if !got[uid] {
+			// Expunged meanwhile, or a server answer the client could not match (it needs the UID
+			// before the literal). Either way do not hand out a half-read message.
+			return fmt.Errorf("fetch mail: no body for UID %d", uid)
+		}
+	}
+	return nil
+}
+
+// Ack implements Transport.
+func (t *IMAPSMTP) Ack(ctx context.Context, m Message) error {
+	return t.moveAside(ctx, m, "ack", false)
+}
+
+// Reject implements Transport. The reason is logged, never written to the mail.
+func (t *IMAPSMTP) Reject(ctx context.Context, m Message, reason string) error {
+	t.s.log.Info("moving rejected mail aside", "op", "reject", "mailbox", m.Mailbox, "uid", m.UID, "err", reason)
+	return t.moveAside(ctx, m, "reject", true)
+}
+
+func (t *IMAPSMTP) moveAside(ctx context.Context, m Message, op string, rejected bool) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := t.ensure(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if c.idle != nil {
+		signal(t.kick) // the waiting Receive resumes once we are done
+	}
+	folder := m.Mailbox
+	if folder == "" {
+		folder = t.s.Inbox
+	}
+	return t.do(ctx, op, func(c *imapConn) error {
+		if err := c.endIdle(); err != nil {
+			return err
+		}
+		if err := c.selectFolder(folder); err != nil {
+			return err
+		}
+		if m.UIDValidity != c.uidValidity {
+			return fmt.Errorf("%w: UID %d of %s was read under UIDVALIDITY %d, the folder now has %d", ErrStaleMessage, m.UID, folder, m.UIDValidity, c.uidValidity)
+		}
+		dest := c.processed
+		if rejected {
+			dest = c.rejected
+		}
+		if err := c.ensureFolder(dest); err != nil {
+			return err
+		}
+		return t.move(c, imap.UID(m.UID), dest)
+	})
+}
+
+// move moves exactly one message. It first checks that the UID is still there: a UID MOVE or
+// COPY of a missing UID is legal IMAP, but imapmemserver then answers with an empty COPYUID that
+// imapclient cannot parse, which kills the connection.
+func (t *IMAPSMTP) move(c *imapConn, uid imap.UID, dest string) error {
+	set := imap.UIDSetNum(uid)
+	msgs, err := c.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		return fmt.Errorf("check UID %d: %w", uid, err)
+	}
+	i := slices.IndexFunc(msgs, func(b *imapclient.FetchMessageBuffer) bool { return b.UID == uid })
+	if i < 0 {
+		t.s.log.Debug("message already gone", "op", "move", "mailbox", c.selected, "uid", uid)
+		return nil
+	}
+	if slices.Contains(msgs[i].Flags, imap.FlagDeleted) {
+		return nil // an earlier fallback move copied and flagged it
+	}
+	if c.caps.Has(imap.CapMove) {
+		if _, err := c.c.Move(set, dest).Wait(); err != nil {
+			return fmt.Errorf("move UID %d to %s: %w", uid, dest, err)
+		}
+		return nil
+	}
+	// No MOVE. go-imap's own fallback ignores the COPY result and expunges the whole folder when
+	// UIDPLUS is missing; this one checks each step and never runs a bare EXPUNGE.
+	if _, err := c.c.Copy(set, dest).Wait(); err != nil {
+		return fmt.Errorf("copy UID %d to %s: %w", uid, dest, err)
+	}
+	flags := []imap.Flag{imap.FlagDeleted}
+	uidplus := c.caps.Has(imap.CapUIDPlus)
+	if !uidplus {
+		flags = append(flags, imap.FlagSeen)
+	}
+	if err := c.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close(); err != nil {
+		return fmt.Errorf("flag UID %d deleted: %w", uid, err)
+	}
+	if !uidplus {
+		// Without UIDPLUS an EXPUNGE would remove every \Deleted message, the user's too: leave
+		// the copy flagged; Receive skips \Deleted mail.
+		return nil
+	}
+	if err := c.c.UIDExpunge(set).Close(); err != nil {
+		return fmt.Errorf("expunge UID %d: %w", uid, err)
+	}
+	return nil
+}
+
+// ensureFolder creates a folder once per connection when it is missing, tolerating a
+// concurrent creation by another client.
+func (c *imapConn) ensureFolder(name string) error {
+	if c.folders[name] {
+		return nil
+	}
+	exists := func() (bool, error) {
+		l, err := c.c.List("", name, nil).Collect()
+		if err != nil {
+			return false, fmt.Errorf("list %s: %w", name, err)
+		}
+		return slices.ContainsFunc(l, func(d *imap.ListData) bool { return d.Mailbox == name }), nil
+	}
+	ok, err := exists()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := c.c.Create(name, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				// Perhaps another client created it between our LIST and CREATE.
+				if again, lerr := exists(); lerr != nil || !again {
+					return fmt.Errorf("create %s: %w", name, err)
+				}
+			}
+		}
+		// Subscribed so that mail clients show it; a refusal does not matter.
+		_ = c.c.Subscribe(name).Wait()
+	}
+	c.folders[name] = true
+	return nil
+}

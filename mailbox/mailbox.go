@@ -1,0 +1,108 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Message is one received mail that carries a sealpost package.
+type Message struct {
+	Mailbox     string // IMAP folder it was found in
+	UIDValidity uint32
+	UID         uint32
+	// From is the From header's address (or its raw text when it does not parse), informational
+	// only: identity never comes from headers.
+	From string
+	// Package is the attachment's decoded bytes; nil when Err is set.
+	Package []byte
+	// Err is set, and Package nil, when the mail says it is sealpost's (X-Sealpost: 1) but cannot
+	// be used: too large (not downloaded), malformed MIME, a missing or corrupt attachment. It is a
+	// *MailError. The caller logs it and calls Reject, so that the mail is moved aside and not read
+	// again forever.
+	Err error
+}
+
+// Cursor is where a Receive left off in a folder.
+type Cursor struct{ UIDValidity, LastUID uint32 }
+
+// Transport moves packages. Delivery is at least once: a message stays in the inbox until Ack or
+// Reject, and the caller acknowledges only after it committed its state.
+type Transport interface {
+	// Send mails pkg to the address as one application/octet-stream base64 attachment. A failure
+	// is a *SendError that says whether a retry may succeed.
+	Send(ctx context.Context, to string, pkg []byte) error
+	// Receive returns the sealpost messages in the inbox with UID > after.LastUID (all of them if
+	// after.UIDValidity differs from the folder's current UIDVALIDITY), oldest first, at most max
+	// (0 = 100). With wait it blocks until at least one exists or ctx ends (IDLE where the server
+	// has it, else polling); without wait it returns (nil, cursor, nil) when nothing is there.
+	// Mail that is not sealpost's is never returned, never flagged, never moved (it is fetched
+	// with BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
+	// highest UID looked at (foreign mail included, so it is not re-read). On error the Cursor is
+	// still usable: it is after, or further when mail was looked at before the error.
+	Receive(ctx context.Context, after Cursor, wait bool, max int) ([]Message, Cursor, error)
+	// Ack moves a processed message to the processed folder (created when missing): MOVE where the
+	// server has it, else UID COPY + UID STORE \Deleted + UID EXPUNGE of exactly that UID
+	// (UIDPLUS), never a bare EXPUNGE. A message that is no longer there is not an error (an
+	// earlier Ack may have moved it before its answer was lost). A message from an older
+	// UIDVALIDITY is an error wrapping ErrStaleMessage and nothing is moved.
+	Ack(ctx context.Context, m Message) error
+	// Reject moves a message to the rejected folder the same way (reason is logged, not written to
+	// the mail).
+	Reject(ctx context.Context, m Message, reason string) error
+	// Close ends the connections. Calls after Close return ErrClosed.
+	Close() error
+}
+
+var (
+	// ErrClosed is returned by calls on a closed transport.
+	ErrClosed = errors.New("mailbox: transport closed")
+	// ErrStaleMessage means a Message's UIDVALIDITY is not the folder's any more: its UID may
+	// name another mail now, so it is not touched.
+	ErrStaleMessage = errors.New("mailbox: message is from an older UIDVALIDITY")
+	// ErrTimeout means a mail server did not answer within Config.CommandTimeout; the connection
+	// was closed and the next call reconnects.
+	ErrTimeout = errors.New("mailbox: mail server did not answer in time")
+	// ErrPlaintextCredentials means credentials would have crossed the network unencrypted.
+	ErrPlaintextCredentials = errors.New("mailbox: refusing to send credentials without TLS")
+	// ErrCertificateUntrusted means the server's TLS certificate does not chain to a trusted CA.
+	ErrCertificateUntrusted = errors.New("mailbox: server certificate not trusted")
+	// ErrCertificateName means the server's TLS certificate is for another name.
+	ErrCertificateName = errors.New("mailbox: server certificate is for another name")
+	// ErrConfig wraps every configuration error New returns.
+	ErrConfig = errors.New("mailbox: invalid configuration")
+)
+
+// SendError is a failed Send. Temporary says whether trying again later may succeed: SMTP 4xx
+// replies and network errors are temporary, 5xx replies (for example 552, message too large) and
+// errors in the mail itself are not.
+type SendError struct {
+	Temporary bool
+	Code      int // SMTP reply code, 0 when the failure was not a reply
+	Err       error
+}
+
+func (e *SendError) Error() string {
+	kind := "permanent"
+	if e.Temporary {
+		kind = "temporary"
+	}
+	if e.Code != 0 {
+		return fmt.Sprintf("send mail (%s, SMTP %d): %v", kind, e.Code, e.Err)
+	}
+	return fmt.Sprintf("send mail (%s): %v", kind, e.Err)
+}
+
+func (e *SendError) Unwrap() error { return e.Err }
+
+// Stats counts what a transport has done since New; for tests, metrics and the benchmarks.
+type Stats struct {
+	Connects     int   // IMAP connections established
+	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included)
+	BodyBytes    int64 // bytes of whole sealpost mails fetched
+	Sent         int   // mails submitted
+	IdleWakeups  int   // IDLE waits ended by the server's push
+	PollWakeups  int   // waits ended by the poll or IDLE re-issue timer
+	BadSealpost  int   // X-Sealpost mails returned with Err set
+	ForeignSkips int   // mails looked at and left alone
+}

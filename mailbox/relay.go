@@ -1,0 +1,337 @@
+package mailbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// The embedded relay is a small in-process mail system for demos, labs and tests: an SMTP server
+// (go-smtp) that delivers into an in-memory IMAP server (go-imap's imapserver + imapmemserver)
+// for a fixed set of users. Nothing is stored on disk. By default it listens on loopback only,
+// without TLS and with plaintext authentication; it is not a production mail server.
+//
+// SMTP: mail to one of the users is accepted with or without authentication, as a real MX would
+// (so tests can inject forged mail); mail from one of the users' addresses needs AUTH PLAIN as
+// that user (submission). Mail to anyone else is refused: the relay delivers nowhere but its own
+// mailboxes. IMAP: each user logs in with the address as user name and has an INBOX; IDLE pushes
+// new mail at once.
+
+// RelayConfig configures StartRelay. Zero values take the defaults.
+type RelayConfig struct {
+	// Listen is the IP address to listen on (default 127.0.0.1). A non-loopback address is
+	// refused unless TLS is set.
+	Listen string
+	// SMTPPort, IMAPPort: 0 picks a free port (the listener binds port 0; nothing is guessed).
+	SMTPPort, IMAPPort int
+	// Users maps each address to its password.
+	Users map[string]string
+	// Logger; nil = silent.
+	Logger *slog.Logger
+	// MaxMessageBytes is the largest mail the SMTP server accepts (default 24 MiB), advertised as
+	// SIZE.
+	MaxMessageBytes int64
+	// TLS, when set, is offered as STARTTLS on both servers, or from the first byte with
+	// ImplicitTLS; authentication then needs TLS. For labs and tests with a private CA.
+	TLS         *tls.Config
+	ImplicitTLS bool
+
+	imapCaps imap.CapSet // tests: act as an older server (no MOVE, no UIDPLUS)
+}
+
+// Relay is a running embedded relay.
+type Relay struct {
+	users   map[string]string
+	mem     map[string]*imapmemserver.User // by lower-cased address
+	smtpSrv *smtp.Server
+	imapSrv *imapserver.Server
+	smtpLn  net.Listener
+	imapLn  net.Listener
+	log     *slog.Logger
+	maxMsg  int64
+	wg      sync.WaitGroup
+
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stopCtx   func() bool
+}
+
+// StartRelay starts the relay; it runs until Close or until ctx ends.
+func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
+	host := cfg.Listen
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if !isLoopbackHost(host) && cfg.TLS == nil {
+		return nil, fmt.Errorf("relay: refusing to listen on %s without TLS: its users' passwords would cross the network in the clear; listen on 127.0.0.1 or configure TLS", host)
+	}
+	if len(cfg.Users) == 0 {
+		return nil, errors.New("relay: no users")
+	}
+	r := &Relay{
+		users:  map[string]string{},
+		mem:    map[string]*imapmemserver.User{},
+		log:    cfg.Logger,
+		maxMsg: cfg.MaxMessageBytes,
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.maxMsg <= 0 {
+		r.maxMsg = DefaultMaxMessageBytes
+	}
+	mem := imapmemserver.New()
+	for addr, pw := range cfg.Users {
+		if _, err := addrSpec(addr); err != nil {
+			return nil, fmt.Errorf("relay: user %q: %v", addr, err)
+		}
+		key := strings.ToLower(addr)
+		if _, dup := r.mem[key]; dup {
+			return nil, fmt.Errorf("relay: user %q given twice", addr)
+		}
+		u := imapmemserver.NewUser(addr, pw)
+		if err := u.Create("INBOX", nil); err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		mem.AddUser(u)
+		r.users[addr] = pw
+		r.mem[key] = u
+	}
+
+	caps := cfg.imapCaps
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
+	}
+	imapOpts := &imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:         caps,
+		Logger:       printfLogger{r.log, "relay-imap"},
+		InsecureAuth: cfg.TLS == nil,
+	}
+	s := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &relaySession{r: r}, nil
+	}))
+	s.Domain = "localhost"
+	s.MaxMessageBytes = r.maxMsg
+	s.MaxRecipients = 50
+	s.AllowInsecureAuth = cfg.TLS == nil
+	s.ReadTimeout = 2 * time.Minute
+	s.WriteTimeout = 2 * time.Minute
+	s.ErrorLog = printfLogger{r.log, "relay-smtp"}
+	if cfg.TLS != nil && !cfg.ImplicitTLS {
+		imapOpts.TLSConfig = cfg.TLS
+		s.TLSConfig = cfg.TLS
+	}
+	r.smtpSrv = s
+	r.imapSrv = imapserver.New(imapOpts)
+
+	listen := func(port int) (net.Listener, error) {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		if cfg.TLS != nil && cfg.ImplicitTLS {
+			ln = tls.NewListener(ln, cfg.TLS)
+		}
+		return ln, nil
+	}
+	var err error
+	if r.smtpLn, err = listen(cfg.SMTPPort); err != nil {
+		return nil, err
+	}
+	if r.imapLn, err = listen(cfg.IMAPPort); err != nil {
+		r.smtpLn.Close()
+		return nil, err
+	}
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		if err := r.smtpSrv.Serve(r.smtpLn); err != nil && !r.closing.Load() {
+			r.log.Warn("relay SMTP server stopped", "op", "relay", "err", err)
+		}
+	}()
+	go func() {
+		defer r.wg.Done()
+		if err := r.imapSrv.Serve(r.imapLn); err != nil && !r.closing.Load() {
+			r.log.Warn("relay IMAP server stopped", "op", "relay", "err", err)
+		}
+	}()
+	r.stopCtx = context.AfterFunc(ctx, func() { r.Close() })
+	r.log.Info(fmt.Sprintf("relay started: SMTP %s, IMAP %s, %d users", r.SMTPAddr(), r.IMAPAddr(), len(r.users)), "op", "relay")
+	return r, nil
+}
+
+// SMTPAddr is the SMTP server's host:port.
+func (r *Relay) SMTPAddr() string { return r.smtpLn.Addr().String() }
+
+// IMAPAddr is the IMAP server's host:port.
+func (r *Relay) IMAPAddr() string { return r.imapLn.Addr().String() }
+
+// Users returns the users (address -> password), a copy.
+func (r *Relay) Users() map[string]string {
+	m := make(map[string]string, len(r.users))
+	for k, v := range r.users {
+		m[k] = v
+	}
+	return m
+}
+
+// Addresses returns the users' addresses, sorted.
+func (r *Relay) Addresses() []string {
+	l := make([]string, 0, len(r.users))
+	for a := range r.users {
+		l = append(l, a)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// Close stops both servers and drops every connection.
+func (r *Relay) Close() error {
+	r.closeOnce.Do(func() {
+		r.closing.Store(true)
+		if r.stopCtx != nil {
+			r.stopCtx()
+		}
+		err1 := r.smtpSrv.Close()
+		err2 := r.imapSrv.Close()
+		// A server whose Serve had not started yet when Close ran does not know its listener.
+		r.smtpLn.Close()
+		r.imapLn.Close()
+		r.wg.Wait()
+		if errors.Is(err1, smtp.ErrServerClosed) || errors.Is(err1, net.ErrClosed) {
+			err1 = nil
+		}
+		if errors.Is(err2, net.ErrClosed) {
+			err2 = nil
+		}
+		r.closeErr = errors.Join(err1, err2)
+	})
+	return r.closeErr
+}
+
+func (r *Relay) user(addr string) (*imapmemserver.User, string) {
+	for a := range r.users {
+		if strings.EqualFold(a, addr) {
+			return r.mem[strings.ToLower(a)], a
+		}
+	}
+	return nil, ""
+}
+
+// relaySession is one SMTP transaction stream.
+type relaySession struct {
+	r      *Relay
+	authed string
+	from   string
+	rcpts  []*imapmemserver.User
+	names  []string
+}
+
+var _ smtp.AuthSession = (*relaySession)(nil)
+
+func (s *relaySession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *relaySession) Auth(mech string) (sasl.Server, error) {
+	if mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return smtp.ErrAuthFailed
+		}
+		_, name := s.r.user(username)
+		if name == "" || subtle.ConstantTimeCompare([]byte(password), []byte(s.r.users[name])) != 1 {
+			return smtp.ErrAuthFailed
+		}
+		s.authed = name
+		return nil
+	}), nil
+}
+
+func (s *relaySession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.authed != "" && !strings.EqualFold(from, s.authed) {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
+	}
+	if _, local := s.r.user(from); local != "" && s.authed == "" {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required to send as a local user"}
+	}
+	s.from = from
+	return nil
+}
+
+func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	u, name := s.r.user(to)
+	if u == nil {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here; this relay delivers only to its own users"}
+	}
+	s.rcpts = append(s.rcpts, u)
+	s.names = append(s.names, name)
+	return nil
+}
+
+func (s *relaySession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for i, u := range s.rcpts {
+		if _, err := u.Append("INBOX", literal{bytes.NewReader(b), int64(len(b))}, &imap.AppendOptions{Time: now}); err != nil {
+			s.r.log.Warn("relay delivery failed", "op", "relay", "mailbox", s.names[i], "err", err)
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Delivery failed, try again later"}
+		}
+		s.r.log.Debug(fmt.Sprintf("relay delivered %d bytes", len(b)), "op", "relay", "mailbox", s.names[i])
+	}
+	return nil
+}
+
+func (s *relaySession) Reset() {
+	s.from, s.rcpts, s.names = "", nil, nil
+}
+
+func (s *relaySession) Logout() error { return nil }
+
+// literal is an imap.LiteralReader over bytes.
+type literal struct {
+	*bytes.Reader
+	n int64
+}
+
+func (l literal) Size() int64 { return l.n }
+
+// printfLogger sends the servers' log lines to slog at debug level (they are mostly clients
+// going away).
+type printfLogger struct {
+	l  *slog.Logger
+	op string
+}
+
+func (p printfLogger) Printf(format string, args ...any) {
+	p.l.Debug(strings.TrimSpace(fmt.Sprintf(format, args...)), "op", p.op)
+}
+
+func (p printfLogger) Println(args ...any) {
+	p.l.Debug(strings.TrimSpace(fmt.Sprintln(args...)), "op", p.op)
+}

@@ -1,0 +1,160 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Send implements Transport. Each call uses its own SMTP connection under the watchdog.
+//
+// Classification: a 4xx reply, a network failure or a timeout is temporary. A 5xx reply to RCPT
+// or DATA, or a 552 to MAIL, concerns this mail (550: no such user, 552: too large) and is
+// permanent. Any other 5xx (EHLO, STARTTLS, AUTH, a refused sender) and TLS or plaintext
+// refusals are configuration trouble that a fix can cure without losing the mail, so they are
+// reported as temporary too.
+func (t *IMAPSMTP) Send(ctx context.Context, to string, pkg []byte) error {
+	if t.shut.Load() {
+		// Temporary: the mail was not sent and a new transport may send it; an outbox must not
+		// drop it because the process is shutting down.
+		return &SendError{Temporary: true, Err: ErrClosed}
+	}
+	mail, err := ComposeMail(t.s.Address, to, pkg, time.Now())
+	if err != nil {
+		return &SendError{Err: err}
+	}
+	if err := t.submit(ctx, to, mail); err != nil {
+		return err
+	}
+	t.count(func(s *Stats) { s.Sent++ })
+	return nil
+}
+
+func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) (err error) {
+	s := t.s
+	d := net.Dialer{Timeout: s.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", s.SMTPAddr)
+	if err != nil {
+		return &SendError{Temporary: true, Err: fmt.Errorf("connect to SMTP server %s: %w", s.SMTPAddr, err)}
+	}
+	raw := newWatchedConn(nc)
+	w := raw.watch(ctx, s.CommandTimeout)
+	defer func() {
+		timedOut, cancelled := w.stop()
+		raw.Close()
+		var se *SendError
+		if err == nil || !errors.As(err, &se) {
+			return
+		}
+		switch {
+		case cancelled && ctx.Err() != nil:
+			err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", s.SMTPAddr, ctx.Err())}
+		case timedOut || isNetTimeout(err):
+			err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w (silent for %s)", s.SMTPAddr, ErrTimeout, s.CommandTimeout)}
+		}
+	}()
+
+	// EHLO names the domain of our address, which the mail shows anyway, not this host.
+	helo, _ := addrSpec(s.Address) // validated by New
+	var c *smtp.Client
+	switch s.TLS {
+	case TLSImplicit:
+		tc := tls.Client(raw, s.smtpTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return &SendError{Temporary: true, Err: tlsError(err, s.SMTPAddr)}
+		}
+		c = smtp.NewClient(tc)
+	case TLSStartTLS:
+		var err error
+		if c, err = smtp.NewClientStartTLS(raw, s.smtpTLS); err != nil {
+			return setupErr("STARTTLS", tlsError(err, s.SMTPAddr))
+		}
+	default:
+		c = smtp.NewClient(raw)
+	}
+	defer c.Close()
+	// The watchdog is the bound; go-smtp's own deadlines are a looser backstop.
+	c.CommandTimeout, c.SubmissionTimeout = 2*s.CommandTimeout, 2*s.CommandTimeout
+	if err := c.Hello(helo); err != nil {
+		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
+	}
+	if s.Username != "" || s.Password != "" {
+		if _, encrypted := c.TLSConnectionState(); !encrypted && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
+			return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
+		}
+		user := s.Username
+		if user == "" {
+			user = s.Address
+		}
+		var mech sasl.Client
+		switch {
+		case c.SupportsAuth(sasl.Plain):
+			mech = sasl.NewPlainClient("", user, s.Password)
+		case c.SupportsAuth(sasl.Login):
+			mech = sasl.NewLoginClient(user, s.Password)
+		default:
+			return &SendError{Temporary: true, Err: fmt.Errorf("SMTP server %s offers neither AUTH PLAIN nor LOGIN", s.SMTPAddr)}
+		}
+		if err := c.Auth(mech); err != nil {
+			return setupErr("AUTH as "+user, err)
+		}
+	}
+	if max, ok := c.MaxMessageSize(); ok && max > 0 && len(mail) > max {
+		return &SendError{Code: 552, Err: fmt.Errorf("mail of %d bytes exceeds the server's SIZE %d", len(mail), max)}
+	}
+	if err := c.Mail(s.Address, &smtp.MailOptions{Size: int64(len(mail))}); err != nil {
+		// A refused sender is our configuration (authentication required, address not ours);
+		// only a refused size (552, from SIZE=) is about this mail.
+		if se := mailErrOf("MAIL FROM", err); se.Code == 552 {
+			return se
+		}
+		return setupErr("MAIL FROM", err)
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return mailErrOf("RCPT TO "+to, err)
+	}
+	wc, err := c.Data()
+	if err != nil {
+		return mailErrOf("DATA", err)
+	}
+	if _, err := wc.Write(mail); err != nil {
+		wc.Close()
+		return mailErrOf("DATA", err)
+	}
+	if err := wc.Close(); err != nil {
+		return mailErrOf("DATA", err)
+	}
+	_ = c.Quit() // the mail is accepted; a failed goodbye changes nothing
+	return nil
+}
+
+// setupErr classifies a failure before the mail transaction: always temporary.
+func setupErr(step string, err error) *SendError {
+	se := &SendError{Temporary: true, Err: fmt.Errorf("%s: %w", step, err)}
+	var smtpErr *smtp.SMTPError
+	if errors.As(err, &smtpErr) {
+		se.Code = smtpErr.Code
+	}
+	return se
+}
+
+// mailErrOf classifies a failure in the mail transaction: 5xx permanent, the rest temporary.
+func mailErrOf(step string, err error) *SendError {
+	var smtpErr *smtp.SMTPError
+	if errors.As(err, &smtpErr) {
+		return &SendError{Temporary: !(smtpErr.Code >= 500 && smtpErr.Code < 600), Code: smtpErr.Code, Err: fmt.Errorf("%s: %w", step, err)}
+	}
+	return &SendError{Temporary: true, Err: fmt.Errorf("%s: %w", step, err)}
+}
+
+// isNetTimeout reports a network deadline that fired (go-smtp's own).
+func isNetTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,182 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// IMAPSMTP is the Transport over an ordinary mailbox: it reads with IMAP (go-imap/v2) and sends
+// with SMTP (go-smtp). It keeps one IMAP connection, owned by a supervisor: every exchange runs
+// under a watchdog (Config.CommandTimeout), any failure closes the connection, and the next call
+// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Each Send uses
+// its own SMTP connection. It is safe for concurrent use; Receive calls run one at a time, and an
+// Ack or Reject made while a Receive waits in IDLE interrupts the IDLE and lets it resume.
+type IMAPSMTP struct {
+	s *settings
+
+	recvMu sync.Mutex // one Receive at a time
+	mu     sync.Mutex // guards everything below: one IMAP exchange at a time
+	conn   *imapConn  // nil when disconnected
+	fails  int        // consecutive failed calls, for the backoff
+	retry  time.Time  // no reconnection before this
+	closed bool
+	shut   atomic.Bool // closed, readable without mu (Send must not wait for an IMAP exchange)
+
+	wake chan struct{} // cap 1: the unilateral-data handler saw EXISTS (new mail)
+	kick chan struct{} // cap 1: another call ended the IDLE a Receive waits on, or Close ran
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+var _ Transport = (*IMAPSMTP)(nil)
+
+// New validates cfg and returns a transport. It does not connect: the first call does. It refuses
+// TLS "none" with credentials unless the servers are loopback and AllowPlaintextAuth is set.
+func New(cfg Config) (*IMAPSMTP, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	return &IMAPSMTP{s: s, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}, nil
+}
+
+// Stats returns counters of what the transport has done.
+func (t *IMAPSMTP) Stats() Stats {
+	t.statsMu.Lock()
+	defer t.statsMu.Unlock()
+	return t.stats
+}
+
+func (t *IMAPSMTP) count(f func(*Stats)) {
+	t.statsMu.Lock()
+	f(&t.stats)
+	t.statsMu.Unlock()
+}
+
+// Close logs out and closes the IMAP connection; it returns nil (a server that is already gone
+// is no error here). Later calls return ErrClosed.
+func (t *IMAPSMTP) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	t.shut.Store(true)
+	signal(t.kick)
+	c := t.conn
+	if c == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.s.CommandTimeout)
+	defer cancel()
+	// A polite LOGOUT; if the server is gone or silent, the connection is closed all the same.
+	_ = t.do(ctx, "logout", func(c *imapConn) error {
+		if err := c.endIdle(); err != nil {
+			return err
+		}
+		return c.c.Logout().Wait()
+	})
+	t.drop()
+	return nil
+}
+
+// signal is a non-blocking send: the one thing the reader goroutine's handler may do.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func drain(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+	}
+}
+
+// ensure returns the live connection, connecting (after the backoff) when there is none. The
+// caller holds t.mu.
+func (t *IMAPSMTP) ensure(ctx context.Context) (*imapConn, error) {
+	if t.closed {
+		return nil, ErrClosed
+	}
+	if c := t.conn; c != nil {
+		select {
+		case <-c.c.Closed():
+			t.s.log.Info("IMAP connection was closed; reconnecting", "op", "connect", "mailbox", t.s.Inbox)
+			t.drop()
+		default:
+			return c, nil
+		}
+	}
+	if wait := time.Until(t.retry); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		}
+	}
+	c, err := t.connect(ctx)
+	if err != nil {
+		t.failed()
+		return nil, err
+	}
+	t.conn = c
+	t.count(func(s *Stats) { s.Connects++ })
+	return c, nil
+}
+
+// failed records a failure for the backoff.
+func (t *IMAPSMTP) failed() {
+	t.fails++
+	t.retry = time.Now().Add(backoff(t.s.backoffBase, t.s.backoffCap, t.fails))
+}
+
+// drop closes the connection; the next call reconnects.
+func (t *IMAPSMTP) drop() {
+	if t.conn != nil {
+		t.conn.close()
+		t.conn = nil
+	}
+}
+
+// do runs one exchange on the connection under the watchdog. Any failure closes the connection
+// (except ErrStaleMessage, which is the caller's, not the connection's) and counts towards the
+// backoff; success resets it. The caller holds t.mu.
+func (t *IMAPSMTP) do(ctx context.Context, op string, f func(c *imapConn) error) error {
+	c := t.conn
+	if c == nil {
+		return fmt.Errorf("%s: %w", op, ErrClosed)
+	}
+	w := c.raw.watch(ctx, t.s.CommandTimeout)
+	err := f(c)
+	timedOut, cancelled := w.stop()
+	if err == nil && !timedOut && !cancelled {
+		t.fails = 0
+		return nil
+	}
+	if errors.Is(err, ErrStaleMessage) && !timedOut && !cancelled {
+		return err
+	}
+	t.drop()
+	t.failed()
+	switch {
+	case cancelled && ctx.Err() != nil:
+		err = ctx.Err()
+	case timedOut:
+		err = fmt.Errorf("%w (silent for %s; connection closed)", ErrTimeout, t.s.CommandTimeout)
+	case err == nil:
+		err = errors.New("connection closed")
+	}
+	t.s.log.Debug("IMAP connection dropped after a failure", "op", op, "mailbox", t.s.Inbox, "err", err)
+	return fmt.Errorf("%s: %w", op, err)
+}

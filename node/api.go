@@ -1,0 +1,56 @@
+package node
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// API is what the command line asks of a node: the Node itself when the CLI holds the state, or
+// a Client talking to the agent that does (bbolt's lock is exclusive, so while an agent runs it
+// is the only process that opens the state; the CLI reaches it through its control socket).
+type API interface {
+	Identity(ctx context.Context) (IDInfo, error)
+	AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error)
+	Peers(ctx context.Context) ([]PeerInfo, error)
+	// Run submits a command; with wait it returns once the result is final or ctx ends (then
+	// with the last known result and ctx's error).
+	Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error)
+	Results(ctx context.Context) ([]keystore.Result, error)
+}
+
+// IDInfo is what `sealpost id` prints.
+type IDInfo struct {
+	Fingerprint string `json:"fingerprint"`
+	Address     string `json:"address"`
+}
+
+var _ API = (*Node)(nil)
+
+// Identity reports this node's fingerprint and address.
+func (n *Node) Identity(context.Context) (IDInfo, error) {
+	return IDInfo{Fingerprint: n.Fingerprint().String(), Address: n.cfg.Address}, nil
+}
+
+// Run submits spec and, with wait, waits for its final result.
+func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error) {
+	id, err := n.Submit(ctx, spec)
+	if errors.Is(err, ErrNotPaired) && !n.serving.Load() {
+		// The peer's PAIR answer may be waiting in our mailbox: read it, then try again.
+		if _, perr := n.Pump(ctx, false); perr == nil {
+			id, err = n.Submit(ctx, spec)
+		}
+	}
+	if err != nil {
+		return keystore.Result{}, err
+	}
+	if !wait {
+		r, _, err := n.Result(id)
+		return r, err
+	}
+	return n.Wait(ctx, id, progress)
+}
+
+// ErrNotPaired: the peer named in a command has an armed pairing but no pinned key yet.
+var ErrNotPaired = errors.New("peer is not paired yet")

@@ -1,0 +1,202 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// The control socket: a running agent owns the state (bbolt allows one process), so the CLI asks
+// it to act instead. A Unix socket in the state directory, mode 0600, one JSON request and one
+// JSON response per connection. Only the state directory's owner can reach it.
+
+// SocketName is the control socket's file name inside the state directory.
+const SocketName = "agent.sock"
+
+type controlRequest struct {
+	Op      string        `json:"op"` // identity, add-peer, peers, run, results
+	Peer    *PeerSpec     `json:"peer,omitempty"`
+	Run     *RunSpec      `json:"run,omitempty"`
+	Wait    bool          `json:"wait,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+type controlResponse struct {
+	Error    string            `json:"error,omitempty"`
+	Timeout  bool              `json:"timeout,omitempty"`
+	Identity *IDInfo           `json:"identity,omitempty"`
+	Added    *PeerAdded        `json:"added,omitempty"`
+	Peers    []PeerInfo        `json:"peers,omitempty"`
+	Result   *keystore.Result  `json:"result,omitempty"`
+	Results  []keystore.Result `json:"results,omitempty"`
+}
+
+// ListenControl starts serving the control socket until ctx ends.
+func (n *Node) ListenControl(ctx context.Context) error {
+	path := filepath.Join(n.opts.Dir, SocketName)
+	// We hold the state lock, so a socket file left here belongs to a dead agent.
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+		os.Remove(path)
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go n.serveControl(ctx, c)
+		}
+	}()
+	return nil
+}
+
+func (n *Node) serveControl(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	var req controlRequest
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+		return
+	}
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
+		defer cancel()
+	}
+	var resp controlResponse
+	var err error
+	switch req.Op {
+	case "identity":
+		var id IDInfo
+		id, err = n.Identity(ctx)
+		resp.Identity = &id
+	case "add-peer":
+		if req.Peer == nil {
+			err = errors.New("add-peer without a peer")
+			break
+		}
+		var a PeerAdded
+		a, err = n.AddPeer(ctx, *req.Peer)
+		resp.Added = &a
+	case "peers":
+		resp.Peers, err = n.Peers(ctx)
+	case "run":
+		if req.Run == nil {
+			err = errors.New("run without a command")
+			break
+		}
+		var r keystore.Result
+		r, err = n.Run(ctx, *req.Run, req.Wait, nil)
+		resp.Result = &r
+	case "results":
+		resp.Results, err = n.Results(ctx)
+	default:
+		err = fmt.Errorf("unknown control operation %q", req.Op)
+	}
+	if err != nil {
+		resp.Error = err.Error()
+		resp.Timeout = errors.Is(err, context.DeadlineExceeded)
+	}
+	_ = json.NewEncoder(c).Encode(resp)
+}
+
+// Client talks to a running agent through its control socket.
+type Client struct {
+	path string
+}
+
+// DialControl returns a client if an agent is listening in dir, else an error.
+func DialControl(dir string) (*Client, error) {
+	path := filepath.Join(dir, SocketName)
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c.Close()
+	return &Client{path: path}, nil
+}
+
+var _ API = (*Client)(nil)
+
+func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse, error) {
+	var resp controlResponse
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", cl.path)
+	if err != nil {
+		return resp, fmt.Errorf("reach the agent: %w", err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		req.Timeout = time.Until(dl)
+		c.SetDeadline(dl.Add(5 * time.Second))
+	}
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return resp, err
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		if ctx.Err() != nil {
+			return resp, ctx.Err()
+		}
+		return resp, fmt.Errorf("agent answered: %w", err)
+	}
+	if resp.Error != "" {
+		if resp.Timeout {
+			return resp, fmt.Errorf("%s: %w", resp.Error, context.DeadlineExceeded)
+		}
+		return resp, errors.New(resp.Error)
+	}
+	return resp, nil
+}
+
+func (cl *Client) Identity(ctx context.Context) (IDInfo, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "identity"})
+	if r.Identity == nil {
+		return IDInfo{}, err
+	}
+	return *r.Identity, err
+}
+
+func (cl *Client) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "add-peer", Peer: &spec})
+	if r.Added == nil {
+		return PeerAdded{}, err
+	}
+	return *r.Added, err
+}
+
+func (cl *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "peers"})
+	return r.Peers, err
+}
+
+func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(keystore.Result)) (keystore.Result, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "run", Run: &spec, Wait: wait})
+	if r.Result == nil {
+		return keystore.Result{}, err
+	}
+	return *r.Result, err
+}
+
+func (cl *Client) Results(ctx context.Context) ([]keystore.Result, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "results"})
+	return r.Results, err
+}

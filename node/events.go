@@ -1,0 +1,52 @@
+package node
+
+import (
+	"time"
+
+	"github.com/sealpost/sealpost/session"
+)
+
+// Event is one thing a node did, for people to read (the demo's transcript, `agent -v`).
+type Event struct {
+	Time    time.Time
+	Kind    EventKind
+	Peer    string // the peer's local name, or its address when not pinned yet
+	Package string // package type, for sent/received
+	Bytes   int    // package size
+	Command session.CommandID
+	Status  string // session status, result status
+	Epoch   uint64
+	Detail  string
+}
+
+// EventKind names an event.
+type EventKind string
+
+const (
+	EventSent     EventKind = "sent"
+	EventReceived EventKind = "received"
+	EventRejected EventKind = "rejected"
+	EventPaired   EventKind = "paired"
+	EventSession  EventKind = "session"
+	EventExecuted EventKind = "executed"
+	EventDenied   EventKind = "denied"
+	EventResult   EventKind = "result"
+)
+
+func (n *Node) emit(e Event) {
+	if n.opts.Events == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = n.now()
+	}
+	n.opts.Events(e)
+}
+
+// packageType reads the type byte of a package for events without parsing it.
+func packageType(pkg []byte) string {
+	if len(pkg) < 6 {
+		return "?"
+	}
+	return session.Type(pkg[5]).String()
+}

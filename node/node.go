@@ -1,0 +1,294 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
+)
+
+// ErrNotInitialized: the state directory has no identity yet.
+var ErrNotInitialized = errors.New("this state directory has no identity yet: run `sealpost init` first")
+
+// Options configure a Node. Zero values take the documented defaults.
+type Options struct {
+	// Dir is the state directory (required).
+	Dir string
+	// Logger receives operational logs; nil is silent.
+	Logger *slog.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// Transport moves packages; nil means one built from the stored mailbox settings.
+	Transport mailbox.Transport
+	// Events receives a readable account of what the node does (the demo prints it); nil: none.
+	Events func(Event)
+	// Version is reported by sysinfo.
+	Version string
+	// LockTimeout bounds the wait for the state lock; zero means 2s.
+	LockTimeout time.Duration
+	// RetryAfter is how long a command waits for its answer before it is sent again (doubling
+	// each time, at most six hours); zero means 10 minutes.
+	RetryAfter time.Duration
+	// HandshakeTimeout is how long an unanswered handshake waits before a new one; zero means RetryAfter.
+	HandshakeTimeout time.Duration
+}
+
+// Node is one sealpost node: its state, protocol engine, transport and command registry.
+type Node struct {
+	opts  Options
+	store *keystore.Store
+	id    *session.Identity
+	cfg   MailConfig
+	eng   *session.Engine
+	reg   *commands.Registry
+	log   *slog.Logger
+	now   func() time.Time
+
+	trMu sync.Mutex // guards tr creation
+	tr   mailbox.Transport
+
+	sendMu  sync.Mutex // one outbox flush at a time
+	serving atomic.Bool
+	waitMu  sync.Mutex
+	waiters map[session.CommandID][]chan struct{}
+
+	beforeExecute func() // tests: simulate a crash between "executing" and the run
+}
+
+// MailConfig is the mailbox account a node uses; it is stored in the state, the password never is.
+type MailConfig struct {
+	Address      string        `json:"address"`
+	IMAP         string        `json:"imap"`
+	SMTP         string        `json:"smtp"`
+	Login        string        `json:"login"`
+	PasswordEnv  string        `json:"password_env,omitempty"`
+	PasswordFile string        `json:"password_file,omitempty"`
+	TLS          string        `json:"tls"`
+	CAFile       string        `json:"ca_file,omitempty"`
+	PollInterval time.Duration `json:"poll_interval,omitempty"`
+	// AllowPlaintextAuth is set by `--tls none`: the user accepted credentials in the clear (the
+	// transport still refuses it for anything but loopback).
+	AllowPlaintextAuth bool `json:"allow_plaintext_auth,omitempty"`
+}
+
+const (
+	configMailbox = "mailbox"
+	configFloor   = "restore-floor"
+	prefixPolicy  = "policy/"
+	prefixQueue   = "queue/"
+	prefixRetry   = "retry/"
+	inboxCursor   = "INBOX"
+)
+
+func (o *Options) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = 2 * time.Second
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 10 * time.Minute
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = o.RetryAfter
+	}
+}
+
+// Init creates the identity (if the directory has none) and stores the mailbox settings.
+func Init(opts Options, cfg MailConfig) (*Node, error) {
+	opts.defaults()
+	if cfg.Address == "" {
+		return nil, fmt.Errorf("init: --address is required")
+	}
+	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now})
+	if err != nil {
+		return nil, err
+	}
+	err = st.Update(func(tx *keystore.Tx) error {
+		if _, ok, err := tx.Identity(); err != nil {
+			return err
+		} else if !ok {
+			id, err := session.NewIdentity(nil)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutIdentity(keystore.Identity{Address: cfg.Address, PrivateKey: id.PrivateKey(), Created: opts.Now()}); err != nil {
+				return err
+			}
+		}
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return err
+		}
+		return tx.PutConfig(configMailbox, b)
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	st.Close()
+	return Open(opts)
+}
+
+// Open opens an initialised state directory. It holds the state lock until Close.
+func Open(opts Options) (*Node, error) {
+	opts.defaults()
+	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}}
+	if err := n.load(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) load() error {
+	var floor time.Time
+	if rb := n.store.Rollback(); rb.Detected {
+		// The database was restored from an older copy (docs/PROTOCOL.md section 16): drop every
+		// session so nothing opens under restored epochs, and remember when, so that commands
+		// issued before now that the restored ledger does not know are never run.
+		n.log.Warn("state was restored from an older copy; all sessions dropped, peers must handshake again", "op", "restore")
+		err := n.store.Update(func(tx *keystore.Tx) error {
+			if _, err := tx.DeleteAllSessions(); err != nil {
+				return err
+			}
+			b, _ := n.now().UTC().MarshalText()
+			if err := tx.PutConfig(configFloor, b); err != nil {
+				return err
+			}
+			return tx.ClearRollback()
+		})
+		if err != nil {
+			return fmt.Errorf("recover restored state: %w", err)
+		}
+	}
+	return n.store.View(func(tx *keystore.Tx) error {
+		ident, ok, err := tx.Identity()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotInitialized
+		}
+		if n.id, err = session.IdentityFromKey(ident.PrivateKey); err != nil {
+			return err
+		}
+		if b, ok, err := tx.Config(configMailbox); err != nil {
+			return err
+		} else if ok {
+			if err := json.Unmarshal(b, &n.cfg); err != nil {
+				return fmt.Errorf("stored mailbox settings: %w", err)
+			}
+		}
+		if b, ok, _ := tx.Config(configFloor); ok {
+			_ = floor.UnmarshalText(b)
+		}
+		n.cfg.Address = ident.Address
+		n.eng, err = session.NewEngine(session.Config{Identity: n.id, Address: ident.Address, Now: n.now, Floor: floor})
+		if err != nil {
+			return err
+		}
+		n.reg = commands.NewRegistry(commands.Options{Version: n.opts.Version, Now: n.now, Logger: n.log})
+		return nil
+	})
+}
+
+// Close releases the state and the transport.
+func (n *Node) Close() error {
+	n.trMu.Lock()
+	if n.tr != nil && n.opts.Transport == nil {
+		n.tr.Close()
+	}
+	n.trMu.Unlock()
+	return n.store.Close()
+}
+
+// Fingerprint is this node's identity fingerprint.
+func (n *Node) Fingerprint() session.Fingerprint { return n.id.Fingerprint() }
+
+// Address is this node's mail address.
+func (n *Node) Address() string { return n.cfg.Address }
+
+// Store exposes the state for tests and the control server.
+func (n *Node) Store() *keystore.Store { return n.store }
+
+// transport returns the transport, building it from the stored settings on first use.
+func (n *Node) transport() (mailbox.Transport, error) {
+	n.trMu.Lock()
+	defer n.trMu.Unlock()
+	if n.tr != nil {
+		return n.tr, nil
+	}
+	c := n.cfg
+	if c.IMAP == "" || c.SMTP == "" {
+		return nil, fmt.Errorf("no mailbox configured: run `sealpost init --address ... --imap HOST:PORT --smtp HOST:PORT ...`")
+	}
+	pw, err := c.password()
+	if err != nil {
+		return nil, err
+	}
+	tr, err := mailbox.New(mailbox.Config{
+		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Password: pw,
+		TLS: mailbox.TLSMode(c.TLS), CAFile: c.CAFile, AllowPlaintextAuth: c.AllowPlaintextAuth,
+		PollInterval: c.PollInterval, Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.tr = tr
+	return tr, nil
+}
+
+func (c MailConfig) password() (string, error) {
+	switch {
+	case c.PasswordEnv != "":
+		pw, ok := os.LookupEnv(c.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("the mailbox password is read from $%s, which is not set in this environment", c.PasswordEnv)
+		}
+		return pw, nil
+	case c.PasswordFile != "":
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("read the mailbox password: %w", err)
+		}
+		return string(trimNewline(b)), nil
+	}
+	return "", nil
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// update runs fn in one state transaction with the protocol store bound to it.
+func (n *Node) update(fn func(tx *keystore.Tx, st TxStore) error) error {
+	return n.store.Update(func(tx *keystore.Tx) error { return fn(tx, TxStore{tx}) })
+}
+
+func (n *Node) view(fn func(tx *keystore.Tx, st TxStore) error) error {
+	return n.store.View(func(tx *keystore.Tx) error { return fn(tx, TxStore{tx}) })
+}
+
+var _ = context.Background

@@ -1,0 +1,293 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/fixtures"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
+)
+
+// lab is two nodes, alice (controller) and bob (agent), on an embedded relay.
+type lab struct {
+	t      testing.TB
+	ctx    context.Context
+	relay  *mailbox.Relay
+	dirs   map[string]string
+	users  map[string]string
+	alice  *Node
+	bob    *Node
+	bobRun context.CancelFunc
+	bobEnd chan struct{}
+}
+
+func newLab(t *testing.T) *lab { return newLabTB(t) }
+
+func newLabTB(t testing.TB) *lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	l := &lab{t: t, ctx: ctx, dirs: map[string]string{}, users: map[string]string{"alice@example.test": "pw-a", "bob@example.test": "pw-b"}}
+	var err error
+	l.relay, err = mailbox.StartRelay(ctx, mailbox.RelayConfig{Users: l.users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.relay.Close() })
+	for _, name := range []string{"alice", "bob"} {
+		l.dirs[name] = filepath.Join(t.TempDir(), name)
+	}
+	l.alice = l.open("alice", nil, true)
+	l.bob = l.open("bob", nil, true)
+	l.pair()
+	return l
+}
+
+func (l *lab) transport(name string, wrap func(mailbox.Transport) mailbox.Transport) mailbox.Transport {
+	addr := name + "@example.test"
+	tr, err := mailbox.New(mailbox.Config{Address: addr, IMAPAddr: l.relay.IMAPAddr(), SMTPAddr: l.relay.SMTPAddr(),
+		Username: addr, Password: l.users[addr], TLS: "none", AllowPlaintextAuth: true, CommandTimeout: 5 * time.Second})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { tr.Close() })
+	if wrap != nil {
+		return wrap(tr)
+	}
+	return tr
+}
+
+func (l *lab) open(name string, wrap func(mailbox.Transport) mailbox.Transport, init bool) *Node {
+	l.t.Helper()
+	addr := name + "@example.test"
+	opts := Options{Dir: l.dirs[name], Transport: l.transport(name, wrap), RetryAfter: time.Hour}
+	var n *Node
+	var err error
+	if init {
+		n, err = Init(opts, MailConfig{Address: addr, IMAP: l.relay.IMAPAddr(), SMTP: l.relay.SMTPAddr(), TLS: "none"})
+	} else {
+		n, err = Open(opts)
+	}
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// serveBob runs bob's agent until stopBob.
+func (l *lab) serveBob() {
+	ctx, cancel := context.WithCancel(l.ctx)
+	l.bobRun, l.bobEnd = cancel, make(chan struct{})
+	go func() { defer close(l.bobEnd); l.bob.Serve(ctx, false) }()
+}
+
+func (l *lab) stopBob() {
+	if l.bobRun != nil {
+		l.bobRun()
+		<-l.bobEnd
+		l.bobRun = nil
+	}
+}
+
+func (l *lab) pair() {
+	l.t.Helper()
+	added, err := l.alice.AddPeer(l.ctx, PeerSpec{Name: "bob", Address: "bob@example.test"})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	script := filepath.Join(l.t.TempDir(), "count")
+	counter := filepath.Join(l.t.TempDir(), "runs")
+	os.WriteFile(script, []byte("#!/bin/sh\necho ran >> "+counter+"\n"), 0o755)
+	countFile = counter
+	countScript = script
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Address: "alice@example.test", Code: added.GeneratedCode, Allow: []string{"echo", script}}); err != nil {
+		l.t.Fatal(err)
+	}
+	for range 3 {
+		l.alice.Pump(l.ctx, false)
+		l.bob.Pump(l.ctx, false)
+	}
+	ps, _ := l.alice.Peers(l.ctx)
+	if len(ps) != 1 || ps[0].Status != "paired" {
+		l.t.Fatalf("alice's peers after pairing: %+v", ps)
+	}
+}
+
+var countFile, countScript string
+
+func runs(t *testing.T) int {
+	b, _ := os.ReadFile(countFile)
+	return len(b) / len("ran\n")
+}
+
+func (l *lab) run(argv ...string) keystore.Result {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(l.ctx, 20*time.Second)
+	defer cancel()
+	r, err := l.alice.Run(ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: argv}}, true, nil)
+	if err != nil {
+		l.t.Fatalf("run %v: %v (result %+v)", argv, err, r)
+	}
+	return r
+}
+
+// TestCrashAfterExecutingNode: a crash between the "executing" commit and the run leaves the
+// command answered "outcome unknown" after restart and never run (THREATS row 25, node level).
+func TestCrashAfterExecutingNode(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	if r := l.run("echo", "warm-up"); r.Status != StatusDone {
+		t.Fatalf("warm-up: %+v", r)
+	}
+	l.stopBob()
+
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{countScript}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash := errors.New("crash")
+	l.bob.beforeExecute = func() { panic(crash) }
+	func() {
+		defer func() {
+			if r := recover(); r != crash {
+				t.Fatalf("recovered %v, want the simulated crash", r)
+			}
+		}()
+		l.bob.Pump(l.ctx, false)
+	}()
+	l.bob.Close()
+	l.bob = l.open("bob", nil, false) // restart
+	l.serveBob()
+	ctx, cancel := context.WithTimeout(l.ctx, 20*time.Second)
+	defer cancel()
+	r, err := l.alice.Wait(ctx, id, nil)
+	if err != nil || r.Status != "outcome-unknown" {
+		t.Fatalf("after the crash: %+v, %v; want outcome-unknown", r, err)
+	}
+	if n := runs(t); n != 0 {
+		t.Fatalf("the command ran %d times after a crash before its run; want 0", n)
+	}
+}
+
+// flakySend fails the first n sends as a temporarily unavailable SMTP server would.
+type flakySend struct {
+	mailbox.Transport
+	fail atomic.Int32
+}
+
+func (f *flakySend) Send(ctx context.Context, to string, pkg []byte) error {
+	if f.fail.Add(-1) >= 0 {
+		return &mailbox.SendError{Temporary: true, Code: 451, Err: io.ErrUnexpectedEOF}
+	}
+	return f.Transport.Send(ctx, to, pkg)
+}
+
+// TestOutboxKeepsMailThroughSMTPFailure: while SMTP fails, answers stay in the outbox and leave
+// once it works again; nothing is lost and nothing runs twice.
+func TestOutboxKeepsMailThroughSMTPFailure(t *testing.T) {
+	l := newLab(t)
+	var flaky *flakySend
+	l.bob.Close()
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }, false)
+	flaky.fail.Store(3)
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{countScript}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Handshake and command: bob's answers fail to send at first.
+	for i := 0; i < 20; i++ {
+		l.alice.Pump(l.ctx, false)
+		l.bob.Pump(l.ctx, false)
+		var queued []keystore.OutboxItem
+		l.bob.store.View(func(tx *keystore.Tx) error { queued, _ = tx.Outbox(); return nil })
+		for _, it := range queued {
+			it.NextAttempt = time.Time{} // do not wait out the backoff in a test
+			l.bob.store.Update(func(tx *keystore.Tx) error { return tx.PutOutbox(it) })
+		}
+		l.bob.Flush(l.ctx)
+		if r, _, _ := l.alice.Result(id); Final(r.Status) {
+			if r.Status != StatusDone {
+				t.Fatalf("result %+v", r)
+			}
+			if n := runs(t); n != 1 {
+				t.Fatalf("ran %d times, want 1", n)
+			}
+			if flaky.fail.Load() >= 0 {
+				t.Fatal("the failures were never exercised")
+			}
+			return
+		}
+	}
+	t.Fatal("the answer never arrived after SMTP recovered")
+}
+
+// TestRestoredStateNode: bob's database is put back from an older copy. Bob drops its sessions,
+// nothing from before runs again, and after a new handshake commands work.
+func TestRestoredStateNode(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.run("echo", "one")
+	l.stopBob()
+	l.bob.Close()
+	backup, err := os.ReadFile(filepath.Join(l.dirs["bob"], "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.bob = l.open("bob", nil, false)
+	l.serveBob()
+	if r := l.run(countScript); r.Status != StatusDone || runs(t) != 1 {
+		t.Fatalf("count: %+v, runs %d", r, runs(t))
+	}
+	l.stopBob()
+	l.bob.Close()
+	if err := os.WriteFile(filepath.Join(l.dirs["bob"], "state.db"), backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The mail that carried the counting command comes back (an attacker kept a copy).
+	n := reinject(t, l)
+	l.bob = l.open("bob", nil, false)
+	var sessions int
+	l.bob.store.View(func(tx *keystore.Tx) error {
+		sessions, _ = countSessions(tx)
+		return nil
+	})
+	if sessions != 0 {
+		t.Fatalf("%d sessions survived a restore", sessions)
+	}
+	l.bob.Pump(l.ctx, false)
+	if runs(t) != 1 {
+		t.Fatalf("a command from before the restore ran again (%d re-injected)", n)
+	}
+	// alice's next command gets no answer from the old session; after her handshake times out
+	// she starts a new one and it works.
+	l.alice.opts.HandshakeTimeout = time.Millisecond
+	l.alice.opts.RetryAfter = time.Millisecond
+	l.serveBob()
+	if r := l.run("echo", "after restore"); r.Status != StatusDone || string(r.Stdout) != "after restore\n" {
+		t.Fatalf("after restore: %+v", r)
+	}
+}
+
+func countSessions(tx *keystore.Tx) (int, error) {
+	n := 0
+	peers, err := tx.Peers()
+	for _, p := range peers {
+		ids, _ := tx.SessionsOf(p.Fingerprint)
+		n += len(ids)
+	}
+	return n, err
+}
+
+func reinject(t *testing.T, l *lab) int {
+	t.Helper()
+	return fixtures.ReinjectProcessed(t, l.relay.IMAPAddr(), "bob@example.test", l.users["bob@example.test"], 5)
+}

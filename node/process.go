@@ -1,0 +1,321 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
+)
+
+// Receiving (docs/PROTOCOL.md section 11): each mail is applied to the state in one transaction
+// together with every package it makes us send (queued in the outbox); only after that commit is
+// the mail moved out of the inbox, so a crash at any point leads to the mail being read again and
+// the ledger answering it, never to a command lost or run twice.
+
+// errRejected aborts the transaction of a package the protocol refused.
+var errRejected = errors.New("package rejected")
+
+// execution is a command the protocol cleared to run, run after its "executing" state committed.
+type execution struct {
+	ticket *session.Ticket
+	req    commands.Request
+	policy commands.Policy
+	peer   keystore.Peer
+}
+
+// Pump reads one batch of mail and applies it. With wait it blocks until mail arrives or ctx ends.
+// It returns how many sealpost messages it handled.
+func (n *Node) Pump(ctx context.Context, wait bool) (int, error) {
+	tr, err := n.transport()
+	if err != nil {
+		return 0, err
+	}
+	var cur mailbox.Cursor
+	if err := n.store.View(func(tx *keystore.Tx) error {
+		c, _, err := tx.Cursor(inboxCursor)
+		cur = mailbox.Cursor{UIDValidity: c.UIDValidity, LastUID: c.LastUID}
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	msgs, next, err := tr.Receive(ctx, cur, wait, 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range msgs {
+		if err := n.handle(ctx, tr, m); err != nil {
+			// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
+			// cursor does not pass it.
+			n.log.Error("handling mail failed; it stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
+			next.LastUID = m.UID - 1
+			break
+		}
+	}
+	if next != cur {
+		if err := n.store.Update(func(tx *keystore.Tx) error {
+			return tx.PutCursor(inboxCursor, keystore.Cursor{UIDValidity: next.UIDValidity, LastUID: next.LastUID})
+		}); err != nil {
+			return len(msgs), err
+		}
+	}
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
+	return len(msgs), nil
+}
+
+func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) error {
+	if m.Err != nil {
+		return n.reject(ctx, tr, m, m.Err)
+	}
+	var (
+		rejectErr error
+		run       *execution
+		done      []session.CommandID
+		events    []Event
+	)
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		out, err := n.eng.Receive(st, m.Package)
+		if err != nil {
+			rejectErr = err
+			if errors.Is(err, session.ErrPairingCode) {
+				return nil // the spent attempt is the one change a rejection keeps
+			}
+			return errRejected
+		}
+		return n.apply(tx, st, out, m.Package, &run, &done, &events)
+	})
+	if rejectErr != nil && (err == nil || errors.Is(err, errRejected)) {
+		return n.reject(ctx, tr, m, rejectErr)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		n.emit(e)
+	}
+	if err := tr.Ack(ctx, m); err != nil {
+		// Committed already: if the mail comes back, the protocol recognises it.
+		n.log.Warn("could not move processed mail", "op", "ack", "uid", m.UID, "err", err)
+	}
+	n.notify(done...)
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
+	if run != nil {
+		if n.beforeExecute != nil {
+			n.beforeExecute()
+		}
+		return n.execute(ctx, run)
+	}
+	return nil
+}
+
+func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) error {
+	n.log.Info("mail rejected and moved aside", "op", "reject", "uid", m.UID, "from", m.From, "err", why)
+	n.emit(Event{Kind: EventRejected, Peer: m.From, Package: packageType(m.Package), Bytes: len(m.Package), Detail: why.Error()})
+	if err := tr.Reject(ctx, m, why.Error()); err != nil {
+		n.log.Warn("could not move rejected mail", "op", "reject", "uid", m.UID, "err", err)
+	}
+	return nil
+}
+
+// apply records what one accepted package means, inside its transaction.
+func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byte, run **execution, done *[]session.CommandID, events *[]Event) error {
+	peer, pinned, err := tx.PeerByFingerprint(out.Peer)
+	if err != nil {
+		return err
+	}
+	if !pinned {
+		return fmt.Errorf("package from unpinned peer %s", out.Peer)
+	}
+	ev := func(e Event) {
+		if e.Peer == "" {
+			e.Peer = peer.Name
+		}
+		*events = append(*events, e)
+	}
+	reply := func(pkg []byte) error {
+		if pkg == nil {
+			return nil
+		}
+		return enqueue(tx, peer.Address, pkg)
+	}
+	ev(Event{Kind: EventReceived, Package: packageType(raw), Bytes: len(raw), Command: out.Command, Epoch: out.Epoch})
+
+	switch out.Kind {
+	case session.Paired:
+		ev(Event{Kind: EventPaired, Detail: "pinned " + out.Peer.String()})
+		if err := reply(out.Reply); err != nil {
+			return err
+		}
+	case session.HandshakeAccepted:
+		ev(Event{Kind: EventSession, Status: "Initializing", Detail: "inbound session " + out.Session.String()[:8]})
+		if err := reply(out.Reply); err != nil {
+			return err
+		}
+	case session.SessionConfirmed:
+		ev(Event{Kind: EventSession, Status: "Confirmed", Epoch: 0, Detail: "outbound session " + out.Session.String()[:8]})
+		if err := n.sendQueued(tx, st, peer); err != nil {
+			return err
+		}
+	case session.Execute:
+		req, derr := decodeRequest(out.Payload)
+		if derr != nil {
+			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeBadCommand, derr.Error())
+			if err != nil {
+				return err
+			}
+			return reply(pkg)
+		}
+		pol, err := n.policyFor(tx, peer.Name)
+		if err != nil {
+			return err
+		}
+		checked, cerr := n.reg.Check(req, pol)
+		if cerr != nil {
+			ev(Event{Kind: EventDenied, Command: out.Command, Detail: cerr.Error()})
+			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeDenied, cerr.Error())
+			if err != nil {
+				return err
+			}
+			return reply(pkg)
+		}
+		*run = &execution{ticket: out.Ticket, req: checked, policy: pol, peer: peer}
+	case session.Replied:
+		if out.Err != nil {
+			ev(Event{Kind: EventDenied, Command: out.Command, Detail: out.Err.Error()})
+		}
+		if err := reply(out.Reply); err != nil {
+			return err
+		}
+	case session.Delivered:
+		res, derr := decodeResult(out.Payload)
+		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
+			if derr != nil {
+				r.Status, r.Error, r.ExitCode = StatusFailed, derr.Error(), -1
+				return
+			}
+			r.Status, r.ExitCode, r.Stdout, r.Stderr, r.Error = StatusDone, res.ExitCode, res.Stdout, res.Stderr, res.Error
+			if res.Info != nil {
+				r.Stdout = []byte(res.Info.String())
+			}
+			if res.StdoutTruncated || res.StderrTruncated {
+				r.Error = joinNote(r.Error, "output truncated by the peer's cap")
+			}
+			if res.TimedOut {
+				r.Error = joinNote(r.Error, "timed out on the peer")
+			}
+		}); err != nil {
+			return err
+		}
+		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
+		*done = append(*done, out.Command)
+	case session.Failed:
+		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
+			r.Status, r.Error, r.ExitCode = out.Err.Code.String(), out.Err.Detail, -1
+			if out.Err.Code == session.CodeClock {
+				r.Error = out.Err.Error()
+			}
+		}); err != nil {
+			return err
+		}
+		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
+		*done = append(*done, out.Command)
+	case session.RekeyRequested:
+		ev(Event{Kind: EventSession, Status: "rekey", Detail: "peer asked for a new handshake"})
+		if err := n.ensureHandshake(tx, st, peer, true); err != nil {
+			return err
+		}
+	}
+	peer.LastSeen = n.now()
+	return tx.PutPeer(peer)
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// execute runs a cleared command after its Executing record committed, then commits the answer.
+func (n *Node) execute(ctx context.Context, x *execution) error {
+	res := n.reg.Run(ctx, x.req, x.policy)
+	n.emit(Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))})
+	frame, err := encodeResult(res)
+	if err != nil {
+		return err
+	}
+	var epoch uint64
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		pkg, err := n.eng.Complete(st, x.ticket, frame)
+		if err != nil {
+			return err
+		}
+		if s, ok, _ := st.Session(x.ticket.Session); ok {
+			epoch = s.Current.Gen
+		}
+		return enqueue(tx, x.peer.Address, pkg)
+	})
+	if err != nil {
+		return err
+	}
+	_ = epoch
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
+	return nil
+}
+
+func describe(r commands.Request) string {
+	if r.Name == "exec" && len(r.Argv) > 0 {
+		return r.Argv[0]
+	}
+	return r.Name
+}
+
+// Recover answers every command a crash left Executing with "outcome unknown" (THREATS row 25):
+// it may have run, so it never runs again by itself.
+func (n *Node) Recover(ctx context.Context) error {
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		var stuck []*session.LedgerEntry
+		if err := tx.ForEachLedger(func(peer, cmd [16]byte, blob []byte) error {
+			e, err := decode[session.LedgerEntry](blob, "ledger entry")
+			if err != nil {
+				return err
+			}
+			if e.State == session.Executing {
+				stuck = append(stuck, e)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range stuck {
+			pkg, err := n.eng.Fail(st, e.Ticket, session.CodeOutcomeUnknown, "the agent stopped while the command ran; it may or may not have completed and will not run again")
+			if err != nil {
+				return err
+			}
+			peer, ok, err := tx.PeerByFingerprint(e.Peer)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if err := enqueue(tx, peer.Address, pkg); err != nil {
+					return err
+				}
+			}
+			n.log.Warn("command left executing by a crash answered outcome-unknown", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return n.Flush(ctx)
+}

@@ -1,0 +1,49 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Serve is the agent: it answers commands from peers, delivers answers to commands this node
+// sent, retries what is overdue, and keeps going through mail-server trouble with backoff. With
+// once it handles what is in the mailbox now and returns.
+func (n *Node) Serve(ctx context.Context, once bool) error {
+	if !once {
+		n.serving.Store(true)
+		defer n.serving.Store(false)
+	}
+	if err := n.Recover(ctx); err != nil {
+		n.log.Warn("recovery flush failed; will retry", "op", "recover", "err", err)
+	}
+	failures := 0
+	for {
+		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
+		}
+		if once {
+			_, err := n.Pump(ctx, false)
+			return err
+		}
+		// Wake at least every half minute for retries even when no mail comes.
+		pctx, cancel := context.WithTimeout(ctx, n.pumpWait())
+		_, err := n.Pump(pctx, true)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			failures++
+			d := backoff(500*time.Millisecond, 30*time.Second, failures)
+			n.log.Warn("mailbox trouble; retrying", "op", "serve", "in", d, "err", err)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		failures = 0
+	}
+}
