@@ -123,7 +123,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	}
 	imapOpts := &imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
+			return &relayIMAPSession{r: r}, nil, nil
 		},
 		Caps:         caps,
 		Logger:       printfLogger{r.log, "relay-imap"},
@@ -334,4 +334,43 @@ func (p printfLogger) Printf(format string, args ...any) {
 
 func (p printfLogger) Println(args ...any) {
 	p.l.Debug(strings.TrimSpace(fmt.Sprintln(args...)), "op", p.op)
+}
+
+// relayIMAPSession is imapmemserver's session with one fix: imapmemserver's IDLE writes only
+// the updates queued after IDLE began, so a mail delivered between a client's last command and
+// its IDLE was announced only with the next mail, which may never come (measured: a ping round
+// trip now and then took the client's whole 30 s wait). Real servers (Dovecot) send what is
+// pending when IDLE starts; so does this one.
+type relayIMAPSession struct {
+	*imapmemserver.UserSession // nil until login
+
+	r *Relay
+}
+
+var _ imapserver.SessionIMAP4rev2 = (*relayIMAPSession)(nil)
+
+func (s *relayIMAPSession) Login(username, password string) error {
+	u, _ := s.r.user(username)
+	if u == nil {
+		return imapserver.ErrAuthFailed
+	}
+	if err := u.Login(username, password); err != nil {
+		return err
+	}
+	s.UserSession = imapmemserver.NewUserSession(u)
+	return nil
+}
+
+func (s *relayIMAPSession) Close() error {
+	if s.UserSession == nil {
+		return nil
+	}
+	return s.UserSession.Close()
+}
+
+func (s *relayIMAPSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if err := s.UserSession.Poll(w, true); err != nil {
+		return err
+	}
+	return s.UserSession.Idle(w, stop)
 }

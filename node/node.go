@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +149,9 @@ func Init(opts Options, cfg MailConfig) (*Node, error) {
 // Open opens an initialised state directory. It holds the state lock until Close.
 func Open(opts Options) (*Node, error) {
 	opts.defaults()
+	if _, err := os.Stat(filepath.Join(opts.Dir, "state.db")); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", opts.Dir, ErrNotInitialized)
+	}
 	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now})
 	if err != nil {
 		return nil, err
