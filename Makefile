@@ -12,7 +12,7 @@ race:
 	$(GO) test -race -count=1 ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./session/ ./compress/
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./session/ ./compress/ . ./keystore/ ./node/ ./mailbox/
 
 # Runs every fuzz target briefly (FUZZTIME=60s for the acceptance run).
 FUZZTIME ?= 10s
