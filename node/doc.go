@@ -1,8 +1,28 @@
 // Package node is the engine that joins sealpost's leaf packages: receive -> open -> ledger ->
-// policy -> execute -> seal -> outbox -> send. So far it holds the bridge between the protocol and
-// the state store (TxStore), which makes every state change one received package causes commit
-// in one bbolt transaction; the mailbox loop, execution and the outbox come with the mailbox layer.
+// policy -> execute -> seal -> outbox -> send, for both roles (a node commands its peers and
+// answers their commands).
 //
-// It may import session, compress, mailbox, commands and keystore; nothing imports it but
-// cmd/sealpost. docs/PROTOCOL.md section 11 (the last paragraph) and section 13 are its contract.
+// # Contract
+//
+//   - One received mail is one state transaction: the protocol's changes (replay window, epochs,
+//     ledger), the result record, and every package it makes us send (queued in the outbox)
+//     commit together, and only then is the mail moved out of the inbox (docs/PROTOCOL.md
+//     sections 11 and 17). A crash anywhere means the mail is read again and the ledger answers
+//     it; a command never runs twice, and one left "executing" by a crash is answered "outcome
+//     unknown" at the next start (Recover).
+//   - A command runs only after its Executing record committed, and only if the peer's allow list
+//     (kept under the peer's name, written by `peer add --allow`) permits it.
+//   - Mail is sent only from the outbox; failures are retried with backoff, permanent refusals
+//     dropped and logged.
+//   - Commands without an answer are sent again with doubling intervals; after three tries a new
+//     handshake is opened alongside, which also heals a peer whose state was restored.
+//   - A database restored from an older copy (keystore detects it) loses every session, and its
+//     restore time becomes the protocol's floor (docs/PROTOCOL.md section 16).
+//   - bbolt's lock allows one process per state: while Serve runs, the CLI reaches the node
+//     through the control socket (control.go); otherwise it opens the state itself.
+//
+// # Imports
+//
+// node may import session, compress, mailbox, commands and keystore; only cmd/sealpost imports
+// node. The leaf packages never import each other (deps_test.go).
 package node
