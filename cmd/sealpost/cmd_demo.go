@@ -164,7 +164,7 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		title string
 		req   commands.Request
 	}{
-		{"ping (built in)", commands.Request{Name: "ping"}},
+		{"ping (built in; opens the session)", commands.Request{Name: "ping"}},
 		{"sysinfo (built in)", commands.Request{Name: "sysinfo"}},
 		{"uname -sr (allowed for alice)", commands.Request{Name: "exec", Argv: []string{"uname", "-sr"}}},
 		{"rm -rf /tmp/precious (not allowed)", commands.Request{Name: "exec", Argv: []string{"rm", "-rf", "/tmp/precious"}}},

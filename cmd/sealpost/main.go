@@ -60,7 +60,7 @@ type globals struct {
 }
 
 func (g *globals) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&g.state, "state", g.state, "state `DIR` (default $SEALPOST_STATE, else ~/.local/state/sealpost)")
+	fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
 	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr")
 }
 
