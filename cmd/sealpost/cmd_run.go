@@ -51,25 +51,19 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 }
 
 func runPing(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "ping", "PEER [--timeout 2m] [--json]",
-		"Send the built-in ping and print the round-trip time through the mail servers.", "sealpost ping bob")
-	var o runOptions
-	o.addFlags(g, fs, true)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("ping needs exactly one PEER")
-	}
-	return submit(ctx, g, pos[0], commands.Request{Name: "ping"}, o, func(g *globals, peer string, r keystore.Result) {
-		fmt.Fprintf(g.stdout, "answer from %s: time=%s\n", peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
-	})
+	return runBuiltin(ctx, g, args, "ping", "Send the built-in ping and print the round-trip time through the mail servers.",
+		func(g *globals, peer string, r keystore.Result) {
+			fmt.Fprintf(g.stdout, "answer from %s: time=%s\n", peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
+		})
 }
 
 func runSysinfo(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "sysinfo", "PEER [--timeout 2m] [--json]",
-		"Show the peer's host name, OS, kernel, uptime, load, memory, disks and sealpost version.", "sealpost sysinfo bob")
+	return runBuiltin(ctx, g, args, "sysinfo", "Show the peer's host name, OS, kernel, uptime, load, memory, disks and sealpost version.", printRun)
+}
+
+// runBuiltin is `sealpost ping|sysinfo PEER`: a built-in command, waited for.
+func runBuiltin(ctx context.Context, g *globals, args []string, name, about string, print func(*globals, string, keystore.Result)) error {
+	fs := newFlags(g, name, "PEER [--timeout 2m] [--json]", about, "sealpost "+name+" bob")
 	var o runOptions
 	o.addFlags(g, fs, true)
 	pos, err := parse(fs, args)
@@ -77,9 +71,9 @@ func runSysinfo(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("sysinfo needs exactly one PEER")
+		return usagef("%s needs exactly one PEER", name)
 	}
-	return submit(ctx, g, pos[0], commands.Request{Name: "sysinfo"}, o, printRun)
+	return submit(ctx, g, pos[0], commands.Request{Name: name}, o, print)
 }
 
 func submit(ctx context.Context, g *globals, peer string, req commands.Request, o runOptions, print func(*globals, string, keystore.Result)) error {
