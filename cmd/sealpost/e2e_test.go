@@ -231,6 +231,16 @@ func TestEndToEndCLI(t *testing.T) {
 	if strings.Count(res.stdout, `"status": "done"`) != 3 || !strings.Contains(res.stdout, `"status": "denied"`) {
 		t.Fatalf("results --json:\n%s", res.stdout)
 	}
+
+	if r := mustOK(t, sp(t, env, "--state", alice, "ping", "bob"), "ping"); !strings.HasPrefix(r.stdout, "answer from bob: time=") {
+		t.Fatalf("ping printed %q", r.stdout)
+	}
+	if r := mustOK(t, sp(t, env, "--state", alice, "sysinfo", "bob"), "sysinfo"); !strings.Contains(r.stdout, "hostname:") {
+		t.Fatalf("sysinfo printed %q", r.stdout)
+	}
+	if r := sp(t, env, "--state", alice, "run", "nobody", "--", "true"); r.code != exitSealpost || !strings.Contains(r.stderr, "peer add") {
+		t.Fatalf("run on an unknown peer: exit %d, %q; want %d and advice", r.code, r.stderr, exitSealpost)
+	}
 }
 
 func waitForSocket(t *testing.T, state string) {
