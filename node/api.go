@@ -14,6 +14,7 @@ type API interface {
 	Identity(ctx context.Context) (IDInfo, error)
 	AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error)
 	Peers(ctx context.Context) ([]PeerInfo, error)
+	RemovePeer(ctx context.Context, name string) error
 	// Run submits a command; with wait it returns once the result is final or ctx ends (then
 	// with the last known result and ctx's error).
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error)
@@ -38,9 +39,16 @@ func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(k
 	id, err := n.Submit(ctx, spec)
 	if errors.Is(err, ErrNotPaired) && !n.serving.Load() {
 		// The peer's PAIR answer may be waiting in our mailbox: read it, then try again.
-		if _, perr := n.Pump(ctx, false); perr == nil {
+		if _, perr := n.Pump(ctx, false, 0); perr == nil {
 			id, err = n.Submit(ctx, spec)
 		}
+	}
+	if errors.Is(err, ErrNotMailed) {
+		if !wait {
+			r, _, _ := n.Result(id)
+			return r, err
+		}
+		err = nil // waiting retries the outbox
 	}
 	if err != nil {
 		return keystore.Result{}, err
@@ -51,6 +59,10 @@ func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(k
 	}
 	return n.Wait(ctx, id, progress)
 }
+
+// ErrNotMailed: the command is recorded and queued in the outbox, but mailing it failed; the
+// agent (or the next sealpost command on this state) sends it again.
+var ErrNotMailed = errors.New("recorded, but not mailed yet (it stays in the outbox and is sent again)")
 
 // ErrNotPaired: the peer named in a command has an armed pairing but no pinned key yet.
 var ErrNotPaired = errors.New("peer is not paired yet")

@@ -52,6 +52,9 @@ func (n *Node) ListenControl(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	// From now on requests may arrive: this process serves the mailbox, and waiters must leave
+	// reading it to the serving loop.
+	n.serving.Store(true)
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -97,6 +100,12 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn) {
 		resp.Added = &a
 	case "peers":
 		resp.Peers, err = n.Peers(ctx)
+	case "remove-peer":
+		if req.Peer == nil {
+			err = errors.New("remove-peer without a peer")
+			break
+		}
+		err = n.RemovePeer(ctx, req.Peer.Name)
 	case "run":
 		if req.Run == nil {
 			err = errors.New("run without a command")
@@ -186,6 +195,11 @@ func (cl *Client) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error)
 func (cl *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
 	r, err := cl.call(ctx, controlRequest{Op: "peers"})
 	return r.Peers, err
+}
+
+func (cl *Client) RemovePeer(ctx context.Context, name string) error {
+	_, err := cl.call(ctx, controlRequest{Op: "remove-peer", Peer: &PeerSpec{Name: name}})
+	return err
 }
 
 func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(keystore.Result)) (keystore.Result, error) {

@@ -75,7 +75,7 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 		}
 		if pinned && spec.Code == "" && spec.Fingerprint == "" {
 			if spec.Address != "" && !strings.EqualFold(spec.Address, existing.Address) {
-				return fmt.Errorf("peer %q is pinned at %s; to change its address remove it and pair again", spec.Name, existing.Address)
+				return fmt.Errorf("peer %q is pinned at %s; to change its address run `sealpost peer remove %s` and pair again", spec.Name, existing.Address, spec.Name)
 			}
 			return nil
 		}
@@ -83,7 +83,7 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			return fmt.Errorf("peer add %s: --address is required to pair", spec.Name)
 		}
 		if pinned {
-			return fmt.Errorf("peer %q is already paired; remove it first to pair again", spec.Name)
+			return fmt.Errorf("peer %q is already paired; run `sealpost peer remove %s` first to pair again", spec.Name, spec.Name)
 		}
 		code := spec.Code
 		if code == "" && fp.IsZero() {
@@ -108,6 +108,62 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 		}
 	}
 	return res, nil
+}
+
+// RemovePeer forgets a peer: its pinned key, sessions, pending and queued commands, allow list
+// and any armed pairing. Its results stay in the history.
+func (n *Node) RemovePeer(ctx context.Context, name string) error {
+	return n.update(func(tx *keystore.Tx, st TxStore) error {
+		found := false
+		if p, ok, err := tx.Peer(name); err != nil {
+			return err
+		} else if ok {
+			found = true
+			ids, err := tx.SessionsOf(p.Fingerprint)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := tx.DeleteSession(id); err != nil {
+					return err
+				}
+			}
+			cmds, err := tx.PendingOf(p.Fingerprint)
+			if err != nil {
+				return err
+			}
+			for _, c := range cmds {
+				if err := tx.DeletePending(c); err != nil {
+					return err
+				}
+				if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
+					return err
+				}
+			}
+			if err := tx.DeletePeer(name); err != nil {
+				return err
+			}
+		}
+		var armed []string
+		if err := tx.ForEachPairing(func(addr string, blob []byte) error {
+			if pr, err := decode[session.Pairing](blob, "pairing"); err == nil && pr.Name == name {
+				armed = append(armed, addr)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, addr := range armed {
+			found = true
+			if err := tx.DeletePairing(addr); err != nil {
+				return err
+			}
+		}
+		if !found {
+			return fmt.Errorf("no peer named %q (see `sealpost peer list`)", name)
+		}
+		return tx.DeleteConfig(prefixPolicy + name)
+	})
 }
 
 func (n *Node) putPolicy(tx *keystore.Tx, name string, allow []string) error {
@@ -277,6 +333,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	}
 	if err := n.Flush(ctx); err != nil {
 		n.log.Warn("command queued; mailing it failed and will be retried", "op", "flush", "cmd_id", id.String(), "err", err)
+		return id, fmt.Errorf("%w: %v", ErrNotMailed, err)
 	}
 	return id, nil
 }
@@ -328,6 +385,17 @@ func (n *Node) ensureHandshake(tx *keystore.Tx, st TxStore, peer keystore.Peer, 
 		age := now.Sub(time.UnixMilli(s.Created))
 		if s.Status == session.Initializing && age < n.opts.HandshakeTimeout && (!force || age < time.Minute) {
 			return nil
+		}
+	}
+	// Older unanswered handshakes go: the peer keeps only its newest few, so answering an old
+	// one late would confirm a session the peer has already dropped.
+	for _, id := range ids {
+		if s, ok, err := st.Session(id); err != nil {
+			return err
+		} else if ok && s.Role == session.Initiator && s.Status == session.Initializing {
+			if err := st.DeleteSession(id); err != nil {
+				return err
+			}
 		}
 	}
 	pkg, sid, err := n.eng.StartSession(st, peer.Fingerprint)
@@ -427,8 +495,14 @@ func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keys
 // gives up on commands past their lifetime, and purges expired ledger entries.
 func (n *Node) Maintain(ctx context.Context) error {
 	now := n.now()
+	if err := n.Recover(ctx); err != nil {
+		n.log.Warn("recovery of stuck commands failed; will retry", "op", "recover", "err", err)
+	}
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		if _, err := tx.PurgeLedger(now.Add(-session.DefaultSkew)); err != nil {
+			return err
+		}
+		if err := n.expireQueued(tx, now); err != nil {
 			return err
 		}
 		peers, err := tx.Peers()
@@ -500,6 +574,38 @@ func (n *Node) Maintain(ctx context.Context) error {
 	return n.Flush(ctx)
 }
 
+// expireQueued gives up on commands that waited for a session past their lifetime.
+func (n *Node) expireQueued(tx *keystore.Tx, now time.Time) error {
+	var expired []session.CommandID
+	if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
+		var q queued
+		if err := json.Unmarshal(val, &q); err != nil {
+			return err
+		}
+		if !q.NotAfter.After(now) {
+			id, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue))
+			if err != nil {
+				return err
+			}
+			expired = append(expired, id)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range expired {
+		if err := tx.DeleteConfig(prefixQueue + id.String()); err != nil {
+			return err
+		}
+		if err := n.recordResult(tx, id, func(r *keystore.Result) {
+			r.Status, r.Error = StatusLocalExpired, "no session with the peer before the command's lifetime ended"
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (n *Node) handshakeOverdue(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
 	ids, err := st.SessionsOf(peer.Fingerprint)
 	if err != nil {
@@ -544,8 +650,9 @@ func (n *Node) Results(ctx context.Context) ([]keystore.Result, error) {
 // node it reads the mailbox itself; under Serve it waits for the serving loop. progress, if not
 // nil, is called while waiting.
 func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(keystore.Result)) (keystore.Result, error) {
+	ch, unsubscribe := n.subscribe(id)
+	defer unsubscribe()
 	for {
-		ch := n.subscribe(id)
 		r, ok, err := n.Result(id)
 		if err != nil {
 			return r, err
@@ -571,14 +678,11 @@ func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(key
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
 		}
-		pctx, cancel := context.WithTimeout(ctx, n.pumpWait())
-		_, err = n.Pump(pctx, true)
-		cancel()
-		if ctx.Err() != nil {
-			r, _, _ = n.Result(id)
-			return r, ctx.Err()
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := n.Pump(ctx, true, n.pumpWait()); err != nil {
+			if ctx.Err() != nil {
+				r, _, _ = n.Result(id)
+				return r, ctx.Err()
+			}
 			return r, err
 		}
 	}
@@ -589,12 +693,21 @@ func (n *Node) pumpWait() time.Duration {
 	return min(30*time.Second, max(n.opts.RetryAfter, 200*time.Millisecond))
 }
 
-func (n *Node) subscribe(id session.CommandID) chan struct{} {
+// subscribe returns a channel that notify signals when id's result becomes final, and the
+// function that forgets it.
+func (n *Node) subscribe(id session.CommandID) (chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	n.waitMu.Lock()
 	n.waiters[id] = append(n.waiters[id], ch)
 	n.waitMu.Unlock()
-	return ch
+	return ch, func() {
+		n.waitMu.Lock()
+		defer n.waitMu.Unlock()
+		n.waiters[id] = slices.DeleteFunc(n.waiters[id], func(c chan struct{}) bool { return c == ch })
+		if len(n.waiters[id]) == 0 {
+			delete(n.waiters, id)
+		}
+	}
 }
 
 func (n *Node) notify(ids ...session.CommandID) {
@@ -607,6 +720,5 @@ func (n *Node) notify(ids ...session.CommandID) {
 			default:
 			}
 		}
-		delete(n.waiters, id)
 	}
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,8 +121,10 @@ func Init(opts Options, cfg MailConfig) (*Node, error) {
 		return nil, err
 	}
 	err = st.Update(func(tx *keystore.Tx) error {
-		if _, ok, err := tx.Identity(); err != nil {
+		if ident, ok, err := tx.Identity(); err != nil {
 			return err
+		} else if ok && !strings.EqualFold(ident.Address, cfg.Address) {
+			return fmt.Errorf("this state already belongs to %s; its peers know it by that address. Use another --state for %s", ident.Address, cfg.Address)
 		} else if !ok {
 			id, err := session.NewIdentity(nil)
 			if err != nil {
@@ -232,7 +234,7 @@ func (n *Node) Fingerprint() session.Fingerprint { return n.id.Fingerprint() }
 // Address is this node's mail address.
 func (n *Node) Address() string { return n.cfg.Address }
 
-// Store exposes the state for tests and the control server.
+// Store exposes the state (tests use it).
 func (n *Node) Store() *keystore.Store { return n.store }
 
 // transport returns the transport, building it from the stored settings on first use.
@@ -295,5 +297,3 @@ func (n *Node) update(fn func(tx *keystore.Tx, st TxStore) error) error {
 func (n *Node) view(fn func(tx *keystore.Tx, st TxStore) error) error {
 	return n.store.View(func(tx *keystore.Tx) error { return fn(tx, TxStore{tx}) })
 }
-
-var _ = context.Background

@@ -113,8 +113,8 @@ func (l *lab) pair() {
 		l.t.Fatal(err)
 	}
 	for range 3 {
-		l.alice.Pump(l.ctx, false)
-		l.bob.Pump(l.ctx, false)
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
 	}
 	ps, _ := l.alice.Peers(l.ctx)
 	if len(ps) != 1 || ps[0].Status != "paired" {
@@ -162,7 +162,7 @@ func TestCrashAfterExecutingNode(t *testing.T) {
 				t.Fatalf("recovered %v, want the simulated crash", r)
 			}
 		}()
-		l.bob.Pump(l.ctx, false)
+		l.bob.Pump(l.ctx, false, 0)
 	}()
 	l.bob.Close()
 	l.bob = l.open("bob", nil, false) // restart
@@ -205,8 +205,8 @@ func TestOutboxKeepsMailThroughSMTPFailure(t *testing.T) {
 	}
 	// Handshake and command: bob's answers fail to send at first.
 	for i := 0; i < 20; i++ {
-		l.alice.Pump(l.ctx, false)
-		l.bob.Pump(l.ctx, false)
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
 		var queued []keystore.OutboxItem
 		l.bob.store.View(func(tx *keystore.Tx) error { queued, _ = tx.Outbox(); return nil })
 		for _, it := range queued {
@@ -254,6 +254,9 @@ func TestRestoredStateNode(t *testing.T) {
 	}
 	// The mail that carried the counting command comes back (an attacker kept a copy).
 	n := reinject(t, l)
+	if n == 0 {
+		t.Fatal("nothing was re-injected")
+	}
 	l.bob = l.open("bob", nil, false)
 	var sessions int
 	l.bob.store.View(func(tx *keystore.Tx) error {
@@ -263,7 +266,7 @@ func TestRestoredStateNode(t *testing.T) {
 	if sessions != 0 {
 		t.Fatalf("%d sessions survived a restore", sessions)
 	}
-	l.bob.Pump(l.ctx, false)
+	l.bob.Pump(l.ctx, false, 0)
 	if runs(t) != 1 {
 		t.Fatalf("a command from before the restore ran again (%d re-injected)", n)
 	}
@@ -290,4 +293,74 @@ func countSessions(tx *keystore.Tx) (int, error) {
 func reinject(t *testing.T, l *lab) int {
 	t.Helper()
 	return fixtures.ReinjectProcessed(t, l.relay.IMAPAddr(), "bob@example.test", l.users["bob@example.test"], 5)
+}
+
+// TestLongCommandOutlivesMailWait: a command that runs longer than one bounded mailbox wait is
+// not cut short by it.
+func TestLongCommandOutlivesMailWait(t *testing.T) {
+	l := newLab(t)
+	slow := filepath.Join(t.TempDir(), "slow")
+	os.WriteFile(slow, []byte("#!/bin/sh\nsleep 1\necho slept\n"), 0o755)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{slow}}); err != nil {
+		t.Fatal(err)
+	}
+	l.bob.opts.RetryAfter = time.Millisecond // bob's mailbox waits are bounded at 200 ms
+	l.serveBob()
+	r := l.run(slow)
+	if r.Status != StatusDone || r.ExitCode != 0 || string(r.Stdout) != "slept\n" {
+		t.Fatalf("slow command: %+v", r)
+	}
+}
+
+// TestHandshakesDoNotPileUp: repeated handshake attempts to a peer that reads its mail late
+// leave one handshake to answer, and the session that comes of it is one the peer kept.
+func TestHandshakesDoNotPileUp(t *testing.T) {
+	l := newLab(t)
+	l.alice.opts.HandshakeTimeout = time.Millisecond
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		time.Sleep(2 * time.Millisecond)
+		if err := l.alice.Maintain(l.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var initializing int
+	l.alice.store.View(func(tx *keystore.Tx) error {
+		ids, _ := tx.SessionsOf(l.bob.Fingerprint())
+		initializing = len(ids)
+		return nil
+	})
+	if initializing != 1 {
+		t.Fatalf("alice keeps %d unanswered handshakes, want 1", initializing)
+	}
+	l.alice.opts.HandshakeTimeout = time.Hour
+	l.serveBob()
+	ctx, cancel := context.WithTimeout(l.ctx, 20*time.Second)
+	defer cancel()
+	if r, err := l.alice.Wait(ctx, id, nil); err != nil || r.Status != StatusDone {
+		t.Fatalf("ping after repeated handshakes: %+v, %v", r, err)
+	}
+}
+
+// TestQueuedCommandExpires: a command waiting for a session that never comes ends as expired
+// when its lifetime is over, instead of waiting forever.
+func TestQueuedCommandExpires(t *testing.T) {
+	l := newLab(t)
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := l.alice.Result(id); r.Status != StatusQueued {
+		t.Fatalf("status %q, want queued", r.Status)
+	}
+	l.alice.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if err := l.alice.Maintain(l.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := l.alice.Result(id); r.Status != StatusLocalExpired {
+		t.Fatalf("status %q after the lifetime, want %q", r.Status, StatusLocalExpired)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
@@ -27,9 +28,10 @@ type execution struct {
 	peer   keystore.Peer
 }
 
-// Pump reads one batch of mail and applies it. With wait it blocks until mail arrives or ctx ends.
-// It returns how many sealpost messages it handled.
-func (n *Node) Pump(ctx context.Context, wait bool) (int, error) {
+// Pump reads one batch of mail and applies it. With wait it blocks until mail arrives, waitFor
+// passes (zero: no bound) or ctx ends; the bound applies to the wait only, never to handling the
+// mail or running the commands it brings. It returns how many sealpost messages it handled.
+func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int, error) {
 	tr, err := n.transport()
 	if err != nil {
 		return 0, err
@@ -42,16 +44,26 @@ func (n *Node) Pump(ctx context.Context, wait bool) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
-	msgs, next, err := tr.Receive(ctx, cur, wait, 0)
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if wait && waitFor > 0 {
+		rctx, cancel = context.WithTimeout(ctx, waitFor)
+	}
+	msgs, next, err := tr.Receive(rctx, cur, wait, 0)
+	cancel()
 	if err != nil {
+		if wait && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return 0, nil // the bounded wait ended quietly
+		}
 		return 0, err
 	}
+	var handleErr error
 	for _, m := range msgs {
 		if err := n.handle(ctx, tr, m); err != nil {
 			// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
-			// cursor does not pass it.
+			// cursor does not pass it; the caller backs off before reading it again.
 			n.log.Error("handling mail failed; it stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
 			next.LastUID = m.UID - 1
+			handleErr = fmt.Errorf("handle mail %d: %w", m.UID, err)
 			break
 		}
 	}
@@ -65,7 +77,23 @@ func (n *Node) Pump(ctx context.Context, wait bool) (int, error) {
 	if err := n.Flush(ctx); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
-	return len(msgs), nil
+	return len(msgs), handleErr
+}
+
+// rejection reports whether err is the protocol refusing a package (the mail's fault) rather
+// than trouble with our own state, and whether the refusal keeps its state change.
+func rejection(err error) (rejected, keepState bool) {
+	switch {
+	case errors.Is(err, session.ErrPairingCode), errors.Is(err, session.ErrHandshakeAborted):
+		return true, true
+	case errors.Is(err, session.ErrMalformed), errors.Is(err, session.ErrNotForUs),
+		errors.Is(err, session.ErrUnknownPeer), errors.Is(err, session.ErrUnknownSession),
+		errors.Is(err, session.ErrUnknownEpoch), errors.Is(err, session.ErrAuth),
+		errors.Is(err, session.ErrReplay), errors.Is(err, session.ErrExpired),
+		errors.Is(err, session.ErrClock):
+		return true, false
+	}
+	return false, false
 }
 
 func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) error {
@@ -81,9 +109,13 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
+			rejected, keep := rejection(err)
+			if !rejected {
+				return err // our state's trouble: the mail stays in the inbox
+			}
 			rejectErr = err
-			if errors.Is(err, session.ErrPairingCode) {
-				return nil // the spent attempt is the one change a rejection keeps
+			if keep {
+				return nil // a spent pairing attempt or a dead handshake is kept
 			}
 			return errRejected
 		}
@@ -245,27 +277,24 @@ func joinNote(a, b string) string {
 
 // execute runs a cleared command after its Executing record committed, then commits the answer.
 func (n *Node) execute(ctx context.Context, x *execution) error {
-	res := n.reg.Run(ctx, x.req, x.policy)
+	// The command's own timeout bounds it; stopping the agent or the end of a mail wait must not
+	// kill it half-way and record that as its result.
+	res := n.reg.Run(context.WithoutCancel(ctx), x.req, x.policy)
 	n.emit(Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))})
 	frame, err := encodeResult(res)
 	if err != nil {
 		return err
 	}
-	var epoch uint64
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		pkg, err := n.eng.Complete(st, x.ticket, frame)
 		if err != nil {
 			return err
-		}
-		if s, ok, _ := st.Session(x.ticket.Session); ok {
-			epoch = s.Current.Gen
 		}
 		return enqueue(tx, x.peer.Address, pkg)
 	})
 	if err != nil {
 		return err
 	}
-	_ = epoch
 	if err := n.Flush(ctx); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
@@ -282,6 +311,18 @@ func describe(r commands.Request) string {
 // Recover answers every command a crash left Executing with "outcome unknown" (THREATS row 25):
 // it may have run, so it never runs again by itself.
 func (n *Node) Recover(ctx context.Context) error {
+	// A read-only look first: this runs on every maintenance round and nearly always finds nothing.
+	any := false
+	if err := n.store.View(func(tx *keystore.Tx) error {
+		return tx.ForEachLedger(func(_, _ [16]byte, blob []byte) error {
+			if e, err := decode[session.LedgerEntry](blob, "ledger entry"); err == nil && e.State == session.Executing {
+				any = true
+			}
+			return nil
+		})
+	}); err != nil || !any {
+		return err
+	}
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		var stuck []*session.LedgerEntry
 		if err := tx.ForEachLedger(func(peer, cmd [16]byte, blob []byte) error {
@@ -310,7 +351,7 @@ func (n *Node) Recover(ctx context.Context) error {
 					return err
 				}
 			}
-			n.log.Warn("command left executing by a crash answered outcome-unknown", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
+			n.log.Warn("command left executing answered outcome-unknown", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
 		}
 		return nil
 	})

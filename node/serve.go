@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -23,17 +22,15 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
 		}
 		if once {
-			_, err := n.Pump(ctx, false)
+			_, err := n.Pump(ctx, false, 0)
 			return err
 		}
-		// Wake at least every half minute for retries even when no mail comes.
-		pctx, cancel := context.WithTimeout(ctx, n.pumpWait())
-		_, err := n.Pump(pctx, true)
-		cancel()
+		// Wake at least every pumpWait for retries even when no mail comes.
+		_, err := n.Pump(ctx, true, n.pumpWait())
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if err != nil {
 			failures++
 			d := backoff(500*time.Millisecond, 30*time.Second, failures)
 			n.log.Warn("mailbox trouble; retrying", "op", "serve", "in", d, "err", err)

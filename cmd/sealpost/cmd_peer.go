@@ -17,7 +17,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runPeer(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" {
-		fmt.Fprint(g.stderr, "Usage: sealpost peer add NAME --address ADDR [--code CODE | --fingerprint FP] [--allow PROGRAM ...]\n       sealpost peer list [--json]\n\nExample:\n  sealpost peer add bob --address bob@example.test --allow uptime\n")
+		fmt.Fprint(g.stderr, "Usage: sealpost peer add NAME --address ADDR [--code CODE | --fingerprint FP] [--allow PROGRAM ...]\n       sealpost peer list [--json]\n       sealpost peer remove NAME\n\nExample:\n  sealpost peer add bob --address bob@example.test --allow uptime\n")
 		if len(args) == 0 {
 			return usagef("peer needs a subcommand: add or list")
 		}
@@ -28,8 +28,10 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 		return runPeerAdd(ctx, g, args[1:])
 	case "list", "ls":
 		return runPeerList(ctx, g, args[1:])
+	case "remove", "rm":
+		return runPeerRemove(ctx, g, args[1:])
 	}
-	return usagef("unknown peer subcommand %q (want add or list)", args[0])
+	return usagef("unknown peer subcommand %q (want add, list or remove)", args[0])
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
@@ -114,4 +116,27 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, p.Fingerprint)
 	}
 	return tw.Flush()
+}
+
+func runPeerRemove(ctx context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "peer remove", "NAME",
+		"Forget a peer: its pinned key, sessions, unanswered commands, allow list and any armed\npairing. Pair again with `sealpost peer add` to talk to it again.",
+		"sealpost peer remove bob")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("peer remove needs exactly one NAME")
+	}
+	api, done, err := openAPI(g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := api.RemovePeer(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Removed peer %s.\n", pos[0])
+	return nil
 }

@@ -91,6 +91,9 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 	stopProgress := progress(g, peer, o.wait)
 	r, err := api.Run(wctx, node.RunSpec{Peer: peer, Request: req, TTL: o.ttl}, o.wait, nil)
 	stopProgress()
+	if err != nil && r.Status != "" && !o.wait && !o.json {
+		fmt.Fprintf(g.stdout, "%s %s\n", hexID(r.CommandID), r.Status)
+	}
 	if err != nil && !(o.wait && errors.Is(err, context.DeadlineExceeded) && r.Status != "") {
 		return err
 	}
@@ -131,8 +134,10 @@ func resultExit(peer string, r keystore.Result) error {
 			return exitCodeError{r.ExitCode, nil}
 		case strings.Contains(r.Error, "timed out"):
 			return exitCodeError{exitTimedOut, fmt.Errorf("%s: %s", peer, r.Error)}
-		default:
+		case strings.HasPrefix(r.Error, "program not found") || strings.HasPrefix(r.Error, "permission denied") || strings.HasPrefix(r.Error, "cannot start"):
 			return exitCodeError{exitNotFound, fmt.Errorf("%s could not start the program: %s", peer, r.Error)}
+		default: // killed by a signal, or ended some other way without an exit status
+			return exitCodeError{exitSealpost, fmt.Errorf("%s: the program ended without an exit status: %s", peer, r.Error)}
 		}
 	case node.StatusFailed, node.StatusLocalExpired:
 		return exitCodeError{exitSealpost, fmt.Errorf("%s: %s", r.Status, r.Error)}

@@ -223,6 +223,9 @@ func TestEndToEndCLI(t *testing.T) {
 	for time.Now().Before(deadline) && fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password") > 0 {
 		time.Sleep(100 * time.Millisecond)
 	}
+	if left := fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password"); left > 0 {
+		t.Fatalf("bob's agent did not process the re-injected mail (%d left in the inbox)", left)
+	}
 	runs, _ := os.ReadFile(counter)
 	if got := strings.Count(string(runs), "ran"); got != 1 {
 		t.Fatalf("the counting command ran %d times, want 1", got)
@@ -240,6 +243,13 @@ func TestEndToEndCLI(t *testing.T) {
 	}
 	if r := sp(t, env, "--state", alice, "run", "nobody", "--", "true"); r.code != exitSealpost || !strings.Contains(r.stderr, "peer add") {
 		t.Fatalf("run on an unknown peer: exit %d, %q; want %d and advice", r.code, r.stderr, exitSealpost)
+	}
+	if r := sp(t, env, "--state", alice, "run", "bob", "ls", "-l"); r.code != exitUsage || !strings.Contains(r.stderr, "--") {
+		t.Fatalf("remote option without --: exit %d, %q; want %d and a hint", r.code, r.stderr, exitUsage)
+	}
+	mustOK(t, sp(t, env, "--state", alice, "peer", "remove", "bob"), "peer remove")
+	if _, ok := peerList(t, env, alice)["bob"]; ok {
+		t.Fatal("bob still listed after peer remove")
 	}
 }
 

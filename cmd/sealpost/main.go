@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -30,12 +31,16 @@ const (
 	exitNotFound = 127 // run: the program could not be started on the peer
 )
 
-// usageError makes main print the command's usage and exit 2.
-type usageError struct{ msg string }
+// usageError makes main print the command's usage and exit 2. printed: the flag package has
+// already shown the problem and the usage.
+type usageError struct {
+	msg     string
+	printed bool
+}
 
 func (e usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{msg: fmt.Sprintf(format, args...)} }
 
 // exitError carries a specific exit code out of a command.
 type exitCodeError struct {
@@ -174,7 +179,9 @@ func exitCode(stderr io.Writer, name string, err error) int {
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "sealpost %s: %s\nRun \"sealpost %s --help\" for usage.\n", name, ue.msg, name)
+		if !ue.printed {
+			fmt.Fprintf(stderr, "sealpost %s: %s\nRun \"sealpost %s --help\" for usage.\n", name, ue.msg, name)
+		}
 		return exitUsage
 	}
 	var ce exitCodeError
@@ -217,7 +224,14 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			if len(pos) > 0 {
+				// Most likely a remote program's option: `run bob ls -l` needs `run bob -- ls -l`.
+				fmt.Fprintf(fs.Output(), "(put a remote program and its options after \"--\", as in: sealpost %s bob -- ls -l)\n", strings.TrimPrefix(fs.Name(), "sealpost "))
+			}
+			return nil, usageError{msg: err.Error(), printed: true}
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -25,7 +25,7 @@ func openNode(g *globals) (*node.Node, error) {
 	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version})
 	var inUse *keystore.InUseError
 	if errors.As(err, &inUse) {
-		return nil, fmt.Errorf("%w\nIf an agent runs for this state, it did not open its control socket; stop it or wait for it", err)
+		return nil, fmt.Errorf("%w\nAnother sealpost process holds this state: an agent (which would answer on its control socket once it is up), or a `run --wait` still waiting; wait for it or stop it", err)
 	}
 	return n, err
 }
