@@ -65,6 +65,9 @@
 //     a waiting Receive resumes afterwards; the unilateral-data handler runs on the reader
 //     goroutine and only signals a channel; an IDLE is re-issued at least every PollInterval
 //     (25 min at most) because servers drop long ones.
+//   - Dovecot answers a search from the session's snapshot of the folder, refreshed only at a
+//     sync point (NOOP, IDLE, the end of a command): a Receive on an already selected inbox
+//     sends NOOP first, or mail delivered since the last command would wait for the next call.
 //   - "UID SEARCH UID n:*" also returns the highest UID when it is below n: results are
 //     filtered against the cursor.
 //   - go-imap's Move falls back, without MOVE, to COPY (unchecked) + STORE + a bare EXPUNGE when

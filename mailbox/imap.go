@@ -259,8 +259,17 @@ func (t *IMAPSMTP) receiveOnce(ctx context.Context, after Cursor, max int, wait 
 		if err := c.endIdle(); err != nil {
 			return err
 		}
+		synced := c.selected != t.s.Inbox // a SELECT shows the folder as it is now
 		if err := c.selectFolder(t.s.Inbox); err != nil {
 			return err
+		}
+		if !synced {
+			// Dovecot answers a search from the session's view of the folder, which takes in
+			// mail delivered by others only at a sync point (NOOP, IDLE, the end of a
+			// command): sync first, or new mail waits for the next call.
+			if err := c.c.Noop().Wait(); err != nil {
+				return fmt.Errorf("noop: %w", err)
+			}
 		}
 		var err error
 		msgs, cur, more, err = t.scan(c, after, max)
