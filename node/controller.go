@@ -64,7 +64,19 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 		}
 	}
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		if len(allow) > 0 || spec.Code != "" || spec.Fingerprint != "" {
+		if len(allow) > 0 {
+			// --allow adds to what the peer may already run; `peer remove` starts over.
+			old, err := n.policyFor(tx, spec.Name)
+			if err != nil {
+				return err
+			}
+			for _, a := range old.Allow {
+				if !slices.Contains(allow, a) {
+					allow = append(allow, a)
+				}
+			}
+			slices.Sort(allow)
+			res.Allow = allow
 			if err := n.putPolicy(tx, spec.Name, allow); err != nil {
 				return err
 			}

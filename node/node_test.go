@@ -364,3 +364,18 @@ func TestQueuedCommandExpires(t *testing.T) {
 		t.Fatalf("status %q after the lifetime, want %q", r.Status, StatusLocalExpired)
 	}
 }
+
+// TestAllowAdds: a second --allow adds to the peer's allow list instead of replacing it.
+func TestAllowAdds(t *testing.T) {
+	l := newLab(t)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := l.bob.Peers(l.ctx)
+	if err != nil || len(ps) != 1 {
+		t.Fatal(ps, err)
+	}
+	if got := len(ps[0].Allow); got != 3 { // echo and the counting script from pairing, and true
+		t.Fatalf("allow list %v, want three programs", ps[0].Allow)
+	}
+}

@@ -36,7 +36,7 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "peer add", "NAME --address ADDR [--code CODE | --fingerprint FP] [--allow PROGRAM ...]",
-		"Pair with a peer, or change what it may run here. Without --code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow names a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now.",
+		"Pair with a peer, or change what it may run here. Without --code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over).",
 		"sealpost peer add bob --address bob@example.test --code 7KQ2-M9XD-4HTC-P0WZ-8RNB-1EJF --allow uptime")
 	var spec node.PeerSpec
 	var allow multiFlag
