@@ -690,7 +690,7 @@ func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(key
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
 		}
-		if _, err := n.Pump(ctx, true, n.pumpWait()); err != nil {
+		if _, err := n.Pump(ctx, true, n.waitBound()); err != nil {
 			if ctx.Err() != nil {
 				r, _, _ = n.Result(id)
 				return r, ctx.Err()
@@ -698,6 +698,20 @@ func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(key
 			return r, err
 		}
 	}
+}
+
+// waitBound is pumpWait, shortened so that an outbox item due for another try is not held up
+// by a quiet mailbox (a controller without an agent has no other loop that flushes).
+func (n *Node) waitBound() time.Duration {
+	d := n.pumpWait()
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		items, err := tx.Outbox()
+		for _, it := range items {
+			d = min(d, max(time.Until(it.NextAttempt), 50*time.Millisecond))
+		}
+		return err
+	})
+	return d
 }
 
 // pumpWait bounds one blocking mailbox read so retries are not held up by a quiet mailbox.
