@@ -270,9 +270,10 @@ func TestRestoredStateNode(t *testing.T) {
 	if runs(t) != 1 {
 		t.Fatalf("a command from before the restore ran again (%d re-injected)", n)
 	}
-	// alice's next command gets no answer from the old session; after her handshake times out
-	// she starts a new one and it works.
-	l.alice.opts.HandshakeTimeout = time.Millisecond
+	// alice's next command gets no answer from the old session; after three unanswered sends she
+	// opens a new session alongside, and it works. (A handshake gets 5 s to be answered: a new
+	// one replaces an unanswered one, so a shorter timeout than a round trip would never finish.)
+	l.alice.opts.HandshakeTimeout = 5 * time.Second
 	l.alice.opts.RetryAfter = time.Millisecond
 	l.serveBob()
 	if r := l.run("echo", "after restore"); r.Status != StatusDone || string(r.Stdout) != "after restore\n" {
