@@ -80,22 +80,6 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	return len(msgs), handleErr
 }
 
-// rejection reports whether err is the protocol refusing a package (the mail's fault) rather
-// than trouble with our own state, and whether the refusal keeps its state change.
-func rejection(err error) (rejected, keepState bool) {
-	switch {
-	case errors.Is(err, session.ErrPairingCode), errors.Is(err, session.ErrHandshakeAborted):
-		return true, true
-	case errors.Is(err, session.ErrMalformed), errors.Is(err, session.ErrNotForUs),
-		errors.Is(err, session.ErrUnknownPeer), errors.Is(err, session.ErrUnknownSession),
-		errors.Is(err, session.ErrUnknownEpoch), errors.Is(err, session.ErrAuth),
-		errors.Is(err, session.ErrReplay), errors.Is(err, session.ErrExpired),
-		errors.Is(err, session.ErrClock):
-		return true, false
-	}
-	return false, false
-}
-
 func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) error {
 	if m.Err != nil {
 		return n.reject(ctx, tr, m, m.Err)
@@ -109,7 +93,7 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
-			rejected, keep := rejection(err)
+			rejected, keep := session.Rejection(err)
 			if !rejected {
 				return err // our state's trouble: the mail stays in the inbox
 			}

@@ -62,3 +62,18 @@ func (e *ParseError) Unwrap() error { return ErrMalformed }
 func parseErr(field, format string, args ...any) error {
 	return &ParseError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
+
+// Rejection reports whether err from Receive is the protocol refusing the package (the mail's
+// fault: log it and move it aside) rather than trouble with the caller's Store, and whether that
+// refusal keeps its state change (ErrPairingCode, ErrHandshakeAborted), so the caller commits.
+func Rejection(err error) (rejected, keepState bool) {
+	switch {
+	case errors.Is(err, ErrPairingCode), errors.Is(err, ErrHandshakeAborted):
+		return true, true
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrNotForUs), errors.Is(err, ErrUnknownPeer),
+		errors.Is(err, ErrUnknownSession), errors.Is(err, ErrUnknownEpoch), errors.Is(err, ErrAuth),
+		errors.Is(err, ErrReplay), errors.Is(err, ErrExpired), errors.Is(err, ErrClock):
+		return true, false
+	}
+	return false, false
+}
