@@ -507,8 +507,11 @@ func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keys
 // gives up on commands past their lifetime, and purges expired ledger entries.
 func (n *Node) Maintain(ctx context.Context) error {
 	now := n.now()
-	if err := n.Recover(ctx); err != nil {
-		n.log.Warn("recovery of stuck commands failed; will retry", "op", "recover", "err", err)
+	if n.unsettled.Swap(false) {
+		if err := n.Recover(ctx); err != nil {
+			n.unsettled.Store(true)
+			n.log.Warn("recovery of stuck commands failed; will retry", "op", "recover", "err", err)
+		}
 	}
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		if _, err := tx.PurgeLedger(now.Add(-session.DefaultSkew)); err != nil {

@@ -61,6 +61,9 @@ type Node struct {
 
 	sendMu  sync.Mutex // one outbox flush at a time
 	serving atomic.Bool
+	// unsettled: a command may be left Executing (set at open, and when committing an answer
+	// failed), so the next maintenance round looks through the ledger once.
+	unsettled atomic.Bool
 	waitMu  sync.Mutex
 	waiters map[session.CommandID][]chan struct{}
 
@@ -163,6 +166,7 @@ func Open(opts Options) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	n.unsettled.Store(true)
 	return n, nil
 }
 

@@ -277,6 +277,7 @@ func (n *Node) execute(ctx context.Context, x *execution) error {
 		return enqueue(tx, x.peer.Address, pkg)
 	})
 	if err != nil {
+		n.unsettled.Store(true) // left Executing: the next maintenance round answers it
 		return err
 	}
 	if err := n.Flush(ctx); err != nil {
@@ -295,7 +296,7 @@ func describe(r commands.Request) string {
 // Recover answers every command a crash left Executing with "outcome unknown" (THREATS row 25):
 // it may have run, so it never runs again by itself.
 func (n *Node) Recover(ctx context.Context) error {
-	// A read-only look first: this runs on every maintenance round and nearly always finds nothing.
+	// A read-only look first: after a clean start it finds nothing, and then writes nothing.
 	any := false
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		return tx.ForEachLedger(func(_, _ [16]byte, blob []byte) error {

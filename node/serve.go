@@ -13,9 +13,6 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		n.serving.Store(true)
 		defer n.serving.Store(false)
 	}
-	if err := n.Recover(ctx); err != nil {
-		n.log.Warn("recovery flush failed; will retry", "op", "recover", "err", err)
-	}
 	failures := 0
 	for {
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
