@@ -64,8 +64,8 @@ type Node struct {
 	// unsettled: a command may be left Executing (set at open, and when committing an answer
 	// failed), so the next maintenance round looks through the ledger once.
 	unsettled atomic.Bool
-	waitMu  sync.Mutex
-	waiters map[session.CommandID][]chan struct{}
+	waitMu    sync.Mutex
+	waiters   map[session.CommandID][]chan struct{}
 
 	beforeExecute func() // tests: simulate a crash between "executing" and the run
 }
