@@ -48,7 +48,9 @@ func (n *Node) Flush(ctx context.Context) error {
 	for _, it := range due {
 		err := tr.Send(ctx, it.To, it.Package)
 		if err == nil {
-			n.emit(Event{Kind: EventSent, Peer: n.peerLabel(it.To), Package: packageType(it.Package), Bytes: len(it.Package)})
+			if n.opts.Events != nil { // naming the peer reads every peer record: only for a reader
+				n.emit(Event{Kind: EventSent, Peer: n.peerLabel(it.To), Package: packageType(it.Package), Bytes: len(it.Package)})
+			}
 			if err := n.store.Update(func(tx *keystore.Tx) error { return tx.DeleteOutbox(it.ID) }); err != nil {
 				return err
 			}

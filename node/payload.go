@@ -10,8 +10,6 @@ import (
 // The payload of a COMMAND or RESPONSE is a compression frame holding the commands package's
 // JSON request or result (docs/PROTOCOL.md sections 10 and 19).
 
-const maxRequestPlain = 1 << 20
-
 func encodeRequest(req commands.Request) ([]byte, error) {
 	b, err := commands.EncodeRequest(req)
 	if err != nil {
@@ -21,7 +19,7 @@ func encodeRequest(req commands.Request) ([]byte, error) {
 }
 
 func decodeRequest(frame []byte) (commands.Request, error) {
-	b, err := compress.Decode(frame, maxRequestPlain)
+	b, err := compress.Decode(frame, commands.MaxRequestSize)
 	if err != nil {
 		return commands.Request{}, fmt.Errorf("command payload: %w", err)
 	}
