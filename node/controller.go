@@ -621,17 +621,16 @@ func (n *Node) expireQueued(tx *keystore.Tx, now time.Time) error {
 	return nil
 }
 
+// handshakeOverdue restarts a handshake nobody answered; ensureHandshake leaves a young one be.
 func (n *Node) handshakeOverdue(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
 	ids, err := st.SessionsOf(peer.Fingerprint)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		s, ok, err := st.Session(id)
-		if err != nil || !ok {
+		if s, ok, err := st.Session(id); err != nil {
 			return err
-		}
-		if s.Role == session.Initiator && s.Status == session.Initializing && n.now().Sub(time.UnixMilli(s.Created)) >= n.opts.HandshakeTimeout {
+		} else if ok && s.Role == session.Initiator && s.Status == session.Initializing {
 			return n.ensureHandshake(tx, st, peer, false)
 		}
 	}
