@@ -156,11 +156,18 @@ func TestSimulation(t *testing.T) {
 	}
 
 	lastProgress := int64(0)
+	forcedBlackout := false
 	for step := 0; ; step++ {
 		ch.now += 10
 		setClock()
 		if issued < n && rng.IntN(3000) == 0 {
 			blackoutUntil = ch.now + 3000 // responses lost for three seconds
+		}
+		// One long blackout at a fixed point, so that every run, however short, exhausts the
+		// responder's child window and exercises the re-handshake (random ones may not).
+		if !forcedBlackout && issued >= n/4 {
+			forcedBlackout = true
+			blackoutUntil = ch.now + 20000
 		}
 		// The controller issues new commands while it has room.
 		pend := a.st.PendingIDs()
