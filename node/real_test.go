@@ -41,7 +41,7 @@ const (
 
 // realLab is two nodes, alice (controller) and bob (agent), on the real servers.
 type realLab struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	ms      *fixtures.MailServer
 	alice   *Node
@@ -62,7 +62,7 @@ type realOpts struct {
 	allow             []string      // more programs bob allows alice
 }
 
-func newRealLab(t *testing.T, o realOpts) *realLab {
+func newRealLab(t testing.TB, o realOpts) *realLab {
 	t.Helper()
 	ms := fixtures.RealMailServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -199,7 +199,7 @@ func (l *realLab) run(argv ...string) keystore.Result {
 	return r
 }
 
-func outbox(t *testing.T, n *Node) []keystore.OutboxItem {
+func outbox(t testing.TB, n *Node) []keystore.OutboxItem {
 	t.Helper()
 	var items []keystore.OutboxItem
 	if err := n.store.View(func(tx *keystore.Tx) error {
@@ -213,7 +213,7 @@ func outbox(t *testing.T, n *Node) []keystore.OutboxItem {
 }
 
 // flushNow sends n's whole outbox at once, not waiting out the backoff.
-func flushNow(t *testing.T, ctx context.Context, n *Node) error {
+func flushNow(t testing.TB, ctx context.Context, n *Node) error {
 	t.Helper()
 	for _, it := range outbox(t, n) {
 		it.NextAttempt = time.Time{}
@@ -224,7 +224,7 @@ func flushNow(t *testing.T, ctx context.Context, n *Node) error {
 	return n.Flush(ctx)
 }
 
-func cursorOf(t *testing.T, n *Node) keystore.Cursor {
+func cursorOf(t testing.TB, n *Node) keystore.Cursor {
 	t.Helper()
 	var c keystore.Cursor
 	if err := n.store.View(func(tx *keystore.Tx) error {
@@ -271,7 +271,7 @@ type inboxMail struct {
 }
 
 // realInbox lists the user's INBOX (plaintext LOGIN on loopback, read-only).
-func realInbox(t *testing.T, ms *fixtures.MailServer, user string) []inboxMail {
+func realInbox(t testing.TB, ms *fixtures.MailServer, user string) []inboxMail {
 	t.Helper()
 	c, err := imapclient.DialInsecure(ms.IMAPPlain, nil)
 	if err != nil {
