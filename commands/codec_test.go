@@ -157,6 +157,7 @@ func TestResultRoundTrip(t *testing.T) {
 		{ExitCode: -1, Error: "program not found: /x", Started: time.Now()},
 		{ExitCode: 3, Stdout: []byte("out\x00\xff"), Stderr: []byte("err"), StdoutTruncated: true, Duration: time.Second, Started: time.Unix(1e9, 5)},
 		{ExitCode: maxExitCode, TimedOut: true},
+		{ExitCode: 0, Undelivered: "refused by the mail server: 552 too big", Duration: time.Second},
 		{Info: &SysInfo{Hostname: "h", Load1: 0.5, Load5: 1e-9, Load15: 123.456, MemTotal: 1 << 63, Disks: []Disk{{"/", 2, 1}}}},
 		{Info: &SysInfo{}},
 	}
@@ -234,7 +235,7 @@ func TestResultWorstCaseFits(t *testing.T) {
 	r := Result{
 		ExitCode: maxExitCode, Stdout: bytes.Repeat([]byte{0xff}, MaxOutputLimit), Stderr: bytes.Repeat([]byte{0xff}, MaxOutputLimit),
 		StdoutTruncated: true, StderrTruncated: true, Duration: 1<<63 - 1, TimedOut: true,
-		Error: strings.Repeat("\x01", MaxErrorBytes), Started: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		Error: strings.Repeat("\x01", MaxErrorBytes), Undelivered: strings.Repeat("\x01", MaxErrorBytes), Started: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		Info: &SysInfo{Hostname: ctl, OS: ctl, Kernel: ctl, Arch: ctl, Version: ctl, GoVersion: ctl, Uptime: 1<<63 - 1,
 			Load1: 1.7976931348623157e308, Load5: 1.7976931348623157e308, Load15: 1.7976931348623157e308,
 			MemTotal: 1<<64 - 1, MemAvailable: 1<<64 - 1, Disks: disks, NumCPU: math.MaxInt},

@@ -46,6 +46,10 @@ type Result struct {
 	// not found: /usr/bin/x", "killed by signal 11 (segmentation fault)", a denial. Empty when
 	// the program ran and exited by itself.
 	Error string `json:"error,omitempty"`
+	// Undelivered is set, in place of the output, when the full result could not be mailed back
+	// (the mail server refused it for good, typically for its size): it says why. The command
+	// ran; ExitCode, Duration and Error are the real ones, Stdout and Stderr are dropped.
+	Undelivered string `json:"undelivered,omitempty"`
 	// Info is set by sysinfo.
 	Info *SysInfo `json:"sysinfo,omitempty"`
 	// Started is the agent's clock when it began the command (UTC).
@@ -90,6 +94,7 @@ var resultShape = &shape{members: map[string]*shape{
 	"duration":         integer,
 	"timed_out":        boolean,
 	"error":            str,
+	"undelivered":      str,
 	"started":          str,
 	"sysinfo": {members: map[string]*shape{
 		"hostname":      str,
@@ -191,6 +196,9 @@ func validateResult(r Result) error {
 		return decodeErr("duration", "negative")
 	}
 	if err := checkString("error", r.Error, MaxErrorBytes); err != nil {
+		return err
+	}
+	if err := checkString("undelivered", r.Undelivered, MaxErrorBytes); err != nil {
 		return err
 	}
 	if err := validTime("started", r.Started); err != nil {

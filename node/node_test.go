@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -378,5 +381,108 @@ func TestAllowAdds(t *testing.T) {
 	}
 	if got := len(ps[0].Allow); got != 3 { // echo and the counting script from pairing, and true
 		t.Fatalf("allow list %v, want three programs", ps[0].Allow)
+	}
+}
+
+// sizeLimit refuses for good, as a server's SIZE limit does, every package above max bytes.
+type sizeLimit struct {
+	mailbox.Transport
+	max     int
+	refused atomic.Int32
+}
+
+func (s *sizeLimit) Send(ctx context.Context, to string, pkg []byte) error {
+	if len(pkg) > s.max {
+		s.refused.Add(1)
+		return &mailbox.SendError{Code: 552, Err: fmt.Errorf("mail of %d bytes exceeds the server's SIZE %d", len(pkg), s.max)}
+	}
+	return s.Transport.Send(ctx, to, pkg)
+}
+
+// TestUndeliverableResponse: bob's answer is too large for his mail server. It is refused once,
+// not retried; alice's retry gets the result without its output and ends failed, saying why;
+// the command ran once. (TestRealOversizeMail does the same against Postfix.)
+func TestUndeliverableResponse(t *testing.T) {
+	l := newLab(t)
+	var lim *sizeLimit
+	l.bob.Close()
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport {
+		lim = &sizeLimit{Transport: tr, max: 64 << 10}
+		return lim
+	}, false)
+	big := filepath.Join(t.TempDir(), "big")
+	os.WriteFile(big, []byte("#!/bin/sh\necho ran >> "+countFile+"\nhead -c 200000 /dev/urandom\nexit 3\n"), 0o755)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{big}}); err != nil {
+		t.Fatal(err)
+	}
+	l.alice.Close()
+	l.alice = l.open("alice", nil, false)
+	l.alice.opts.RetryAfter = time.Millisecond // alice sends again at every maintenance round
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{big}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		l.alice.Maintain(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+		if r, _, _ := l.alice.Result(id); Final(r.Status) {
+			if r.Status != StatusFailed || r.ExitCode != 3 || !strings.Contains(r.Error, "could not be mailed back") || !strings.Contains(r.Error, "SIZE") {
+				t.Fatalf("result %q exit %d %q; want failed, exit 3, saying the output could not be mailed back and why", r.Status, r.ExitCode, r.Error)
+			}
+			if n := runs(t); n != 1 {
+				t.Fatalf("ran %d times, want 1", n)
+			}
+			if got := lim.refused.Load(); got != 1 {
+				t.Fatalf("bob's mail server refused %d answers; want 1", got)
+			}
+			if items := outbox(t, l.bob); len(items) != 0 {
+				t.Fatalf("bob's outbox keeps %d items", len(items))
+			}
+			return
+		}
+	}
+	r, _, _ := l.alice.Result(id)
+	t.Fatalf("alice's command never ended: %+v (refused %d)", r, lim.refused.Load())
+}
+
+// TestUndeliverableCommand: alice's command is too large for her mail server: it fails at once
+// with the server's reason instead of sitting in her outbox.
+func TestUndeliverableCommand(t *testing.T) {
+	l := newLab(t)
+	var lim *sizeLimit
+	l.alice.Close()
+	l.alice = l.open("alice", func(tr mailbox.Transport) mailbox.Transport {
+		lim = &sizeLimit{Transport: tr, max: 16 << 10}
+		return lim
+	}, false)
+	// Random, so that compression cannot shrink it under the limit.
+	arg := make([]byte, 30000)
+	for i := range arg {
+		arg[i] = 'a' + byte(rand.IntN(26))
+	}
+	for range 3 { // the handshake first
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, 20*time.Second)
+	defer cancel()
+	r, err := l.alice.Run(ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{"echo", string(arg)}}}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10 && !Final(r.Status); i++ {
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+		r, _, _ = l.alice.Result(r.CommandID)
+	}
+	if r.Status != StatusFailed || !strings.Contains(r.Error, "refused the command") || !strings.Contains(r.Error, "SIZE") {
+		t.Fatalf("result %q %q; want failed with the server's refusal", r.Status, r.Error)
+	}
+	if items := outbox(t, l.alice); len(items) != 0 {
+		t.Fatalf("alice's outbox keeps %d items", len(items))
+	}
+	if lim.refused.Load() != 1 {
+		t.Fatalf("refused %d times, want 1", lim.refused.Load())
 	}
 }

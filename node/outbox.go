@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
 )
 
 // The outbox: every package to send is first committed to the state with the change that caused
@@ -24,8 +27,9 @@ func enqueue(tx *keystore.Tx, to string, pkg []byte) error {
 }
 
 // Flush sends every due outbox item. It returns the first error of a send that failed; the item
-// stays queued with its next attempt pushed back. Permanent failures (the server refused the mail
-// for good, such as a size limit) are dropped from the outbox and logged.
+// stays queued with its next attempt pushed back. A mail the server refused for good (a size
+// limit, say) leaves the outbox and is logged, and the command it belongs to ends instead of being
+// retried for ever (see undeliverable).
 func (n *Node) Flush(ctx context.Context) error {
 	n.sendMu.Lock()
 	defer n.sendMu.Unlock()
@@ -59,8 +63,13 @@ func (n *Node) Flush(ctx context.Context) error {
 		var se *mailbox.SendError
 		permanent := errors.As(err, &se) && !se.Temporary
 		n.log.Warn("send failed", "op", "send", "to", it.To, "attempt", it.Attempts+1, "permanent", permanent, "err", err)
-		uerr := n.store.Update(func(tx *keystore.Tx) error {
+		var failed []session.CommandID
+		uerr := n.update(func(tx *keystore.Tx, st TxStore) error {
 			if permanent {
+				var err2 error
+				if failed, err2 = n.undeliverable(tx, st, it.Package, err); err2 != nil {
+					return err2
+				}
 				return tx.DeleteOutbox(it.ID)
 			}
 			it.Attempts++
@@ -71,6 +80,7 @@ func (n *Node) Flush(ctx context.Context) error {
 		if uerr != nil {
 			return uerr
 		}
+		n.notify(failed...)
 		if first == nil {
 			first = err
 		}
@@ -103,4 +113,50 @@ func (n *Node) peerLabel(addr string) string {
 		return err
 	})
 	return name
+}
+
+// undeliverable settles the command behind a package the mail server refused for good, in the
+// transaction that drops it from the outbox, and returns the commands whose result it finished.
+//   - Our RESPONSE: the command ran and must not run again, but its answer can never arrive. The
+//     ledger's response becomes the same result without its output, saying why; the requester's
+//     next retry gets that small answer, and its command ends "failed" with the reason.
+//   - Our COMMAND: it never left; the command ends "failed" here with the server's answer.
+//
+// Other packages (pairing, handshake, errors) are small; their loss is handled as any lost mail.
+func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, sendErr error) ([]session.CommandID, error) {
+	p, err := session.Parse(pkg)
+	if err != nil {
+		return nil, nil // not ours to settle (cannot happen: we sealed it)
+	}
+	switch p.Type {
+	case session.TypeResponse:
+		le, ok, err := st.Ledger(p.Recipient, p.Command)
+		if err != nil || !ok || le.Payload == nil {
+			return nil, err
+		}
+		res, err := decodeResult(le.Payload)
+		if err != nil {
+			return nil, err
+		}
+		kept := commands.Result{
+			ExitCode: res.ExitCode, Duration: res.Duration, TimedOut: res.TimedOut, Error: res.Error, Started: res.Started,
+			Undelivered: fmt.Sprintf("the result (%d bytes of output) was refused by the mail server: %v", len(res.Stdout)+len(res.Stderr), sendErr),
+		}
+		frame, err := encodeResult(kept)
+		if err != nil {
+			return nil, err
+		}
+		n.log.Warn("result undeliverable; the requester's retry gets it without the output", "op", "send", "command", p.Command, "err", sendErr)
+		return nil, n.eng.ReplaceResponse(st, p.Recipient, p.Command, frame)
+	case session.TypeCommand:
+		if err := st.DeletePending(p.Command); err != nil {
+			return nil, err
+		}
+		err := n.recordResult(tx, p.Command, func(r *keystore.Result) {
+			r.Status, r.ExitCode = StatusFailed, -1
+			r.Error = fmt.Sprintf("the mail server refused the command, so it was not sent: %v", sendErr)
+		})
+		return []session.CommandID{p.Command}, err
+	}
+	return nil, nil
 }

@@ -217,6 +217,11 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 				return
 			}
 			r.Status, r.ExitCode, r.Stdout, r.Stderr, r.Error = StatusDone, res.ExitCode, res.Stdout, res.Stderr, res.Error
+			if res.Undelivered != "" {
+				// It ran, but its output is lost for good: not a success to report as one.
+				r.Status = StatusFailed
+				r.Error = joinNote(fmt.Sprintf("ran on the peer (exit code %d), but its output could not be mailed back: %s", res.ExitCode, res.Undelivered), res.Error)
+			}
 			if res.Info != nil {
 				r.Stdout = []byte(res.Info.String())
 			}
@@ -253,8 +258,8 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 }
 
 func joinNote(a, b string) string {
-	if a == "" {
-		return b
+	if a == "" || b == "" {
+		return a + b
 	}
 	return a + "; " + b
 }

@@ -56,3 +56,48 @@ func TestFailAcceptsOnlyFinalCodes(t *testing.T) {
 		t.Fatalf("long detail: %v, valid %v, %d bytes", err, utf8.ValidString(got.Err.Detail), len(got.Err.Detail))
 	}
 }
+
+// TestReplaceResponse: a response the mail server refused for good is replaced in the ledger.
+// The requester's retry gets the replacement, sealed for it, without the command running again;
+// a duplicate of the transmission that ran gets nothing; only a recorded response can be replaced.
+func TestReplaceResponse(t *testing.T) {
+	a, b := pair(t)
+	first := send(t, a, b, 1, "big")
+	_ = execute(t, b, first) // the refused response: a never sees it
+
+	if err := b.eng.ReplaceResponse(b.st, a.fp(), cmdID(2), []byte("x")); err == nil {
+		t.Fatal("ReplaceResponse of an unknown command succeeded")
+	}
+	if err := b.eng.ReplaceResponse(b.st, a.fp(), cmdID(1), make([]byte, session.MaxPayload+1)); err == nil {
+		t.Fatal("ReplaceResponse with an oversized payload succeeded")
+	}
+	if err := b.eng.ReplaceResponse(b.st, a.fp(), cmdID(1), []byte("too large to mail")); err != nil {
+		t.Fatalf("ReplaceResponse: %v", err)
+	}
+	mustReject(t, b, first, session.ErrReplay)
+
+	retry, err := a.eng.Retry(a.st, cmdID(1))
+	if err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	out, err := b.eng.Receive(b.st, retry)
+	if err != nil || out.Kind != session.Replied || out.Reply == nil {
+		t.Fatalf("Receive(retry) = %v, %v; want the ledger's answer, not another execution", out.Kind, err)
+	}
+	got := deliver(t, a, out.Reply)
+	if string(got.Payload) != "too large to mail" {
+		t.Fatalf("requester got %q, want the replacement", got.Payload)
+	}
+
+	// A command answered with an error has no response to replace.
+	out, err = b.eng.Receive(b.st, send(t, a, b, 3, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.eng.Fail(b.st, out.Ticket, session.CodeDenied, "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.eng.ReplaceResponse(b.st, a.fp(), cmdID(3), []byte("x")); err == nil {
+		t.Fatal("ReplaceResponse of a denied command succeeded")
+	}
+}

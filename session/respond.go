@@ -55,7 +55,9 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		if err != nil {
 			return Outcome{}, err
 		}
-		if !ok || le.State != Done {
+		if !ok || le.State != Done || le.Answer == nil {
+			// Not answered yet, or its answer was undeliverable (ReplaceResponse): the
+			// requester's retry, a new transmission, gets the answer.
 			return Outcome{}, fmt.Errorf("%w: sequence %d already seen", ErrReplay, p.Seq)
 		}
 		return Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Reply: bytes.Clone(le.Answer), Epoch: s.Current.Gen}, nil
@@ -269,4 +271,25 @@ func (e *Engine) sealError(t *Ticket, re *RemoteError) ([]byte, error) {
 	h := e.answerHeader(TypeError, t)
 	buf, _ := encodeError(re)
 	return sealInto(buf, &h, &t.ResponseSecret, e.rand)
+}
+
+// ReplaceResponse swaps the recorded response payload of a command that ran (ledger entry Done
+// with a payload) for another, when the response could never be delivered: the mail server
+// refused it for good, typically for its size. The sealed bytes recorded for duplicates are
+// dropped (they are the refused mail), so a duplicate of the transmission that ran gets no answer,
+// and every other transmission (the requester's retry) gets the new payload sealed for it. The
+// command does not run again. It changes nothing else, and fails for any other ledger entry.
+func (e *Engine) ReplaceResponse(st Store, peer Fingerprint, cmd CommandID, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("%w: response of %d bytes, the limit is %d", ErrTooLarge, len(payload), MaxPayload)
+	}
+	le, ok, err := st.Ledger(peer, cmd)
+	if err != nil {
+		return err
+	}
+	if !ok || le.State != Done || le.Err != nil {
+		return fmt.Errorf("command %s has no recorded response to replace", cmd)
+	}
+	le.Payload, le.Answer = bytes.Clone(payload), nil
+	return st.PutLedger(le)
 }
