@@ -395,8 +395,9 @@ func postconfSize(t *testing.T, ms *fixtures.MailServer, limit int64) {
 }
 
 // TestRealOversizeMail: bob's answer is larger than Postfix accepts. The send is refused for
-// good, dropped from the outbox instead of retried forever, and alice should learn that the
-// command failed because of the size.
+// good and dropped from the outbox instead of retried forever; bob's ledger keeps the result
+// without its output, which alice's retry gets: her command ends failed, saying it ran and why its
+// output is missing, and it ran once.
 //
 // Nothing the node sends reaches the servers' 10 MiB limit: a request is at most 64 KiB
 // (commands.MaxRequestSize) and a result holds at most 1 MiB of stdout and 1 MiB of stderr
@@ -462,10 +463,11 @@ func TestRealOversizeMail(t *testing.T) {
 	if items := outbox(t, l.bob); len(items) != 0 {
 		t.Fatalf("bob's outbox holds %d items; a refused answer must not stay", len(items))
 	}
-	if r.Status != StatusFailed || !strings.Contains(strings.ToLower(r.Error), "size") && !strings.Contains(strings.ToLower(r.Error), "large") {
-		t.Skipf("not yet: the answer refused for its size is only dropped from bob's outbox (logged); bob sends no small failure "+
-			"answer in its place, so alice's command stays %q and she retransmits it with doubling intervals until its lifetime ends "+
-			"(bob refused %d answers in 8s); want status %q with an error about the size", r.Status, sends, StatusFailed)
+	if r.Status != StatusFailed || !strings.Contains(strings.ToLower(r.Error), "size") {
+		t.Fatalf("alice's result: status %q, error %q; want %q with an error about the size", r.Status, r.Error, StatusFailed)
+	}
+	if sends != 1 {
+		t.Fatalf("bob's answer was refused %d times; want once (the retry gets the small answer)", sends)
 	}
 }
 
