@@ -24,12 +24,12 @@ import (
 func TestIdleReissue(t *testing.T) {
 	r := startRelay(t, mailbox.RelayConfig{})
 	b := newTransport(t, r, bob, func(c *mailbox.Config) { c.PollInterval = 100 * time.Millisecond })
-	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, false, 0); err != nil {
+	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 650*time.Millisecond)
 	defer cancel()
-	msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, true, 0)
+	msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, time.Hour, 0)
 	if !errors.Is(err, context.DeadlineExceeded) || len(msgs) != 0 {
 		t.Fatalf("Receive(wait) on an empty inbox = %d messages, %v; want the context's end", len(msgs), err)
 	}
@@ -43,7 +43,7 @@ func TestIdleReissue(t *testing.T) {
 	if err := a.Send(context.Background(), bob, pkg); err != nil {
 		t.Fatal(err)
 	}
-	msgs, _, err = b.Receive(context.Background(), mailbox.Cursor{}, true, 0)
+	msgs, _, err = b.Receive(context.Background(), mailbox.Cursor{}, time.Hour, 0)
 	if err != nil || len(msgs) != 1 || !bytes.Equal(msgs[0].Package, pkg) {
 		t.Fatalf("Receive after a cancelled wait = %d messages, %v", len(msgs), err)
 	}
@@ -59,7 +59,7 @@ func TestAckWhileReceiveWaits(t *testing.T) {
 	if err := a.Send(ctx, bob, fixtures.Package(30)); err != nil {
 		t.Fatal(err)
 	}
-	first, cur, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+	first, cur, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 	if err != nil || len(first) != 1 {
 		t.Fatalf("Receive = %d, %v", len(first), err)
 	}
@@ -69,7 +69,7 @@ func TestAckWhileReceiveWaits(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		msgs, _, err := b.Receive(ctx, cur, true, 0)
+		msgs, _, err := b.Receive(ctx, cur, time.Hour, 0)
 		done <- result{msgs, err}
 	}()
 	time.Sleep(100 * time.Millisecond) // into IDLE
@@ -112,7 +112,7 @@ func TestCustomFolders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+	msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("Receive = %d, %v", len(msgs), err)
 	}
@@ -303,7 +303,7 @@ func TestReceiveBounds(t *testing.T) {
 	pkg := fixtures.Package(50)
 	raw, _ := mailbox.ComposeMail(alice, bob, pkg, time.Now())
 	inject(t, bob, raw)
-	for _, wait := range []bool{false, true} {
+	for _, wait := range []time.Duration{0, time.Hour} {
 		msgs, cur, err := b.Receive(ctx, mailbox.Cursor{}, wait, 0)
 		if err != nil || len(msgs) != 1 || !bytes.Equal(msgs[0].Package, pkg) || cur.LastUID != 31 {
 			t.Fatalf("Receive(wait=%v) behind 30 foreign mails = %d messages, cursor %+v, %v; want the package and LastUID 31", wait, len(msgs), cur, err)
@@ -319,7 +319,7 @@ func TestReceiveBounds(t *testing.T) {
 	var sizes []int
 	cur := mailbox.Cursor{}
 	for range 3 {
-		msgs, next, err := c.Receive(ctx, cur, false, 0)
+		msgs, next, err := c.Receive(ctx, cur, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +346,7 @@ func TestConcurrentFirstAcks(t *testing.T) {
 	var msgs []mailbox.Message
 	for i := range trs {
 		trs[i] = newTransport(t, r, bob, nil)
-		m, _, err := trs[i].Receive(ctx, mailbox.Cursor{}, false, 0)
+		m, _, err := trs[i].Receive(ctx, mailbox.Cursor{}, 0, 0)
 		if err != nil || len(m) != 2*n {
 			t.Fatalf("Receive = %d, %v", len(m), err)
 		}

@@ -18,7 +18,7 @@ func BenchmarkRoundTripRelay(b *testing.B) {
 	rcv := newTransport(b, r, bob, nil)
 	ctx := context.Background()
 	pkg := fixtures.Package(300)
-	_, cur, err := rcv.Receive(ctx, mailbox.Cursor{}, false, 0)
+	_, cur, err := rcv.Receive(ctx, mailbox.Cursor{}, 0, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func BenchmarkRoundTripRelay(b *testing.B) {
 		if err := a.Send(ctx, bob, pkg); err != nil {
 			b.Fatal(err)
 		}
-		msgs, next, err := rcv.Receive(ctx, cur, true, 0)
+		msgs, next, err := rcv.Receive(ctx, cur, time.Hour, 0)
 		if err != nil || len(msgs) != 1 || !bytes.Equal(msgs[0].Package, pkg) {
 			b.Fatalf("Receive = %d messages, %v", len(msgs), err)
 		}

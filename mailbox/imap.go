@@ -188,15 +188,21 @@ func (c *imapConn) selectFolder(name string) error {
 // Besides max, one call returns no more whole mails than 2 x MaxMessageBytes together (at least
 // one), and one scan looks at no more than lookPerScan new UIDs; a Receive that found nothing
 // in a scan with more to look at scans on at once (the cursor moves over the foreign mail).
-func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait bool, max int) ([]Message, Cursor, error) {
+func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait time.Duration, max int) ([]Message, Cursor, error) {
 	if max <= 0 {
 		max = 100
 	}
 	t.recvMu.Lock()
 	defer t.recvMu.Unlock()
+	var waitEnd <-chan time.Time // the end of the wait; only the select below watches it
+	if wait > 0 {
+		end := time.NewTimer(wait)
+		defer end.Stop()
+		waitEnd = end.C
+	}
 	cur := after
 	for {
-		msgs, next, more, closed, err := t.receiveOnce(ctx, cur, max, wait)
+		msgs, next, more, closed, err := t.receiveOnce(ctx, cur, max, wait > 0)
 		cur = next
 		if err != nil || len(msgs) > 0 {
 			return msgs, cur, err
@@ -207,7 +213,7 @@ func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait bool, max int
 			}
 			continue
 		}
-		if !wait {
+		if wait <= 0 {
 			return nil, cur, nil
 		}
 		idle := closed != nil
@@ -223,6 +229,11 @@ func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait bool, max int
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, cur, ctx.Err()
+		case <-waitEnd:
+			// The wait is over. An IDLE left running is ended by the next call, under the
+			// command timeout, like any other command.
+			timer.Stop()
+			return nil, cur, nil
 		case <-t.wake:
 			if idle {
 				t.count(func(s *Stats) { s.IdleWakeups++ })

@@ -137,7 +137,7 @@ func TestPlaintextGuardAtConnect(t *testing.T) {
 	tr := &IMAPSMTP{s: s, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
 	defer tr.Close()
 	ctx := context.Background()
-	if _, _, err := tr.Receive(ctx, Cursor{}, false, 0); !errors.Is(err, ErrPlaintextCredentials) {
+	if _, _, err := tr.Receive(ctx, Cursor{}, 0, 0); !errors.Is(err, ErrPlaintextCredentials) {
 		t.Errorf("Receive = %v, want ErrPlaintextCredentials", err)
 	}
 	err = tr.Send(ctx, "bob@relay.test", []byte("SLPK"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Message is one received mail that carries a sealpost package.
@@ -34,13 +35,16 @@ type Transport interface {
 	Send(ctx context.Context, to string, pkg []byte) error
 	// Receive returns the sealpost messages in the inbox with UID > after.LastUID (all of them if
 	// after.UIDValidity differs from the folder's current UIDVALIDITY), oldest first, at most max
-	// (0 = 100). With wait it blocks until at least one exists or ctx ends (IDLE where the server
-	// has it, else polling); without wait it returns (nil, cursor, nil) when nothing is there.
+	// (0 = 100). When there is none, it waits up to wait for one (IDLE where the server has it,
+	// else polling) and then returns (nil, cursor, nil); wait 0 does not wait. The wait bounds
+	// only the waiting: a command to the server under way when it ends still runs to its answer
+	// or to the transport's command timeout, so a silent server is reported as such (ErrTimeout)
+	// however short the wait. ctx bounds the whole call; when it ends, Receive returns its error.
 	// Mail that is not sealpost's is never returned, never flagged, never moved (it is fetched
 	// with BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
 	// highest UID looked at (foreign mail included, so it is not re-read). On error the Cursor is
 	// still usable: it is after, or further when mail was looked at before the error.
-	Receive(ctx context.Context, after Cursor, wait bool, max int) ([]Message, Cursor, error)
+	Receive(ctx context.Context, after Cursor, wait time.Duration, max int) ([]Message, Cursor, error)
 	// Ack moves a processed message to the processed folder (created when missing): MOVE where the
 	// server has it, else UID COPY + UID STORE \Deleted + UID EXPUNGE of exactly that UID
 	// (UIDPLUS), never a bare EXPUNGE. A message that is no longer there is not an error (an

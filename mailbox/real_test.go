@@ -135,7 +135,7 @@ func TestRealTLSFailures(t *testing.T) {
 				})
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				if _, _, err := tr.Receive(ctx, mailbox.Cursor{}, false, 0); !errors.Is(err, tc.want) {
+				if _, _, err := tr.Receive(ctx, mailbox.Cursor{}, 0, 0); !errors.Is(err, tc.want) {
 					t.Errorf("Receive = %v, want %v", err, tc.want)
 				}
 				err := tr.Send(ctx, users[0], fixtures.Package(10))
@@ -178,7 +178,7 @@ func TestRealLatency(t *testing.T) {
 	b := realTransport(t, ms, mode, to, nil)
 	drain := func() mailbox.Cursor {
 		for {
-			msgs, cur, err := b.Receive(ctx, mailbox.Cursor{}, false, 100)
+			msgs, cur, err := b.Receive(ctx, mailbox.Cursor{}, 0, 100)
 			if err != nil {
 				t.Fatalf("Receive: %v", err)
 			}
@@ -207,7 +207,7 @@ func TestRealLatency(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			msgs, _, err := b.Receive(ctx, cur, true, 0)
+			msgs, _, err := b.Receive(ctx, cur, time.Hour, 0)
 			done <- result{msgs, err, time.Now()}
 		}()
 		time.Sleep(300 * time.Millisecond) // let it settle into IDLE
@@ -222,7 +222,7 @@ func TestRealLatency(t *testing.T) {
 		cur = drain()
 		appendMail(t, to, raw)
 		start := time.Now()
-		msgs, _, err := b.Receive(ctx, cur, false, 0)
+		msgs, _, err := b.Receive(ctx, cur, 0, 0)
 		if err != nil || len(msgs) != 1 {
 			t.Fatalf("Receive(no wait) right after another session's APPEND = %d messages, %v; want the new mail", len(msgs), err)
 		}

@@ -158,7 +158,7 @@ func TestThreat29ForeignMailUntouched(t *testing.T) {
 			}
 			before = inspect(t, bob, "INBOX")
 
-			msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+			msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 			if err != nil {
 				t.Fatalf("Receive: %v", err)
 			}
@@ -178,7 +178,7 @@ func TestThreat29ForeignMailUntouched(t *testing.T) {
 					t.Fatalf("Ack/Reject: %v", err)
 				}
 			}
-			if more, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0); err != nil || len(more) != 0 {
+			if more, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0); err != nil || len(more) != 0 {
 				t.Fatalf("Receive(zero cursor) = %d messages, %v; want none", len(more), err)
 			}
 
@@ -252,7 +252,7 @@ func TestThreat15SpoofedFrom(t *testing.T) {
 		raw = bytes.Replace(raw, []byte("From: forger@evil.example\r\n"),
 			[]byte("From: "+spoof+"\r\nReply-To: attacker@evil.example\r\nSender: "+alice+"\r\n"), 1)
 		inject(t, bob, raw)
-		msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+		msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 		if err != nil || len(msgs) != 1 {
 			t.Fatalf("Receive = %d messages, %v; want 1", len(msgs), err)
 		}

@@ -120,7 +120,7 @@ func TestSupervisorFrozenConnection(t *testing.T) {
 	if err := b.Send(ctx, alice, fixtures.Package(20)); err != nil {
 		t.Fatalf("Send before the freeze: %v", err)
 	}
-	_, cur, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+	_, cur, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 	if err != nil {
 		t.Fatalf("Receive before the freeze: %v", err)
 	}
@@ -136,7 +136,7 @@ func TestSupervisorFrozenConnection(t *testing.T) {
 	imapProxy.freeze(true)
 	smtpProxy.freeze(true)
 	start := time.Now()
-	_, _, err = b.Receive(ctx, cur, false, 0)
+	_, _, err = b.Receive(ctx, cur, 0, 0)
 	if !errors.Is(err, mailbox.ErrTimeout) {
 		t.Errorf("Receive during the freeze = %v, want ErrTimeout", err)
 	}
@@ -156,7 +156,7 @@ func TestSupervisorFrozenConnection(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the backoff after the failure above
 	waiting := make(chan error, 1)
 	go func() {
-		_, _, err := b.Receive(ctx, cur, true, 0)
+		_, _, err := b.Receive(ctx, cur, time.Hour, 0)
 		waiting <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // let it reconnect and settle into IDLE
@@ -179,7 +179,7 @@ func TestSupervisorFrozenConnection(t *testing.T) {
 	if err := a.Send(ctx, bob, pkg); err != nil {
 		t.Fatal(err)
 	}
-	msgs, _, err := b.Receive(ctx, cur, false, 0)
+	msgs, _, err := b.Receive(ctx, cur, 0, 0)
 	if err != nil || len(msgs) != 1 || !bytes.Equal(msgs[0].Package, pkg) {
 		t.Fatalf("Receive after the freeze = %d messages, %v; want the new package", len(msgs), err)
 	}
@@ -194,20 +194,45 @@ func TestSupervisorFrozenConnection(t *testing.T) {
 	}
 }
 
+// TestSupervisorShortWaitReportsSilentServer: a wait much shorter than the command timeout
+// still reports a silent server, in a call that ends the IDLE left by the wait before and in one
+// that connects anew: the wait bounds the waiting, never a command to the server.
+func TestSupervisorShortWaitReportsSilentServer(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	r := startRelay(t, mailbox.RelayConfig{})
+	proxy := newFreezeProxy(t, r.IMAPAddr())
+	b := newTransport(t, r, bob, func(c *mailbox.Config) {
+		c.IMAPAddr, c.CommandTimeout, c.DialTimeout = proxy.addr(), timeout, time.Second
+	})
+	ctx := context.Background()
+	if _, _, err := b.Receive(ctx, mailbox.Cursor{}, 50*time.Millisecond, 0); err != nil {
+		t.Fatalf("Receive before the freeze: %v", err)
+	}
+	proxy.freeze(true)
+	for i, what := range []string{"ending the IDLE", "connecting"} {
+		_, _, err := b.Receive(ctx, mailbox.Cursor{}, 50*time.Millisecond, 0)
+		if !errors.Is(err, mailbox.ErrTimeout) {
+			t.Fatalf("Receive(wait 50ms) #%d (%s) on a silent server = %v; want ErrTimeout", i+1, what, err)
+		}
+		time.Sleep(300 * time.Millisecond) // the backoff after a failure
+	}
+	proxy.freeze(false)
+}
+
 // TestSupervisorContextCancel: a call whose context ends while the server is silent returns
 // the context's error at once and does not wait for the command timeout.
 func TestSupervisorContextCancel(t *testing.T) {
 	r := startRelay(t, mailbox.RelayConfig{})
 	proxy := newFreezeProxy(t, r.IMAPAddr())
 	b := newTransport(t, r, bob, func(c *mailbox.Config) { c.IMAPAddr = proxy.addr(); c.CommandTimeout = 10 * time.Second })
-	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, false, 0); err != nil {
+	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	proxy.freeze(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+	_, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Receive = %v, want context.DeadlineExceeded", err)
 	}
@@ -215,7 +240,7 @@ func TestSupervisorContextCancel(t *testing.T) {
 		t.Errorf("Receive took %s after its context ended", d)
 	}
 	proxy.freeze(false)
-	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, false, 0); err != nil {
+	if _, _, err := b.Receive(context.Background(), mailbox.Cursor{}, 0, 0); err != nil {
 		t.Errorf("Receive after the cancel: %v", err)
 	}
 }
@@ -227,7 +252,7 @@ func TestReconnectAfterServerDrop(t *testing.T) {
 	proxy := newFreezeProxy(t, r.IMAPAddr())
 	b := newTransport(t, r, bob, func(c *mailbox.Config) { c.IMAPAddr = proxy.addr() })
 	ctx := context.Background()
-	if _, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0); err != nil {
+	if _, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	proxy.mu.Lock()
@@ -236,7 +261,7 @@ func TestReconnectAfterServerDrop(t *testing.T) {
 	}
 	proxy.mu.Unlock()
 	time.Sleep(50 * time.Millisecond)
-	if _, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0); err != nil {
+	if _, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0); err != nil {
 		t.Errorf("Receive after the server dropped the connection: %v", err)
 	}
 	if c := b.Stats().Connects; c != 2 {

@@ -105,7 +105,7 @@ func TestTLSRoundTrip(t *testing.T) {
 				if err := a.Send(ctx, bob, pkg); err != nil {
 					t.Fatalf("Send over %s: %v", mode, err)
 				}
-				msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, false, 0)
+				msgs, _, err := b.Receive(ctx, mailbox.Cursor{}, 0, 0)
 				if err != nil || len(msgs) != 1 || !bytes.Equal(msgs[0].Package, pkg) {
 					t.Fatalf("Receive over %s = %d messages, %v; want the package", mode, len(msgs), err)
 				}
@@ -133,7 +133,7 @@ func TestTLSFailuresSayWhatToDo(t *testing.T) {
 			t.Run(string(mode)+"/"+tc.name, func(t *testing.T) {
 				tr := tlsTransport(t, r, bob, mode, func(c *mailbox.Config) { tc.edit(c); c.CommandTimeout = 2 * time.Second })
 				ctx := context.Background()
-				_, _, err := tr.Receive(ctx, mailbox.Cursor{}, false, 0)
+				_, _, err := tr.Receive(ctx, mailbox.Cursor{}, 0, 0)
 				// The message is the user interface here, so this test does read it.
 				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.hint) {
 					t.Errorf("Receive = %v, want %v mentioning %q", err, tc.want, tc.hint)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -44,16 +45,15 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	}); err != nil {
 		return 0, err
 	}
-	rctx, cancel := ctx, context.CancelFunc(func() {})
-	if wait && waitFor > 0 {
-		rctx, cancel = context.WithTimeout(ctx, waitFor)
-	}
-	msgs, next, err := tr.Receive(rctx, cur, wait, 0)
-	cancel()
-	if err != nil {
-		if wait && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return 0, nil // the bounded wait ended quietly
+	var d time.Duration // how long Receive may wait for mail; it bounds no server command
+	if wait {
+		d = waitFor
+		if d <= 0 {
+			d = math.MaxInt64 // until mail comes or ctx ends
 		}
+	}
+	msgs, next, err := tr.Receive(ctx, cur, d, 0)
+	if err != nil {
 		return 0, err
 	}
 	var handleErr error

@@ -472,10 +472,11 @@ func TestRealOversizeMail(t *testing.T) {
 }
 
 // TestRealHalfOpenConnection: Dovecot freezes (connections open, silent). Bob's agent notices
-// within its CommandTimeout (2s) instead of waiting forever; after the thaw, a command sent
-// meanwhile runs once.
+// within its CommandTimeout (2s) instead of waiting forever, although each of its mailbox waits
+// (RetryAfter, 500ms) is shorter than that: the wait bounds the waiting, never a command. After
+// the thaw, a command sent meanwhile runs once.
 func TestRealHalfOpenConnection(t *testing.T) {
-	l := newRealLab(t, realOpts{bobCommandTimeout: 2 * time.Second, bobRetryAfter: 3 * time.Second, aliceTimeout: 2 * time.Second})
+	l := newRealLab(t, realOpts{bobCommandTimeout: 2 * time.Second, bobRetryAfter: 500 * time.Millisecond, aliceTimeout: 2 * time.Second})
 	l.serveBob()
 	l.run("echo", "warm-up")
 	time.Sleep(300 * time.Millisecond) // bob back in IDLE
