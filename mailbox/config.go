@@ -208,8 +208,12 @@ func tlsError(err error, server string) error {
 	var invalid x509.CertificateInvalidError
 	switch {
 	case errors.As(err, &unknown):
-		return fmt.Errorf("%w: %s presented a certificate that is not signed by a trusted CA (%v); if the server uses a self-signed or private CA, pass its CA certificate with --ca-file",
-			ErrCertificateUntrusted, server, err)
+		issuer := ""
+		if unknown.Cert != nil {
+			issuer = fmt.Sprintf(" (issued by %q)", unknown.Cert.Issuer.String())
+		}
+		return fmt.Errorf("%w: the certificate %s presented%s could not be verified: no trusted CA signed it (%v); if the server uses a self-signed or private CA, give that CA's PEM certificate with --ca-file: run `sealpost init` again with --ca-file FILE (if you gave one already, it holds a different CA)",
+			ErrCertificateUntrusted, server, issuer, err)
 	case errors.As(err, &name):
 		return fmt.Errorf("%w: %s presented a certificate for other names (%v); connect by a name the certificate carries, or set the expected TLS server name",
 			ErrCertificateName, server, err)

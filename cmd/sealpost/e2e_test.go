@@ -127,15 +127,26 @@ func peerList(t *testing.T, env []string, state string) map[string]peerJSON {
 	return out
 }
 
+// cliNode is how the end-to-end scenario initialises one node.
+type cliNode struct {
+	addr string   // the node's mail address (also its login)
+	init []string // `sealpost init` flags besides --address: servers, login, password source, TLS
+}
+
+// cliScenario is what the end-to-end scenario needs of its mail servers.
+type cliScenario struct {
+	env        []string // environment of every sealpost process: the passwords the init flags name
+	alice, bob cliNode
+	// bobIMAP (plaintext IMAP, loopback) and bobPassword reach bob's mailbox for the re-injection.
+	bobIMAP, bobPassword string
+}
+
 // TestEndToEndCLI drives two nodes in separate processes through a `sealpost relay` process with
-// the commands a user types: pairing, handshake, an allowed command, a denied one, a failing one,
-// the epoch advancing after each response, and a re-injected mail that must not run twice.
+// the commands a user types (runEndToEndCLI).
 func TestEndToEndCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
-	dir := t.TempDir()
-	env := []string{"PW=relay-password"}
 	relay := start(t, nil, "relay", "--listen", "127.0.0.1", "--smtp-port", "0", "--imap-port", "0",
 		"--user", "alice@example.test:relay-password", "--user", "bob@example.test:relay-password")
 	line, err := relay.stdout.ReadString('\n')
@@ -147,10 +158,33 @@ func TestEndToEndCLI(t *testing.T) {
 		t.Fatalf("relay printed %q", line)
 	}
 	smtpAddr, imapAddr := m[1], m[2]
+	relayNode := func(addr string) cliNode {
+		return cliNode{addr: addr, init: []string{"--imap", imapAddr, "--smtp", smtpAddr,
+			"--login", addr, "--password-env", "PW", "--tls", "none"}}
+	}
+	runEndToEndCLI(t, cliScenario{
+		env:   []string{"PW=relay-password"},
+		alice: relayNode("alice@example.test"), bob: relayNode("bob@example.test"),
+		bobIMAP: imapAddr, bobPassword: "relay-password",
+	})
+}
+
+// runEndToEndCLI is the end-to-end scenario: pairing, handshake, an allowed command, a denied
+// one, a failing one, the epoch advancing after each response, a re-injected mail that must not
+// run twice, ping, sysinfo, usage errors and removing the peer. Alice has no agent; bob's runs
+// throughout.
+func runEndToEndCLI(t *testing.T, sc cliScenario) {
+	t.Helper()
+	dir := t.TempDir()
+	env := sc.env
+	bobAddr, aliceAddr := sc.bob.addr, sc.alice.addr
 	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
-	for _, n := range []struct{ state, addr string }{{alice, "alice@example.test"}, {bob, "bob@example.test"}} {
-		mustOK(t, sp(t, env, "--state", n.state, "init", "--address", n.addr, "--imap", imapAddr, "--smtp", smtpAddr,
-			"--login", n.addr, "--password-env", "PW", "--tls", "none"), "init")
+	for _, n := range []struct {
+		state string
+		node  cliNode
+	}{{alice, sc.alice}, {bob, sc.bob}} {
+		args := append([]string{"--state", n.state, "init", "--address", n.node.addr}, n.node.init...)
+		mustOK(t, sp(t, env, args...), "init "+n.node.addr)
 	}
 	fp := strings.TrimSpace(mustOK(t, sp(t, env, "--state", bob, "id"), "id").stdout)
 	if !regexp.MustCompile(`^[0-9a-f]{4}(-[0-9a-f]{4}){7}$`).MatchString(fp) {
@@ -166,12 +200,12 @@ func TestEndToEndCLI(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho ran >> "+counter+"\necho counted\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", "bob@example.test"), "peer add (alice)")
+	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", bobAddr), "peer add (alice)")
 	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
 	if code == nil {
 		t.Fatalf("peer add printed no code:\n%s", added.stdout)
 	}
-	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", "alice@example.test", "--code", code[1],
+	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", aliceAddr, "--code", code[1],
 		"--allow", "echo", "--allow", "false", "--allow", script), "peer add (bob)")
 
 	// alice has no agent: `run` reads her mailbox itself (bob's PAIR answer, then the answers).
@@ -213,17 +247,17 @@ func TestEndToEndCLI(t *testing.T) {
 
 	// The mail that carried the counting command, appended again to bob's inbox: it must not run
 	// a second time (the ledger answers it).
-	n := fixtures.ReinjectProcessed(t, imapAddr, "bob@example.test", "relay-password", 1)
+	n := fixtures.ReinjectProcessed(t, sc.bobIMAP, bobAddr, sc.bobPassword, 1)
 	if n == 0 {
 		t.Fatal("found no processed mail to re-inject")
 	}
 	mustOK(t, sp(t, env, "--state", alice, "agent", "--once"), "agent --once")
 	time.Sleep(500 * time.Millisecond) // bob's agent sees the appended mail through IDLE
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password") > 0 {
+	for time.Now().Before(deadline) && fixtures.InboxCount(t, sc.bobIMAP, bobAddr, sc.bobPassword) > 0 {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if left := fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password"); left > 0 {
+	if left := fixtures.InboxCount(t, sc.bobIMAP, bobAddr, sc.bobPassword); left > 0 {
 		t.Fatalf("bob's agent did not process the re-injected mail (%d left in the inbox)", left)
 	}
 	runs, _ := os.ReadFile(counter)
