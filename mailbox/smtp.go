@@ -82,7 +82,11 @@ func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) (err erro
 	// The watchdog is the bound; go-smtp's own deadlines are a looser backstop.
 	c.CommandTimeout, c.SubmissionTimeout = 2*s.CommandTimeout, 2*s.CommandTimeout
 	if err := c.Hello(helo); err != nil {
-		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
+		step := "EHLO"
+		if s.TLS == TLSStartTLS {
+			step = "EHLO and STARTTLS" // go-smtp sends STARTTLS with the first EHLO
+		}
+		return setupErr(step, tlsError(err, s.SMTPAddr))
 	}
 	if s.Username != "" || s.Password != "" {
 		if _, encrypted := c.TLSConnectionState(); !encrypted && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
