@@ -127,10 +127,12 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 func (n *Node) RemovePeer(ctx context.Context, name string) error {
 	return n.update(func(tx *keystore.Tx, st TxStore) error {
 		found := false
+		var addrs []string // where queued mail for the peer goes
 		if p, ok, err := tx.Peer(name); err != nil {
 			return err
 		} else if ok {
 			found = true
+			addrs = append(addrs, p.Address)
 			ids, err := tx.SessionsOf(p.Fingerprint)
 			if err != nil {
 				return err
@@ -150,6 +152,27 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 				}
 				if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
 					return err
+				}
+			}
+			// Commands still waiting for a session with it, too.
+			var waiting []string
+			if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
+				var q queued
+				if err := json.Unmarshal(val, &q); err == nil && q.Peer == p.Fingerprint {
+					waiting = append(waiting, key)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, key := range waiting {
+				if err := tx.DeleteConfig(key); err != nil {
+					return err
+				}
+				if c, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue)); err == nil {
+					if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
+						return err
+					}
 				}
 			}
 			if err := tx.DeletePeer(name); err != nil {
@@ -173,6 +196,19 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 		}
 		if !found {
 			return fmt.Errorf("no peer named %q (see `sealpost peer list`)", name)
+		}
+		// Mail still queued for the peer (its pairing, commands, answers) goes nowhere now.
+		addrs = append(addrs, armed...)
+		queued, err := tx.Outbox()
+		if err != nil {
+			return err
+		}
+		for _, it := range queued {
+			if slices.Contains(addrs, it.To) {
+				if err := tx.DeleteOutbox(it.ID); err != nil {
+					return err
+				}
+			}
 		}
 		return tx.DeleteConfig(prefixPolicy + name)
 	})

@@ -486,3 +486,47 @@ func TestUndeliverableCommand(t *testing.T) {
 		t.Fatalf("refused %d times, want 1", lim.refused.Load())
 	}
 }
+
+// TestRemovePeer: removing a peer forgets it, its armed pairing and policy, fails its pending
+// commands, and drops the mail still queued for it, but nothing queued for other peers.
+func TestRemovePeer(t *testing.T) {
+	l := newLab(t)
+	var flaky *flakySend
+	l.alice.Close()
+	l.alice = l.open("alice", func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }, false)
+	flaky.fail.Store(1000) // nothing leaves alice's outbox
+	if _, err := l.alice.AddPeer(l.ctx, PeerSpec{Name: "carol", Address: "carol@example.test"}); err != nil && !strings.Contains(err.Error(), "stays queued") {
+		t.Fatal(err)
+	}
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}})
+	if err != nil && !strings.Contains(err.Error(), "stays in the outbox") {
+		t.Fatal(err)
+	}
+	to := func() map[string]int {
+		m := map[string]int{}
+		for _, it := range outbox(t, l.alice) {
+			m[it.To]++
+		}
+		return m
+	}
+	before := to()
+	if before["carol@example.test"] == 0 || before["bob@example.test"] == 0 {
+		t.Fatalf("alice's outbox before the removal: %v; want mail for carol and bob", before)
+	}
+	if err := l.alice.RemovePeer(l.ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	after := to()
+	if after["carol@example.test"] != 0 || after["bob@example.test"] != before["bob@example.test"] {
+		t.Fatalf("alice's outbox after removing carol: %v (before %v); want carol's mail gone, bob's kept", after, before)
+	}
+	if err := l.alice.RemovePeer(l.ctx, "carol"); err == nil || !strings.Contains(err.Error(), "no peer named") {
+		t.Fatalf("removing carol again: %v; want 'no peer named'", err)
+	}
+	if err := l.alice.RemovePeer(l.ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := l.alice.Result(id); r.Status != StatusFailed || len(to()) != 0 {
+		t.Fatalf("after removing bob: result %q, outbox %v; want failed and empty", r.Status, to())
+	}
+}
