@@ -162,3 +162,24 @@ func isNetTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TooLarge reports whether the server refused the mail for its size: reply 552 (RFC 5321's
+// "exceeded storage allocation", what SIZE refusals use) or the enhanced status 5.3.4
+// ("message too big for system") or 5.2.3 ("message length exceeds administrative limit").
+// A smaller mail might pass where this one cannot.
+func (e *SendError) TooLarge() bool {
+	if e.Temporary {
+		return false
+	}
+	if e.Code == 552 {
+		return true
+	}
+	var smtpErr *smtp.SMTPError
+	if errors.As(e.Err, &smtpErr) {
+		switch smtpErr.EnhancedCode {
+		case smtp.EnhancedCode{5, 3, 4}, smtp.EnhancedCode{5, 2, 3}:
+			return true
+		}
+	}
+	return false
+}

@@ -127,12 +127,13 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 func (n *Node) RemovePeer(ctx context.Context, name string) error {
 	return n.update(func(tx *keystore.Tx, st TxStore) error {
 		found := false
-		var addrs []string // where queued mail for the peer goes
+		var fp session.Fingerprint // the peer's, when pinned
+		var pairAddrs []string     // where a pairing mail for it would go
 		if p, ok, err := tx.Peer(name); err != nil {
 			return err
 		} else if ok {
 			found = true
-			addrs = append(addrs, p.Address)
+			fp, pairAddrs = p.Fingerprint, append(pairAddrs, p.Address)
 			ids, err := tx.SessionsOf(p.Fingerprint)
 			if err != nil {
 				return err
@@ -197,14 +198,20 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 		if !found {
 			return fmt.Errorf("no peer named %q (see `sealpost peer list`)", name)
 		}
-		// Mail still queued for the peer (its pairing, commands, answers) goes nowhere now.
-		addrs = append(addrs, armed...)
+		// Mail still queued for the peer (its pairing, handshakes, commands, answers) goes
+		// nowhere now. Sealed mail names its recipient; pairing mail only has the address, which
+		// another peer may share, so only pairing mail goes by address.
+		pairAddrs = append(pairAddrs, armed...)
 		queued, err := tx.Outbox()
 		if err != nil {
 			return err
 		}
 		for _, it := range queued {
-			if slices.Contains(addrs, it.To) {
+			pkg, err := session.Parse(it.Package)
+			if err != nil {
+				continue
+			}
+			if pkg.Type == session.TypePair && slices.Contains(pairAddrs, it.To) || pkg.Type != session.TypePair && fp != (session.Fingerprint{}) && pkg.Recipient == fp {
 				if err := tx.DeleteOutbox(it.ID); err != nil {
 					return err
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/sealpost/sealpost/fixtures"
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
 )
 
 // lab is two nodes, alice (controller) and bob (agent), on an embedded relay.
@@ -529,4 +530,43 @@ func TestRemovePeer(t *testing.T) {
 	if r, _, _ := l.alice.Result(id); r.Status != StatusFailed || len(to()) != 0 {
 		t.Fatalf("after removing bob: result %q, outbox %v; want failed and empty", r.Status, to())
 	}
+}
+
+// refuseFirstResponse refuses bob's first RESPONSE for good with a reason that is not its size.
+type refuseFirstResponse struct {
+	mailbox.Transport
+	refused atomic.Int32
+}
+
+func (r *refuseFirstResponse) Send(ctx context.Context, to string, pkg []byte) error {
+	if len(pkg) > 5 && session.Type(pkg[5]) == session.TypeResponse && r.refused.Add(1) == 1 {
+		return &mailbox.SendError{Code: 550, Err: errors.New("5.2.2 mailbox full")}
+	}
+	return r.Transport.Send(ctx, to, pkg)
+}
+
+// TestRefusedResponseNotForSize: an answer refused for good for another reason than its size is
+// dropped from the outbox but keeps its output in the ledger: alice's retry gets all of it.
+func TestRefusedResponseNotForSize(t *testing.T) {
+	l := newLab(t)
+	var ref *refuseFirstResponse
+	l.bob.Close()
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { ref = &refuseFirstResponse{Transport: tr}; return ref }, false)
+	l.alice.opts.RetryAfter = time.Millisecond
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{"echo", "whole"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 30; i++ {
+		l.alice.Maintain(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+		if r, _, _ := l.alice.Result(id); Final(r.Status) {
+			if r.Status != StatusDone || string(r.Stdout) != "whole\n" || ref.refused.Load() < 2 {
+				t.Fatalf("result %q %q (%q) after %d responses; want done with the whole output after the refusal", r.Status, r.Stdout, r.Error, ref.refused.Load())
+			}
+			return
+		}
+	}
+	t.Fatal("alice's command never ended")
 }

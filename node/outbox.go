@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
@@ -64,12 +66,20 @@ func (n *Node) Flush(ctx context.Context) error {
 		permanent := errors.As(err, &se) && !se.Temporary
 		n.log.Warn("send failed", "op", "send", "to", it.To, "attempt", it.Attempts+1, "permanent", permanent, "err", err)
 		var failed []session.CommandID
+		if permanent {
+			// Settle the command first; if that fails the mail still leaves the outbox: a
+			// refused mail kept there would be refused again at every round, blocking the rest.
+			if serr := n.update(func(tx *keystore.Tx, st TxStore) error {
+				var err error
+				failed, err = n.undeliverable(tx, st, it.Package, se)
+				return err
+			}); serr != nil {
+				n.log.Error("could not settle the command of a refused mail; dropping the mail", "op", "send", "err", serr)
+				failed = nil
+			}
+		}
 		uerr := n.update(func(tx *keystore.Tx, st TxStore) error {
 			if permanent {
-				var err2 error
-				if failed, err2 = n.undeliverable(tx, st, it.Package, err); err2 != nil {
-					return err2
-				}
 				return tx.DeleteOutbox(it.ID)
 			}
 			it.Attempts++
@@ -115,48 +125,74 @@ func (n *Node) peerLabel(addr string) string {
 	return name
 }
 
-// undeliverable settles the command behind a package the mail server refused for good, in the
-// transaction that drops it from the outbox, and returns the commands whose result it finished.
-//   - Our RESPONSE: the command ran and must not run again, but its answer can never arrive. The
-//     ledger's response becomes the same result without its output, saying why; the requester's
-//     next retry gets that small answer, and its command ends "failed" with the reason.
-//   - Our COMMAND: it never left; the command ends "failed" here with the server's answer.
+// undeliverable settles the command behind a package the mail server refused for good, just
+// before it leaves the outbox, and returns the commands whose result it finished.
+//   - Our RESPONSE, refused for its size: the command ran and must not run again, but this answer
+//     can never arrive. The ledger's response becomes the same result without its output, saying
+//     why; the requester's next retry gets that small answer, and its command ends "failed" with
+//     the reason. Other refusals (unknown recipient, quota) leave the ledger alone: a smaller mail
+//     would fare no better, and a later retry may get the whole answer through.
+//   - Our COMMAND, refused at its first transmission: it never left, so it ends "failed" here
+//     with the server's answer. A refused retry changes nothing: an earlier transmission may
+//     have arrived and its answer may still come.
 //
 // Other packages (pairing, handshake, errors) are small; their loss is handled as any lost mail.
-func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, sendErr error) ([]session.CommandID, error) {
+func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, se *mailbox.SendError) ([]session.CommandID, error) {
 	p, err := session.Parse(pkg)
 	if err != nil {
 		return nil, nil // not ours to settle (cannot happen: we sealed it)
 	}
 	switch p.Type {
 	case session.TypeResponse:
+		if !se.TooLarge() {
+			return nil, nil
+		}
 		le, ok, err := st.Ledger(p.Recipient, p.Command)
 		if err != nil || !ok || le.Payload == nil {
 			return nil, err
 		}
 		res, err := decodeResult(le.Payload)
-		if err != nil {
-			return nil, err
+		if err != nil || res.Undelivered != "" {
+			return nil, err // already without its output
 		}
-		kept := commands.Result{
-			ExitCode: res.ExitCode, Duration: res.Duration, TimedOut: res.TimedOut, Error: res.Error, Started: res.Started,
-			Undelivered: fmt.Sprintf("the result (%d bytes of output) was refused by the mail server: %v", len(res.Stdout)+len(res.Stderr), sendErr),
-		}
+		kept := res
+		kept.Stdout, kept.Stderr = nil, nil
+		kept.Undelivered = clip(fmt.Sprintf("the result (%d bytes of output) was refused by the mail server: %v", len(res.Stdout)+len(res.Stderr), se), commands.MaxErrorBytes)
 		frame, err := encodeResult(kept)
 		if err != nil {
 			return nil, err
 		}
-		n.log.Warn("result undeliverable; the requester's retry gets it without the output", "op", "send", "command", p.Command, "err", sendErr)
+		n.log.Warn("result too large to mail; the requester's retry gets it without the output", "op", "send", "command", p.Command, "err", se)
 		return nil, n.eng.ReplaceResponse(st, p.Recipient, p.Command, frame)
 	case session.TypeCommand:
+		pd, ok, err := st.Pending(p.Command)
+		if err != nil || !ok || len(pd.Sends) != 1 {
+			return nil, err
+		}
+		if r, ok, err := tx.Result(p.Command); err != nil || ok && Final(r.Status) {
+			return nil, err
+		}
 		if err := st.DeletePending(p.Command); err != nil {
 			return nil, err
 		}
-		err := n.recordResult(tx, p.Command, func(r *keystore.Result) {
+		err = n.recordResult(tx, p.Command, func(r *keystore.Result) {
 			r.Status, r.ExitCode = StatusFailed, -1
-			r.Error = fmt.Sprintf("the mail server refused the command, so it was not sent: %v", sendErr)
+			r.Error = clip(fmt.Sprintf("the mail server refused the command, so it was not sent: %v", se), commands.MaxErrorBytes)
 		})
 		return []session.CommandID{p.Command}, err
 	}
 	return nil, nil
+}
+
+// clip makes s valid UTF-8 of at most max bytes (a server's reply text is neither, necessarily).
+func clip(s string, max int) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= max {
+		return s
+	}
+	s = s[:max]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }
