@@ -60,12 +60,17 @@ type realOpts struct {
 	aliceRetryAfter   time.Duration // alice's RetryAfter (default 1 min: no retransmissions)
 	aliceTimeout      time.Duration // alice's mailbox CommandTimeout (default 10s)
 	allow             []string      // more programs bob allows alice
+	poll              time.Duration // > 0: both nodes poll at this interval, IDLE off (as on a server without IDLE)
+	life              time.Duration // how long the lab's context lasts (default 90s; benchmarks need longer)
 }
 
 func newRealLab(t testing.TB, o realOpts) *realLab {
 	t.Helper()
 	ms := fixtures.RealMailServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	if o.life == 0 {
+		o.life = 90 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.life)
 	t.Cleanup(cancel)
 	if o.bobCommandTimeout == 0 {
 		o.bobCommandTimeout = 10 * time.Second
@@ -88,25 +93,27 @@ func newRealLab(t testing.TB, o realOpts) *realLab {
 	if err := os.WriteFile(l.script, []byte("#!/bin/sh\necho ran >> "+l.counter+"\necho counted\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l.alice = l.open(realAlice, filepath.Join(dir, "alice"), o.aliceTimeout, o.aliceRetryAfter, nil)
-	l.bob = l.open(realBob, filepath.Join(dir, "bob"), o.bobCommandTimeout, o.bobRetryAfter, slog.New(l.bobLog))
+	l.alice = l.open(realAlice, filepath.Join(dir, "alice"), o.aliceTimeout, o.aliceRetryAfter, o.poll, nil)
+	l.bob = l.open(realBob, filepath.Join(dir, "bob"), o.bobCommandTimeout, o.bobRetryAfter, o.poll, slog.New(l.bobLog))
 	l.pair(append([]string{"echo", l.script}, o.allow...))
 	return l
 }
 
-func (l *realLab) open(addr, dir string, timeout, retry time.Duration, logger *slog.Logger) *Node {
+// open opens a node for addr; poll > 0 turns IDLE off and polls at that interval.
+func (l *realLab) open(addr, dir string, timeout, retry, poll time.Duration, logger *slog.Logger) *Node {
 	l.t.Helper()
 	tr, err := mailbox.New(mailbox.Config{
 		Address: addr, IMAPAddr: l.ms.IMAPPlain, SMTPAddr: l.ms.SMTPStartTLS,
 		Username: addr, Password: l.ms.Users[addr], TLS: mailbox.TLSStartTLS, CAFile: l.ms.CAFile,
 		CommandTimeout: timeout, DialTimeout: 5 * time.Second, Logger: logger,
+		PollInterval: poll, DisableIDLE: poll > 0,
 	})
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(func() { tr.Close() })
 	n, err := Init(Options{Dir: dir, Transport: tr, RetryAfter: retry, Logger: logger},
-		MailConfig{Address: addr, IMAP: l.ms.IMAPPlain, SMTP: l.ms.SMTPStartTLS, Login: addr, TLS: "starttls", CAFile: l.ms.CAFile})
+		MailConfig{Address: addr, IMAP: l.ms.IMAPPlain, SMTP: l.ms.SMTPStartTLS, Login: addr, TLS: "starttls", CAFile: l.ms.CAFile, PollInterval: poll})
 	if err != nil {
 		l.t.Fatal(err)
 	}
