@@ -236,6 +236,15 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
 		*done = append(*done, out.Command)
+		if out.Rekey {
+			// The peer holds a full window of unconfirmed epochs and none of their responses
+			// reached us: the session cannot rotate any more. Pending commands go out again
+			// under the new session once it is confirmed.
+			ev(Event{Kind: EventSession, Status: "rekey", Detail: "peer's epoch window is full; starting a new handshake"})
+			if err := n.ensureHandshake(tx, st, peer, true); err != nil {
+				return err
+			}
+		}
 	case session.Failed:
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
 			r.Status, r.Error, r.ExitCode = out.Err.Code.String(), out.Err.Detail, -1

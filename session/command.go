@@ -167,7 +167,11 @@ func (e *Engine) receiveAnswer(st Store, p *Package, raw []byte) (Outcome, error
 	// Only a child of the current epoch is adopted: the responder deletes an epoch only after a
 	// command under one of its children, which we send only after adopting that child; so a child
 	// of the current epoch is always one the responder still holds.
-	if ok && s.Role == Initiator && s.Status == Confirmed && s.Current.ID == snd.Epoch {
+	if ok && s.Role == Initiator && s.Status == Confirmed && s.Current.ID == snd.Epoch && share == ([32]byte{}) {
+		// The null share: the responder holds a full window of this epoch's children and none of
+		// their responses reached us. No child; a new handshake is due.
+		out.Epoch, out.Rekey = s.Current.Gen, true
+	} else if ok && s.Role == Initiator && s.Status == Confirmed && s.Current.ID == snd.Epoch {
 		dh, err := x25519(snd.SharePriv[:], share[:])
 		if err != nil {
 			return Outcome{}, parseErr("share", "response share: %v", err)

@@ -19,7 +19,8 @@
 //   - A command id runs at most once per responder: the ledger answers duplicates with the sealed
 //     answer it recorded, and an entry left Executing is never run again.
 //   - The responder holds its confirmed epoch and at most MaxChildren unconfirmed children; a
-//     command under a child deletes every older secret. The initiator keeps one epoch secret.
+//     command under a child deletes every older secret. A full window never refuses a command:
+//     the response carries the null share (no child). The initiator keeps one epoch secret.
 //   - Secret never prints: String, Format and LogValue redact it.
 //
 // # Specification

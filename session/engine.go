@@ -15,7 +15,9 @@ const (
 	DefaultSkew = 10 * time.Minute
 	// DefaultHandshakeTTL is the lifetime of INIT_REQ and INIT_RESP.
 	DefaultHandshakeTTL = 7 * 24 * time.Hour
-	// MaxChildren bounds the responder's unconfirmed epochs: past it, it asks for a re-handshake.
+	// MaxChildren bounds the responder's unconfirmed epochs. Past it commands still run; their
+	// responses carry the null share, which creates no child and asks an initiator still on that
+	// epoch for a new handshake (docs/PROTOCOL.md, section 7).
 	MaxChildren = 32
 )
 
@@ -112,7 +114,8 @@ const (
 	Execute
 	// Replied: responder side; Reply answers a duplicate, or is an error (Err says which). Nothing runs.
 	Replied
-	// Delivered: initiator side; Payload is the response to Command.
+	// Delivered: initiator side; Payload is the response to Command. Rekey set: the peer also
+	// asks for a new handshake (its window of unconfirmed epochs is full); start one.
 	Delivered
 	// Failed: initiator side; the peer answered Command with Err, and will not run it.
 	Failed
@@ -148,6 +151,9 @@ type Outcome struct {
 	Epoch uint64
 	// Status of the session after this package (handshake outcomes).
 	Status Status
+	// Rekey (Delivered): the response carried the null share under the current epoch, so the
+	// session did not rotate; a new handshake is due.
+	Rekey bool
 }
 
 // Receive applies one received package to st. A non-nil error means the package is rejected: no

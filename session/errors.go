@@ -43,8 +43,6 @@ var (
 	ErrTooLarge = errors.New("payload too large")
 	// ErrTTL: a requested lifetime that is not positive or above the TTL cap.
 	ErrTTL = errors.New("command lifetime out of range")
-	// ErrWindowFull: the responder's window of unconfirmed epochs is full (only via Complete misuse).
-	ErrWindowFull = errors.New("epoch window full")
 )
 
 // ParseError is the one error type of Parse and of the body decoders. Field names the part of the

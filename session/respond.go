@@ -97,7 +97,7 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	// confirm its epoch and session.
 	s.Window.mark(p.Seq)
 	if child >= 0 {
-		s.Current, s.Children, s.Reserved = s.Children[child], nil, 0
+		s.Current, s.Children = s.Children[child], nil
 	}
 	if s.Status == Initializing {
 		s.Status = Confirmed
@@ -107,7 +107,6 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	}
 	out.Epoch = s.Current.Gen
 
-	windowFull := len(s.Children)+s.Reserved >= MaxChildren
 	switch {
 	case ok && le.Err != nil:
 		// Answered before, with an error: the same error, sealed for this transmission.
@@ -116,7 +115,7 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 			return Outcome{}, err
 		}
 		return out, st.PutSession(s)
-	case ok && !windowFull:
+	case ok:
 		// Ran before: the recorded response, sealed for this transmission (and rotating).
 		if out.Reply, err = e.sealResponse(s, t, le.Payload); err != nil {
 			return Outcome{}, err
@@ -133,15 +132,8 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 			return Outcome{}, err
 		}
 		return out, st.PutSession(s)
-	case windowFull:
-		// Too many responses lost: no room for another child epoch. Not run, not recorded.
-		out.Err = &RemoteError{Code: CodeRekey, Time: time.UnixMilli(now), Detail: "too many unconfirmed epochs; start a new handshake and send again"}
-		if out.Reply, err = e.sealError(t, out.Err); err != nil {
-			return Outcome{}, err
-		}
-		return out, st.PutSession(s)
 	}
-	s.Reserved++
+	// A full window of children never refuses a command: its response carries the null share.
 	if err := st.PutSession(s); err != nil {
 		return Outcome{}, err
 	}
@@ -173,9 +165,6 @@ func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 		return nil, err
 	}
 	if s != nil {
-		if s.Current.ID == t.Epoch && s.Reserved > 0 {
-			s.Reserved--
-		}
 		if err := st.PutSession(s); err != nil {
 			return nil, err
 		}
@@ -184,8 +173,16 @@ func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 }
 
 // sealResponse seals payload as the RESPONSE to transmission t with a fresh share, and adds the
-// resulting child epoch to s when t came under s's current epoch. s may be nil.
+// resulting child epoch to s when t came under s's current epoch. When s already holds
+// MaxChildren children of that epoch the response carries the null share instead and creates no
+// child. s may be nil.
 func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, error) {
+	h := e.answerHeader(TypeResponse, t)
+	if s != nil && s.Current.ID == t.Epoch && len(s.Children) >= MaxChildren {
+		var null [32]byte
+		buf, _ := encodeInner(null[:], payload)
+		return sealInto(buf, &h, &t.ResponseSecret, e.rand)
+	}
 	var seed [32]byte
 	if err := e.random(seed[:]); err != nil {
 		return nil, err
@@ -194,7 +191,6 @@ func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	h := e.answerHeader(TypeResponse, t)
 	buf, _ := encodeInner(priv.PublicKey().Bytes(), payload)
 	pkg, err := sealInto(buf, &h, &t.ResponseSecret, e.rand)
 	if err != nil {
@@ -202,9 +198,6 @@ func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, erro
 	}
 	if s == nil || s.Current.ID != t.Epoch {
 		return pkg, nil
-	}
-	if len(s.Children) >= MaxChildren {
-		return nil, ErrWindowFull
 	}
 	// A share that is not a valid X25519 point yields no child; the initiator, which made it,
 	// cannot derive one either, so both stay on the current epoch.
@@ -234,16 +227,6 @@ func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byt
 	pkg, err := e.sealError(t, re)
 	if err != nil {
 		return nil, err
-	}
-	s, ok, err := st.Session(t.Session)
-	if err != nil {
-		return nil, err
-	}
-	if ok && s.Role == Responder && s.Current.ID == t.Epoch && s.Reserved > 0 {
-		s.Reserved--
-		if err := st.PutSession(s); err != nil {
-			return nil, err
-		}
 	}
 	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Err: re})
 }

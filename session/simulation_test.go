@@ -209,6 +209,12 @@ func TestSimulation(t *testing.T) {
 				}
 				delivered[out.Command] = true
 				lastProgress = ch.now
+				if out.Rekey {
+					rekeys++
+					if hsStarted < 0 {
+						startHandshake()
+					}
+				}
 			case session.RekeyRequested:
 				rekeys++
 				if hsStarted < 0 {
@@ -245,7 +251,7 @@ func TestSimulation(t *testing.T) {
 		}
 		if ch.now-lastProgress > 600_000 {
 			if s := confirmedResponder(t, b, a.fp()); s != nil {
-				t.Logf("bob: session %s current %s gen %d children %d reserved %d window %d", s.ID, s.Current.ID, s.Current.Gen, len(s.Children), s.Reserved, s.Window.Highest)
+				t.Logf("bob: session %s current %s gen %d children %d window %d", s.ID, s.Current.ID, s.Current.Gen, len(s.Children), s.Window.Highest)
 			}
 			ids, _ := a.st.SessionsOf(b.fp())
 			for _, id := range ids {

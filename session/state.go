@@ -66,10 +66,8 @@ type State struct {
 	NextSeq     uint64   `json:"next_seq,omitempty"`
 	Current     Epoch    `json:"current"` // initiator: the newest epoch the responder is known to hold
 
-	// Responder: the confirmed epoch, its unconfirmed children, the replay window, and how many
-	// executions under Current are still to produce a child.
+	// Responder: the confirmed epoch, its unconfirmed children and the replay window.
 	Children []Epoch `json:"children,omitempty"`
-	Reserved int     `json:"reserved,omitempty"`
 	Window   Window  `json:"window"`
 }
 

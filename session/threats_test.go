@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -222,33 +223,34 @@ func TestThreat09LostResponse(t *testing.T) {
 	}
 }
 
+// Every response is lost, more times than the window of unconfirmed epochs holds: the commands
+// past the window still run, and the first answer that gets through carries the null share, the
+// authenticated request for a new handshake. After it, every command has run exactly once.
 func TestThreat10ResponsesLostBeyondWindow(t *testing.T) {
 	a, b := pair(t)
 	runs := map[session.CommandID]int{}
 	n := session.MaxChildren + 1
-	var rekey session.Outcome
+	var last []byte
 	for i := 1; i <= n; i++ {
 		out, err := b.eng.Receive(b.st, send(t, a, b, i, "x"))
-		if err != nil {
-			t.Fatalf("command %d: %v", i, err)
+		if err != nil || out.Kind != session.Execute {
+			t.Fatalf("command %d: %v, %v; want execute (the window never refuses a command)", i, out.Kind, err)
 		}
-		switch out.Kind {
-		case session.Execute:
-			runs[out.Command]++
-			if _, err := b.eng.Complete(b.st, out.Ticket, []byte("done")); err != nil {
-				t.Fatal(err)
-			}
-		case session.Replied:
-			if out.Err == nil || out.Err.Code != session.CodeRekey {
-				t.Fatalf("command %d: replied %v, want a rekey error", i, out.Err)
-			}
-			if rekey, err = a.eng.Receive(a.st, out.Reply); err != nil || rekey.Kind != session.RekeyRequested {
-				t.Fatalf("rekey request: %v, %v; want rekey-requested", rekey.Kind, err)
-			}
+		runs[out.Command]++
+		if last, err = b.eng.Complete(b.st, out.Ticket, []byte("done")); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if rekey.Kind != session.RekeyRequested {
-		t.Fatalf("no rekey request after %d lost responses", n)
+	if st := bobSession(t, b); len(st.Children) != session.MaxChildren {
+		t.Fatalf("responder holds %d children, want %d", len(st.Children), session.MaxChildren)
+	}
+	before := aliceSession(t, a, b)
+	rekey := deliver(t, a, last) // the only answer that gets through
+	if rekey.Kind != session.Delivered || !rekey.Rekey {
+		t.Fatalf("answer past the window: %v rekey=%v; want delivered with a rekey request", rekey.Kind, rekey.Rekey)
+	}
+	if after := aliceSession(t, a, b); after.Current.ID != before.Current.ID {
+		t.Fatal("the null share moved the initiator's epoch")
 	}
 	handshake(t, a, b)
 	for _, id := range a.st.PendingIDs() {
@@ -260,14 +262,13 @@ func TestThreat10ResponsesLostBeyondWindow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		reply := out.Reply
 		if out.Kind == session.Execute {
 			runs[out.Command]++
-			if reply, err = b.eng.Complete(b.st, out.Ticket, []byte("done")); err != nil {
-				t.Fatal(err)
-			}
+			t.Fatalf("command %s ran again after the re-handshake", out.Command)
 		}
-		deliver(t, a, reply)
+		if got := deliver(t, a, out.Reply); got.Kind != session.Delivered || got.Rekey {
+			t.Fatalf("answer under the new session: %v rekey=%v", got.Kind, got.Rekey)
+		}
 	}
 	if len(a.st.PendingIDs()) != 0 {
 		t.Fatalf("%d commands still pending", len(a.st.PendingIDs()))
@@ -277,6 +278,60 @@ func TestThreat10ResponsesLostBeyondWindow(t *testing.T) {
 			t.Fatalf("command %d ran %d times, want 1", i, runs[cmdID(i)])
 		}
 	}
+	roundTrip(t, a, b, n+1) // the new session rotates
+}
+
+// A backlog: 500 commands sent under one epoch before the responder reads any of them, as when
+// it was away. Every one runs once; the responder never holds more than MaxChildren children;
+// the answers, read in order, rotate the initiator once and ask for no handshake; and the next
+// command confirms the child and deletes the rest.
+func TestBacklogPastWindow(t *testing.T) {
+	const n = 500
+	a, b := pair(t)
+	pkgs := make([][]byte, 0, n)
+	for i := 1; i <= n; i++ {
+		pkgs = append(pkgs, send(t, a, b, i, fmt.Sprint(i)))
+	}
+	start := aliceSession(t, a, b).Current
+	replies := make([][]byte, 0, n)
+	for _, pkg := range pkgs {
+		replies = append(replies, execute(t, b, pkg))
+		if st := bobSession(t, b); len(st.Children) > session.MaxChildren {
+			t.Fatalf("responder holds %d children", len(st.Children))
+		}
+	}
+	for i, r := range replies {
+		out := deliver(t, a, r)
+		if out.Kind != session.Delivered || out.Rekey || string(out.Payload) != fmt.Sprintf("ok:%d", i+1) {
+			t.Fatalf("answer %d: %v rekey=%v %q", i+1, out.Kind, out.Rekey, out.Payload)
+		}
+	}
+	if cur := aliceSession(t, a, b).Current; cur.Gen != start.Gen+1 {
+		t.Fatalf("initiator at epoch gen %d after the backlog, want %d", cur.Gen, start.Gen+1)
+	}
+	if len(a.st.PendingIDs()) != 0 {
+		t.Fatalf("%d commands still pending", len(a.st.PendingIDs()))
+	}
+	roundTrip(t, a, b, n+1)
+	st := bobSession(t, b)
+	if st.Current.Gen != start.Gen+1 || len(st.Children) != 1 {
+		t.Fatalf("responder at gen %d with %d children after the next command; want gen %d and its one child", st.Current.Gen, len(st.Children), start.Gen+1)
+	}
+}
+
+func aliceSession(t *testing.T, a, b *node) *session.State {
+	t.Helper()
+	ids, err := a.st.SessionsOf(b.fp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if s, ok, _ := a.st.Session(id); ok && s.Role == session.Initiator && s.Status == session.Confirmed {
+			return s
+		}
+	}
+	t.Fatal("alice has no confirmed session")
+	return nil
 }
 
 func TestThreat11TwoInFlightSupersededDeleted(t *testing.T) {
