@@ -132,12 +132,18 @@ func (c Config) settings() (*settings, error) {
 				return nil, configError("CA file %s holds no PEM certificate", c.CAFile)
 			}
 		}
+		// One session cache for both servers: an agent connects to the submission server once
+		// per batch of mail, and a resumed TLS 1.3 session saves the full handshake and, on
+		// Postfix, the ~40 ms its first answer otherwise waits behind its session tickets
+		// (docs/BENCHMARKS.md, "Real mail servers"). Certificates were checked when the
+		// session was made, and resumption re-checks their expiry.
+		cache := tls.NewLRUClientSessionCache(8)
 		mk := func(host string) *tls.Config {
 			name := c.ServerName
 			if name == "" {
 				name = host
 			}
-			return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12}
+			return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12, ClientSessionCache: cache}
 		}
 		s.imapTLS, s.smtpTLS = mk(s.imapHost), mk(s.smtpHost)
 	}
