@@ -61,6 +61,9 @@ type Node struct {
 
 	sendMu  sync.Mutex // one outbox flush at a time
 	serving atomic.Bool
+	// kick, while Serve runs, wakes its sender, which mails what was committed to the outbox
+	// while the serving loop goes on with the next mail (flushSoon).
+	kick atomic.Pointer[chan struct{}]
 	// unsettled: a command may be left Executing (set at open, and when committing an answer
 	// failed), so the next maintenance round looks through the ledger once.
 	unsettled atomic.Bool

@@ -74,9 +74,7 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 			return len(msgs), err
 		}
 	}
-	if err := n.Flush(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
-	}
+	n.flushSoon(ctx)
 	return len(msgs), handleErr
 }
 
@@ -119,9 +117,7 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		n.log.Warn("could not move processed mail", "op", "ack", "uid", m.UID, "err", err)
 	}
 	n.notify(done...)
-	if err := n.Flush(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
-	}
+	n.flushSoon(ctx)
 	if run != nil {
 		if n.beforeExecute != nil {
 			n.beforeExecute()
@@ -294,9 +290,7 @@ func (n *Node) execute(ctx context.Context, x *execution) error {
 		n.unsettled.Store(true) // left Executing: the next maintenance round answers it
 		return err
 	}
-	if err := n.Flush(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
-	}
+	n.flushSoon(ctx)
 	return nil
 }
 

@@ -12,6 +12,7 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 	if !once {
 		n.serving.Store(true)
 		defer n.serving.Store(false)
+		defer n.startSender(ctx)()
 	}
 	failures := 0
 	for {
@@ -39,5 +40,57 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 			continue
 		}
 		failures = 0
+	}
+}
+
+// startSender runs the agent's sender until the returned stop is called: it mails the outbox
+// whenever flushSoon kicks it, so that SMTP (a new connection per mail, a few milliseconds at
+// best) overlaps with reading, checking and running the next mail instead of adding to it. The
+// outbox is durable, so the sender only ever delays mail. stop makes one last attempt, bounded
+// by senderDrain, to mail what is due, then waits for the sender to end.
+func (n *Node) startSender(ctx context.Context) (stop func()) {
+	kick := make(chan struct{}, 1)
+	n.kick.Store(&kick)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-kick:
+			case <-ctx.Done():
+				drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), senderDrain)
+				defer cancel()
+				if err := n.Flush(drain); err != nil {
+					n.log.Warn("outbox not flushed before stopping; it is sent at the next start", "op", "flush", "err", err)
+				}
+				return
+			}
+			if err := n.Flush(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+			}
+		}
+	}()
+	return func() {
+		n.kick.Store(nil)
+		cancel()
+		<-done
+	}
+}
+
+// senderDrain bounds the last flush when the agent stops.
+const senderDrain = 3 * time.Second
+
+// flushSoon mails the outbox: through the sender while Serve runs, else at once.
+func (n *Node) flushSoon(ctx context.Context) {
+	if k := n.kick.Load(); k != nil {
+		select {
+		case *k <- struct{}{}:
+		default: // a kick is pending already; that flush will see this mail too
+		}
+		return
+	}
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
 }
