@@ -41,8 +41,8 @@
 //     one is read header first (a header bomb costs 64 KiB), and its MIME structure (64 KiB of
 //     headers in all, 8 parts, nesting 4) is checked by a scan that decodes nothing before
 //     go-message parses it (THREATS.md row 23).
-//   - Moves touch exactly one UID: MOVE, or UID COPY + UID STORE + UID EXPUNGE of that UID; never
-//     a bare EXPUNGE, which would also remove the user's own deleted mail.
+//   - Moves touch only the UIDs asked for: MOVE, or UID COPY + UID STORE + UID EXPUNGE of that
+//     UID set; never a bare EXPUNGE, which would also remove the user's own deleted mail.
 //   - Credentials never cross the network unencrypted, except with explicit consent to a
 //     loopback server (checked on the connected address, not just the configured name).
 //   - No call hangs on a silent server: every exchange runs under a watchdog
@@ -59,8 +59,8 @@
 //     (200 ms doubling to 30 s, with jitter).
 //   - Any unparsable server response makes go-imap close the connection. One such case: a UID
 //     MOVE or COPY of a UID that no longer exists makes imapmemserver send an empty COPYUID that
-//     imapclient cannot parse. Ack therefore checks that the UID exists first (which also makes a
-//     repeated Ack harmless).
+//     imapclient cannot parse. Ack therefore checks which UIDs exist first (one UID FETCH for
+//     the batch) and moves only those (which also makes a repeated Ack harmless).
 //   - IDLE: no command may be sent while it runs, so every call ends it (Close + Wait) first and
 //     a waiting Receive resumes afterwards; the unilateral-data handler runs on the reader
 //     goroutine and only signals a channel; an IDLE is re-issued at least every PollInterval
@@ -71,7 +71,7 @@
 //   - "UID SEARCH UID n:*" also returns the highest UID when it is below n: results are
 //     filtered against the cursor.
 //   - go-imap's Move falls back, without MOVE, to COPY (unchecked) + STORE + a bare EXPUNGE when
-//     UIDPLUS is missing: not used; the fallback here checks each step, expunges only that UID
+//     UIDPLUS is missing: not used; the fallback here checks each step, expunges only those UIDs
 //     with UIDPLUS, and without UIDPLUS flags the mail \Deleted \Seen and leaves it (Receive
 //     skips \Deleted mail).
 //   - go-imap matches a FETCH answer to its command by the UID, which it needs before any

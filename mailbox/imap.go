@@ -550,17 +550,62 @@ func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, index map[imap.UID]
 }
 
 // Ack implements Transport.
-func (t *IMAPSMTP) Ack(ctx context.Context, m Message) error {
-	return t.moveAside(ctx, m, "ack", false)
+func (t *IMAPSMTP) Ack(ctx context.Context, ms ...Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	return t.moveAside(ctx, ms, "ack", false)
 }
 
 // Reject implements Transport. The reason is logged, never written to the mail.
 func (t *IMAPSMTP) Reject(ctx context.Context, m Message, reason string) error {
 	t.s.log.Info("moving rejected mail aside", "op", "reject", "mailbox", m.Mailbox, "uid", m.UID, "err", reason)
-	return t.moveAside(ctx, m, "reject", true)
+	return t.moveAside(ctx, []Message{m}, "reject", true)
 }
 
-func (t *IMAPSMTP) moveAside(ctx context.Context, m Message, op string, rejected bool) error {
+// originFolder is the messages of one batch that come from one folder, in the order first seen.
+type originFolder struct {
+	name string
+	msgs []Message // no (UIDVALIDITY, UID) twice
+}
+
+// byFolder groups messages by the folder they were read from (the inbox when unset), folders in
+// the order first seen, and drops repeats of the same message.
+func byFolder(ms []Message, inbox string) []originFolder {
+	type key struct {
+		folder        string
+		validity, uid uint32
+	}
+	var out []originFolder
+	index := map[string]int{}
+	seen := map[key]bool{}
+	for _, m := range ms {
+		folder := m.Mailbox
+		if folder == "" {
+			folder = inbox
+		}
+		k := key{folder, m.UIDValidity, m.UID}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		i, ok := index[folder]
+		if !ok {
+			i = len(out)
+			index[folder] = i
+			out = append(out, originFolder{name: folder})
+		}
+		out[i].msgs = append(out[i].msgs, m)
+	}
+	return out
+}
+
+// moveAside moves messages to the processed or the rejected folder, in one exchange: for each
+// folder of origin one SELECT (none when it is the selected one), then move with one existence
+// check and one move of the set. Messages whose UIDVALIDITY is not their folder's are left where
+// they are; the rest are moved all the same, and the result is then an error wrapping
+// ErrStaleMessage (which does not drop the connection) that names the stale UIDs.
+func (t *IMAPSMTP) moveAside(ctx context.Context, ms []Message, op string, rejected bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c, err := t.ensure(ctx)
@@ -570,58 +615,115 @@ func (t *IMAPSMTP) moveAside(ctx context.Context, m Message, op string, rejected
 	if c.idle != nil {
 		signal(t.kick) // the waiting Receive resumes once we are done
 	}
-	folder := m.Mailbox
-	if folder == "" {
-		folder = t.s.Inbox
-	}
+	folders := byFolder(ms, t.s.Inbox)
 	return t.do(ctx, op, func(c *imapConn) error {
 		if err := c.endIdle(); err != nil {
 			return err
-		}
-		if err := c.selectFolder(folder); err != nil {
-			return err
-		}
-		if m.UIDValidity != c.uidValidity {
-			return fmt.Errorf("%w: UID %d of %s was read under UIDVALIDITY %d, the folder now has %d", ErrStaleMessage, m.UID, folder, m.UIDValidity, c.uidValidity)
 		}
 		dest := c.processed
 		if rejected {
 			dest = c.rejected
 		}
-		if err := c.ensureFolder(dest); err != nil {
-			return err
+		var stale []string
+		for _, f := range folders {
+			if err := c.selectFolder(f.name); err != nil {
+				return err
+			}
+			var (
+				uids []imap.UID
+				old  = map[uint32][]imap.UID{} // stale UIDs by the UIDVALIDITY they were read under
+				olds []uint32                  // those UIDVALIDITYs, in the order first seen
+			)
+			for _, m := range f.msgs {
+				if m.UIDValidity == c.uidValidity {
+					uids = append(uids, imap.UID(m.UID))
+					continue
+				}
+				if _, ok := old[m.UIDValidity]; !ok {
+					olds = append(olds, m.UIDValidity)
+				}
+				old[m.UIDValidity] = append(old[m.UIDValidity], imap.UID(m.UID))
+			}
+			for _, v := range olds {
+				verb := "was"
+				if len(old[v]) > 1 {
+					verb = "were"
+				}
+				stale = append(stale, fmt.Sprintf("%s of %s %s read under UIDVALIDITY %d, the folder now has %d", uidLabel(old[v]), f.name, verb, v, c.uidValidity))
+			}
+			if len(uids) == 0 {
+				continue
+			}
+			if err := c.ensureFolder(dest); err != nil {
+				return err
+			}
+			if err := t.move(c, uids, dest); err != nil {
+				return err
+			}
 		}
-		return t.move(c, imap.UID(m.UID), dest)
+		if len(stale) > 0 {
+			return fmt.Errorf("%w: %s", ErrStaleMessage, strings.Join(stale, "; "))
+		}
+		return nil
 	})
 }
 
-// move moves exactly one message. It first checks that the UID is still there: a UID MOVE or
-// COPY of a missing UID is legal IMAP, but imapmemserver then answers with an empty COPYUID that
-// imapclient cannot parse, which kills the connection.
-func (t *IMAPSMTP) move(c *imapConn, uid imap.UID, dest string) error {
-	set := imap.UIDSetNum(uid)
-	msgs, err := c.c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true}).Collect()
-	if err != nil {
-		return fmt.Errorf("check UID %d: %w", uid, err)
+// uidLabel names UIDs in messages: "UID 7", "UIDs 3:5,9".
+func uidLabel(uids []imap.UID) string {
+	if len(uids) == 1 {
+		return fmt.Sprintf("UID %d", uids[0])
 	}
-	i := slices.IndexFunc(msgs, func(b *imapclient.FetchMessageBuffer) bool { return b.UID == uid })
-	if i < 0 {
-		t.s.log.Debug("message already gone", "op", "move", "mailbox", c.selected, "uid", uid)
+	return "UIDs " + imap.UIDSetNum(uids...).String()
+}
+
+// move moves the given UIDs of the selected folder to dest, whatever their number, with one
+// UID FETCH and one UID MOVE (or UID COPY + UID STORE + UID EXPUNGE). The FETCH checks first
+// which UIDs are still there, and only those are named in the move: a UID MOVE or COPY of a
+// missing UID is legal IMAP, but imapmemserver then answers with an empty COPYUID that
+// imapclient cannot parse, which kills the connection. A UID that is gone, or flagged \Deleted
+// (an earlier fallback move copied and flagged it), is skipped without an error.
+func (t *IMAPSMTP) move(c *imapConn, uids []imap.UID, dest string) error {
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	msgs, err := c.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil {
+		return fmt.Errorf("check %s: %w", uidLabel(uids), err)
+	}
+	present := make(map[imap.UID]bool, len(msgs))
+	deleted := map[imap.UID]bool{}
+	for _, b := range msgs {
+		present[b.UID] = true
+		if slices.Contains(b.Flags, imap.FlagDeleted) {
+			deleted[b.UID] = true
+		}
+	}
+	var todo, gone []imap.UID
+	for _, uid := range uids {
+		switch {
+		case !present[uid]:
+			gone = append(gone, uid)
+		case !deleted[uid]:
+			todo = append(todo, uid)
+		}
+	}
+	if len(gone) > 0 {
+		t.s.log.Debug("messages already gone", "op", "move", "mailbox", c.selected, "uids", imap.UIDSetNum(gone...).String())
+	}
+	if len(todo) == 0 {
 		return nil
 	}
-	if slices.Contains(msgs[i].Flags, imap.FlagDeleted) {
-		return nil // an earlier fallback move copied and flagged it
-	}
+	set := imap.UIDSetNum(todo...)
+	what := uidLabel(todo)
 	if c.caps.Has(imap.CapMove) {
 		if _, err := c.c.Move(set, dest).Wait(); err != nil {
-			return fmt.Errorf("move UID %d to %s: %w", uid, dest, err)
+			return fmt.Errorf("move %s to %s: %w", what, dest, err)
 		}
 		return nil
 	}
 	// No MOVE. go-imap's own fallback ignores the COPY result and expunges the whole folder when
 	// UIDPLUS is missing; this one checks each step and never runs a bare EXPUNGE.
 	if _, err := c.c.Copy(set, dest).Wait(); err != nil {
-		return fmt.Errorf("copy UID %d to %s: %w", uid, dest, err)
+		return fmt.Errorf("copy %s to %s: %w", what, dest, err)
 	}
 	flags := []imap.Flag{imap.FlagDeleted}
 	uidplus := c.caps.Has(imap.CapUIDPlus)
@@ -629,15 +731,15 @@ func (t *IMAPSMTP) move(c *imapConn, uid imap.UID, dest string) error {
 		flags = append(flags, imap.FlagSeen)
 	}
 	if err := c.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close(); err != nil {
-		return fmt.Errorf("flag UID %d deleted: %w", uid, err)
+		return fmt.Errorf("flag %s deleted: %w", what, err)
 	}
 	if !uidplus {
 		// Without UIDPLUS an EXPUNGE would remove every \Deleted message, the user's too: leave
-		// the copy flagged; Receive skips \Deleted mail.
+		// the copies flagged; Receive skips \Deleted mail.
 		return nil
 	}
 	if err := c.c.UIDExpunge(set).Close(); err != nil {
-		return fmt.Errorf("expunge UID %d: %w", uid, err)
+		return fmt.Errorf("expunge %s: %w", what, err)
 	}
 	return nil
 }

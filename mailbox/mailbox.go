@@ -45,16 +45,22 @@ type Transport interface {
 	// highest UID looked at (foreign mail included, so it is not re-read). On error the Cursor is
 	// still usable: it is after, or further when mail was looked at before the error.
 	Receive(ctx context.Context, after Cursor, wait time.Duration, max int) ([]Message, Cursor, error)
-	// Ack moves a processed message to the processed folder (created when missing): MOVE where the
-	// server has it, else UID COPY + UID STORE \Deleted + UID EXPUNGE of exactly that UID
-	// (UIDPLUS), never a bare EXPUNGE. A message that is no longer there is not an error (an
-	// earlier Ack may have moved it before its answer was lost). A message from an older
-	// UIDVALIDITY is an error wrapping ErrStaleMessage and nothing is moved.
-	Ack(ctx context.Context, m Message) error
-	// Reject moves a message to the rejected folder the same way (reason is logged, not written to
-	// the mail).
+	// Ack moves processed messages to the processed folder (created when missing). They may come
+	// from several folders and UIDVALIDITYs: each folder is selected once and its messages are
+	// moved together, with one existence check (UID FETCH FLAGS of the set) and one UID MOVE of
+	// those still there and not \Deleted where the server has MOVE, else UID COPY + UID STORE
+	// \Deleted + UID EXPUNGE of exactly that set (UIDPLUS), never a bare EXPUNGE. A message that
+	// is no longer there is not an error (an earlier Ack may have moved it before its answer was
+	// lost). A message from an older UIDVALIDITY than its folder's is not moved; the others still
+	// are, and Ack then returns an error wrapping ErrStaleMessage that names the stale UIDs. After
+	// any other error some of the messages may have been moved: acknowledging them again is
+	// harmless. Ack with no messages does nothing and returns nil (it needs no connection).
+	Ack(ctx context.Context, ms ...Message) error
+	// Reject moves one message to the rejected folder the same way (reason is logged, not written
+	// to the mail).
 	Reject(ctx context.Context, m Message, reason string) error
-	// Close ends the connections. Calls after Close return ErrClosed.
+	// Close ends the connections. Calls after Close return ErrClosed (but an Ack of no messages
+	// still returns nil).
 	Close() error
 }
 

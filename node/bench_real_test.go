@@ -440,9 +440,9 @@ func (t *countingTransport) Send(ctx context.Context, to string, pkg []byte) err
 	return err
 }
 
-func (t *countingTransport) Ack(ctx context.Context, m mailbox.Message) error {
+func (t *countingTransport) Ack(ctx context.Context, ms ...mailbox.Message) error {
 	start := time.Now()
-	err := t.Transport.Ack(ctx, m)
+	err := t.Transport.Ack(ctx, ms...)
 	t.ackNs.Add(int64(time.Since(start)))
 	return err
 }

@@ -57,8 +57,13 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 		return 0, err
 	}
 	var handleErr error
+	var acks []mailbox.Message
 	for _, m := range msgs {
-		if err := n.handle(ctx, tr, m); err != nil {
+		committed, err := n.handle(ctx, tr, m)
+		if committed {
+			acks = append(acks, m)
+		}
+		if err != nil {
 			// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
 			// cursor does not pass it; the caller backs off before reading it again.
 			n.log.Error("handling mail failed; it stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
@@ -74,13 +79,21 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 			return len(msgs), err
 		}
 	}
+	// The processed mail leaves the inbox in one batch, one server round trip instead of one per
+	// mail. Its state is committed: if this fails, or we crash first, the mail is read again and
+	// the protocol recognises it.
+	if err := tr.Ack(ctx, acks...); err != nil {
+		n.log.Warn("could not move processed mail", "op", "ack", "count", len(acks), "err", err)
+	}
 	n.flushSoon(ctx)
 	return len(msgs), handleErr
 }
 
-func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) error {
+// handle applies one mail and runs the command it clears, if any. committed: the mail's state
+// change committed, so the mail is to be acknowledged (Pump does it for the whole batch).
+func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) (committed bool, err error) {
 	if m.Err != nil {
-		return n.reject(ctx, tr, m, m.Err)
+		return false, n.reject(ctx, tr, m, m.Err)
 	}
 	var (
 		rejectErr error
@@ -88,7 +101,7 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		done      []session.CommandID
 		events    []Event
 	)
-	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
 			rejected, keep := session.Rejection(err)
@@ -104,17 +117,13 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		return n.apply(tx, st, out, m.Package, &run, &done, &events)
 	})
 	if rejectErr != nil && (err == nil || errors.Is(err, errRejected)) {
-		return n.reject(ctx, tr, m, rejectErr)
+		return false, n.reject(ctx, tr, m, rejectErr)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, e := range events {
 		n.emit(e)
-	}
-	if err := tr.Ack(ctx, m); err != nil {
-		// Committed already: if the mail comes back, the protocol recognises it.
-		n.log.Warn("could not move processed mail", "op", "ack", "uid", m.UID, "err", err)
 	}
 	n.notify(done...)
 	n.flushSoon(ctx)
@@ -122,9 +131,9 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		if n.beforeExecute != nil {
 			n.beforeExecute()
 		}
-		return n.execute(ctx, run)
+		return true, n.execute(ctx, run)
 	}
-	return nil
+	return true, nil
 }
 
 func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) error {
