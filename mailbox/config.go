@@ -132,18 +132,19 @@ func (c Config) settings() (*settings, error) {
 				return nil, configError("CA file %s holds no PEM certificate", c.CAFile)
 			}
 		}
-		// One session cache for both servers: an agent connects to the submission server once
-		// per batch of mail, and a resumed TLS 1.3 session saves the full handshake and, on
+		// A session cache per server: an agent connects to the submission server once per
+		// batch of mail, and a resumed TLS 1.3 session saves the full handshake and, on
 		// Postfix, the ~40 ms its first answer otherwise waits behind its session tickets
-		// (docs/BENCHMARKS.md, "Real mail servers"). Certificates were checked when the
-		// session was made, and resumption re-checks their expiry.
-		cache := tls.NewLRUClientSessionCache(8)
+		// (docs/BENCHMARKS.md, "Real mail servers"). Not one cache for both: crypto/tls keys
+		// sessions by server name, which IMAP and SMTP often share (mail.example.com), and the
+		// IMAP server's tickets would displace the SMTP server's. Certificates were checked
+		// when the session was made, and resumption re-checks their expiry.
 		mk := func(host string) *tls.Config {
 			name := c.ServerName
 			if name == "" {
 				name = host
 			}
-			return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12, ClientSessionCache: cache}
+			return &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 		}
 		s.imapTLS, s.smtpTLS = mk(s.imapHost), mk(s.smtpHost)
 	}
