@@ -629,7 +629,7 @@ func (n *Node) Maintain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.Flush(ctx)
+	return n.flushSoon(ctx)
 }
 
 // expireQueued gives up on commands that waited for a session past their lifetime.

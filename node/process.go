@@ -85,7 +85,9 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	if err := tr.Ack(ctx, acks...); err != nil {
 		n.log.Warn("could not move processed mail", "op", "ack", "count", len(acks), "err", err)
 	}
-	n.flushSoon(ctx)
+	if err := n.flushSoon(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
 	return len(msgs), handleErr
 }
 
@@ -126,7 +128,9 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		n.emit(e)
 	}
 	n.notify(done...)
-	n.flushSoon(ctx)
+	if err := n.flushSoon(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
 	if run != nil {
 		if n.beforeExecute != nil {
 			n.beforeExecute()
@@ -299,7 +303,9 @@ func (n *Node) execute(ctx context.Context, x *execution) error {
 		n.unsettled.Store(true) // left Executing: the next maintenance round answers it
 		return err
 	}
-	n.flushSoon(ctx)
+	if err := n.flushSoon(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	}
 	return nil
 }
 
@@ -360,5 +366,5 @@ func (n *Node) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return n.Flush(ctx)
+	return n.flushSoon(ctx)
 }

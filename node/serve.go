@@ -81,16 +81,15 @@ func (n *Node) startSender(ctx context.Context) (stop func()) {
 // senderDrain bounds the last flush when the agent stops.
 const senderDrain = 3 * time.Second
 
-// flushSoon mails the outbox: through the sender while Serve runs, else at once.
-func (n *Node) flushSoon(ctx context.Context) {
+// flushSoon mails the outbox: through the sender while Serve runs (so that the caller does not
+// wait on a flush under way), else at once, returning its error.
+func (n *Node) flushSoon(ctx context.Context) error {
 	if k := n.kick.Load(); k != nil {
 		select {
 		case *k <- struct{}{}:
 		default: // a kick is pending already; that flush will see this mail too
 		}
-		return
+		return nil
 	}
-	if err := n.Flush(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
-	}
+	return n.Flush(ctx)
 }
