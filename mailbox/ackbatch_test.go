@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,66 +16,9 @@ import (
 	"github.com/sealpost/sealpost/mailbox"
 )
 
-// recordProxy forwards TCP to a target and records what the clients send, to count the IMAP
-// commands an exchange costs.
-type recordProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	sent   []byte
-}
-
-func newRecordProxy(t *testing.T, target string) *recordProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &recordProxy{ln: ln, target: target}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go p.pipe(s, c, true)
-			go p.pipe(c, s, false)
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return p
-}
-
-func (p *recordProxy) pipe(dst, src net.Conn, record bool) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if record {
-				p.mu.Lock()
-				p.sent = append(p.sent, buf[:n]...)
-				p.mu.Unlock()
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // commands returns the commands sent since the last call, without their tags ("UID MOVE 3:5
 // sealpost/processed").
-func (p *recordProxy) commands() []string {
+func (p *freezeProxy) commands() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
@@ -124,8 +65,8 @@ func TestAckBatchRoundTrips(t *testing.T) {
 				mailbox.SetRelayCaps(&cfg, srv.caps...)
 			}
 			r := startRelay(t, cfg)
-			proxy := newRecordProxy(t, r.IMAPAddr())
-			b := newTransport(t, r, bob, func(c *mailbox.Config) { c.IMAPAddr = proxy.ln.Addr().String() })
+			proxy := newFreezeProxy(t, r.IMAPAddr())
+			b := newTransport(t, r, bob, func(c *mailbox.Config) { c.IMAPAddr = proxy.addr() })
 			inject := fixtures.SMTPInjector(r.SMTPAddr(), "mx@elsewhere.test")
 			ctx := context.Background()
 			const n = 12

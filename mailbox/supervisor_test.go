@@ -14,7 +14,8 @@ import (
 )
 
 // freezeProxy forwards TCP to a target and can freeze: it stops forwarding in both directions
-// without closing anything, like a half-dead connection or a stalled middlebox.
+// without closing anything, like a half-dead connection or a stalled middlebox. It records what
+// the clients send (commands), to count the commands an exchange costs.
 type freezeProxy struct {
 	ln     net.Listener
 	target string
@@ -23,6 +24,7 @@ type freezeProxy struct {
 	frozen bool
 	closed bool
 	conns  []net.Conn
+	sent   []byte // from the clients, since the last commands()
 }
 
 func newFreezeProxy(t *testing.T, target string) *freezeProxy {
@@ -54,12 +56,12 @@ func (p *freezeProxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
-		go p.pipe(s, c)
-		go p.pipe(c, s)
+		go p.pipe(s, c, true)
+		go p.pipe(c, s, false)
 	}
 }
 
-func (p *freezeProxy) pipe(dst, src net.Conn) {
+func (p *freezeProxy) pipe(dst, src net.Conn, fromClient bool) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -71,6 +73,9 @@ func (p *freezeProxy) pipe(dst, src net.Conn) {
 				p.cond.Wait()
 			}
 			closed := p.closed
+			if fromClient && !closed {
+				p.sent = append(p.sent, buf[:n]...)
+			}
 			p.mu.Unlock()
 			if closed {
 				return
