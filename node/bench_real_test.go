@@ -178,18 +178,26 @@ func bareOneWay(tb testing.TB, l *realLab, poll time.Duration, n int) []time.Dur
 			pause += time.Duration(phase(i) * float64(poll))
 		}
 		time.Sleep(pause)
-		start := time.Now()
-		if err := snd.send(realBob, plainMail(realAlice, realBob, benchMailBytes)); err != nil {
-			tb.Fatal(err)
-		}
-		select {
-		case at := <-seen:
-			out = append(out, at.Sub(start))
-		case <-time.After(30 * time.Second):
-			tb.Fatal("a bare mail did not arrive within 30s")
-		}
+		out = append(out, timeBareMail(tb, snd, seen, "a bare mail"))
 	}
 	return out
+}
+
+// timeBareMail mails a plain mail alice -> bob through snd and returns the time from the start
+// of the submission to the moment done reports (the mail, or the answer to it, was fetched).
+func timeBareMail(tb testing.TB, snd *bareSMTP, done <-chan time.Time, what string) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	if err := snd.send(realBob, plainMail(realAlice, realBob, benchMailBytes)); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case at := <-done:
+		return at.Sub(start)
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("%s did not arrive within 30s", what)
+		return 0
+	}
 }
 
 // bareRoundTrips times n plain round trips: alice mails bob; bob's plain client, on fetching it,
@@ -226,16 +234,7 @@ func bareRoundTrips(tb testing.TB, l *realLab, poll time.Duration, n int) []time
 			stopBob = serveBob()
 			time.Sleep(time.Duration(u2 * float64(poll)))
 		}
-		start := time.Now()
-		if err := aliceOut.send(realBob, plainMail(realAlice, realBob, benchMailBytes)); err != nil {
-			tb.Fatal(err)
-		}
-		select {
-		case at := <-back:
-			out = append(out, at.Sub(start))
-		case <-time.After(30 * time.Second):
-			tb.Fatal("a bare round trip did not complete within 30s")
-		}
+		out = append(out, timeBareMail(tb, aliceOut, back, "the answer to a bare mail"))
 	}
 	return out
 }
