@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/mailbox"
 	"github.com/sealpost/sealpost/session"
 )
 
@@ -77,5 +78,86 @@ func TestBacklogRunsEveryCommandOnce(t *testing.T) {
 	}
 	if n := aliceTr.count("COMMAND"); n != backlog {
 		t.Fatalf("alice sent %d commands for a backlog of %d; want each once", n, backlog)
+	}
+}
+
+// dropFirstAnswers loses, on receipt, the first RESPONSE to every command but keep: the mail is
+// acknowledged (gone) and never handed to the node, as if the provider had dropped it.
+type dropFirstAnswers struct {
+	mailbox.Transport
+	keep session.CommandID
+	seen map[session.CommandID]bool
+}
+
+func (d *dropFirstAnswers) Receive(ctx context.Context, after mailbox.Cursor, wait time.Duration, max int) ([]mailbox.Message, mailbox.Cursor, error) {
+	msgs, cur, err := d.Transport.Receive(ctx, after, wait, max)
+	var kept []mailbox.Message
+	for _, m := range msgs {
+		if p, perr := session.Parse(m.Package); perr == nil && p.Type == session.TypeResponse && p.Command != d.keep && !d.seen[p.Command] {
+			d.seen[p.Command] = true
+			if aerr := d.Transport.Ack(ctx, m); aerr != nil {
+				return nil, after, aerr
+			}
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept, cur, err
+}
+
+// TestLostAnswersPastWindowRehandshake is THREATS row 10 through the node: bob answers
+// MaxChildren+1 commands sent under one epoch, and every answer that carried a child is lost.
+// The last answer (the null share) reaches alice: its result is delivered and alice opens a new
+// session, under which the others are sent again and answered from bob's ledger. Each runs once.
+func TestLostAnswersPastWindowRehandshake(t *testing.T) {
+	l := newLab(t)
+	tally := filepath.Join(t.TempDir(), "tally")
+	ran := filepath.Join(t.TempDir(), "ran")
+	if err := os.WriteFile(tally, []byte("#!/bin/sh\necho \"$1\" >> "+ran+"\necho \"$1\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{tally}}); err != nil {
+		t.Fatal(err)
+	}
+	l.serveBob()
+	if r := l.run("echo", "warm-up"); r.Status != StatusDone { // the handshake
+		t.Fatalf("warm-up: %+v", r)
+	}
+	l.stopBob()
+
+	const n = session.MaxChildren + 1
+	ids := make([]session.CommandID, n)
+	for i := range ids {
+		id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{tally, fmt.Sprint("cmd-", i)}}})
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+		ids[i] = id
+	}
+	// No agent runs: nothing uses alice's transport while it is wrapped.
+	aliceTr := &countingTransport{Transport: &dropFirstAnswers{Transport: l.alice.tr, keep: ids[n-1], seen: map[session.CommandID]bool{}}}
+	l.alice.tr = aliceTr
+
+	l.serveBob()
+	ctx, cancel := context.WithTimeout(l.ctx, 60*time.Second)
+	defer cancel()
+	for i := n - 1; i >= 0; i-- { // the last first: its answer is the one that gets through
+		r, err := l.alice.Wait(ctx, ids[i], nil)
+		if err != nil || r.Status != StatusDone || string(r.Stdout) != fmt.Sprint("cmd-", i, "\n") {
+			t.Fatalf("command %d: %q %q (%q), %v (alice sent %d handshakes, %d commands)",
+				i, r.Status, r.Stdout, r.Error, err, aliceTr.count("INIT_REQ"), aliceTr.count("COMMAND"))
+		}
+	}
+	l.stopBob()
+
+	b, _ := os.ReadFile(ran)
+	if got := strings.Fields(string(b)); len(got) != n || len(slices.Compact(slices.Sorted(slices.Values(got)))) != n {
+		t.Fatalf("bob ran %v; want each of the %d commands once", got, n)
+	}
+	if h := aliceTr.count("INIT_REQ"); h != 1 {
+		t.Fatalf("alice started %d handshakes; want one, asked for by the answer past the window", h)
+	}
+	if c := aliceTr.count("COMMAND"); c != n-1 {
+		t.Fatalf("alice sent %d commands again; want the %d whose answers were lost", c, n-1)
 	}
 }
