@@ -15,19 +15,20 @@ import (
 	"github.com/sealpost/sealpost/session"
 )
 
-// TestBacklogRunsEveryCommandOnce: a backlog of far more than MaxChildren commands, queued while
-// bob's agent was away, all goes out under one epoch. Every command runs once and comes back
-// done; past the window bob's answers carry the null share, which changes nothing for alice once
-// she adopted a child: no new handshake, no command sent again (docs/PROTOCOL.md section 7).
-func TestBacklogRunsEveryCommandOnce(t *testing.T) {
-	l := newLab(t)
-	// tally records each run by its argument, so that a command run twice or never shows.
-	tally := filepath.Join(t.TempDir(), "tally")
-	ran := filepath.Join(t.TempDir(), "ran")
-	if err := os.WriteFile(tally, []byte("#!/bin/sh\necho \"$1\" >> "+ran+"\necho \"$1\"\n"), 0o755); err != nil {
+// tallyLab is a lab whose bob allows alice the tally script, which records each run by its
+// argument so that a command run twice or never shows; the session is confirmed and bob's agent
+// stopped.
+type tallyLab struct {
+	*lab
+	tally, ran string
+}
+
+func newTallyLab(t *testing.T) *tallyLab {
+	l := &tallyLab{lab: newLab(t), tally: filepath.Join(t.TempDir(), "tally"), ran: filepath.Join(t.TempDir(), "ran")}
+	if err := os.WriteFile(l.tally, []byte("#!/bin/sh\necho \"$1\" >> "+l.ran+"\necho \"$1\"\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{tally}}); err != nil {
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{l.tally}}); err != nil {
 		t.Fatal(err)
 	}
 	l.serveBob()
@@ -35,19 +36,51 @@ func TestBacklogRunsEveryCommandOnce(t *testing.T) {
 		t.Fatalf("warm-up: %+v", r)
 	}
 	l.stopBob()
+	return l
+}
+
+// submit has alice submit n tally commands, cmd-0 to cmd-(n-1).
+func (l *tallyLab) submit(n int) []session.CommandID {
+	l.t.Helper()
+	ids := make([]session.CommandID, n)
+	for i := range ids {
+		id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{l.tally, fmt.Sprint("cmd-", i)}}})
+		if err != nil {
+			l.t.Fatalf("submit %d: %v", i, err)
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
+// ranEachOnce checks that bob ran cmd-0 to cmd-(n-1) each exactly once.
+func (l *tallyLab) ranEachOnce(n int) {
+	l.t.Helper()
+	b, _ := os.ReadFile(l.ran)
+	got := strings.Fields(string(b))
+	slices.Sort(got)
+	want := make([]string, n)
+	for i := range want {
+		want[i] = fmt.Sprint("cmd-", i)
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		l.t.Fatalf("bob ran %d commands (%v); want each of the %d once", len(got), got, n)
+	}
+}
+
+// TestBacklogRunsEveryCommandOnce: a backlog of far more than MaxChildren commands, queued while
+// bob's agent was away, all goes out under one epoch. Every command runs once and comes back
+// done; past the window bob's answers carry the null share, which changes nothing for alice once
+// she adopted a child: no new handshake, no command sent again (docs/PROTOCOL.md section 7).
+func TestBacklogRunsEveryCommandOnce(t *testing.T) {
+	l := newTallyLab(t)
 
 	// No agent runs: nothing uses alice's transport while it is wrapped.
 	aliceTr := &countingTransport{Transport: l.alice.tr}
 	l.alice.tr = aliceTr
 	const backlog = 3*session.MaxChildren + 4
-	ids := make([]session.CommandID, backlog)
-	for i := range ids {
-		id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{tally, fmt.Sprint("cmd-", i)}}})
-		if err != nil {
-			t.Fatalf("submit %d: %v", i, err)
-		}
-		ids[i] = id
-	}
+	ids := l.submit(backlog)
 
 	l.serveBob()
 	ctx, cancel := context.WithTimeout(l.ctx, 60*time.Second)
@@ -61,17 +94,7 @@ func TestBacklogRunsEveryCommandOnce(t *testing.T) {
 	}
 	l.stopBob()
 
-	b, _ := os.ReadFile(ran)
-	got := strings.Fields(string(b))
-	slices.Sort(got)
-	want := make([]string, backlog)
-	for i := range want {
-		want[i] = fmt.Sprint("cmd-", i)
-	}
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("bob ran %d commands (%v); want each of the %d once", len(got), got, backlog)
-	}
+	l.ranEachOnce(backlog)
 	// The old window refused every command past the 32nd: a handshake and sending again per round.
 	if n := aliceTr.count("INIT_REQ"); n != 0 {
 		t.Fatalf("alice started %d handshakes during the backlog; want none", n)
@@ -110,30 +133,10 @@ func (d *dropFirstAnswers) Receive(ctx context.Context, after mailbox.Cursor, wa
 // The last answer (the null share) reaches alice: its result is delivered and alice opens a new
 // session, under which the others are sent again and answered from bob's ledger. Each runs once.
 func TestLostAnswersPastWindowRehandshake(t *testing.T) {
-	l := newLab(t)
-	tally := filepath.Join(t.TempDir(), "tally")
-	ran := filepath.Join(t.TempDir(), "ran")
-	if err := os.WriteFile(tally, []byte("#!/bin/sh\necho \"$1\" >> "+ran+"\necho \"$1\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{tally}}); err != nil {
-		t.Fatal(err)
-	}
-	l.serveBob()
-	if r := l.run("echo", "warm-up"); r.Status != StatusDone { // the handshake
-		t.Fatalf("warm-up: %+v", r)
-	}
-	l.stopBob()
+	l := newTallyLab(t)
 
 	const n = session.MaxChildren + 1
-	ids := make([]session.CommandID, n)
-	for i := range ids {
-		id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{tally, fmt.Sprint("cmd-", i)}}})
-		if err != nil {
-			t.Fatalf("submit %d: %v", i, err)
-		}
-		ids[i] = id
-	}
+	ids := l.submit(n)
 	// No agent runs: nothing uses alice's transport while it is wrapped.
 	aliceTr := &countingTransport{Transport: &dropFirstAnswers{Transport: l.alice.tr, keep: ids[n-1], seen: map[session.CommandID]bool{}}}
 	l.alice.tr = aliceTr
@@ -150,10 +153,7 @@ func TestLostAnswersPastWindowRehandshake(t *testing.T) {
 	}
 	l.stopBob()
 
-	b, _ := os.ReadFile(ran)
-	if got := strings.Fields(string(b)); len(got) != n || len(slices.Compact(slices.Sorted(slices.Values(got)))) != n {
-		t.Fatalf("bob ran %v; want each of the %d commands once", got, n)
-	}
+	l.ranEachOnce(n)
 	if h := aliceTr.count("INIT_REQ"); h != 1 {
 		t.Fatalf("alice started %d handshakes; want one, asked for by the answer past the window", h)
 	}
