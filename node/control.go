@@ -1,11 +1,11 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,52 +72,77 @@ func (n *Node) ListenControl(ctx context.Context) error {
 	return nil
 }
 
+// maxControlRequest caps a control request. The largest real one is a run with its argv, far
+// below this; the cap keeps a stray writer on the socket from growing the agent's memory.
+const maxControlRequest = 1 << 20
+
+// controlReadTimeout bounds how long a connection may take to send its request.
+const controlReadTimeout = 10 * time.Second
+
+// decodeControlRequest reads one request and checks that it names a known operation with the
+// part that operation needs, so that serveControl can act on it without further checks.
+func decodeControlRequest(r io.Reader) (controlRequest, error) {
+	var req controlRequest
+	dec := json.NewDecoder(io.LimitReader(r, maxControlRequest))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return controlRequest{}, fmt.Errorf("bad control request (is this client a different sealpost version than the agent?): %w", err)
+	}
+	var missing string
+	switch req.Op {
+	case "identity", "peers", "results":
+	case "add-peer", "remove-peer":
+		if req.Peer == nil {
+			missing = "a peer"
+		}
+	case "run":
+		if req.Run == nil {
+			missing = "a command"
+		}
+	default:
+		return controlRequest{}, fmt.Errorf("unknown control operation %q (is this client a different sealpost version than the agent?)", req.Op)
+	}
+	if missing != "" {
+		return controlRequest{}, fmt.Errorf("control operation %s without %s", req.Op, missing)
+	}
+	return req, nil
+}
+
 func (n *Node) serveControl(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	var req controlRequest
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+	c.SetReadDeadline(time.Now().Add(controlReadTimeout))
+	req, err := decodeControlRequest(c)
+	if err != nil {
+		// Answer, so that the client prints why instead of "agent answered: EOF".
+		_ = json.NewEncoder(c).Encode(controlResponse{Error: err.Error()})
 		return
 	}
+	c.SetReadDeadline(time.Time{})
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
 	}
 	var resp controlResponse
-	var err error
 	switch req.Op {
 	case "identity":
 		var id IDInfo
 		id, err = n.Identity(ctx)
 		resp.Identity = &id
 	case "add-peer":
-		if req.Peer == nil {
-			err = errors.New("add-peer without a peer")
-			break
-		}
 		var a PeerAdded
 		a, err = n.AddPeer(ctx, *req.Peer)
 		resp.Added = &a
 	case "peers":
 		resp.Peers, err = n.Peers(ctx)
 	case "remove-peer":
-		if req.Peer == nil {
-			err = errors.New("remove-peer without a peer")
-			break
-		}
 		err = n.RemovePeer(ctx, req.Peer.Name)
 	case "run":
-		if req.Run == nil {
-			err = errors.New("run without a command")
-			break
-		}
 		var r keystore.Result
 		r, err = n.Run(ctx, *req.Run, req.Wait, nil)
 		resp.Result = &r
 	case "results":
 		resp.Results, err = n.Results(ctx)
-	default:
-		err = fmt.Errorf("unknown control operation %q", req.Op)
 	}
 	if err != nil {
 		resp.Error = err.Error()
