@@ -45,7 +45,13 @@ type Policy struct {
 	Env []string
 	// Dir is the working directory; "" = DefaultDir.
 	Dir string
+	// Peer is what this agent calls the peer, so that a denial can name the command that would
+	// allow the program; "" = the placeholder NAME.
+	Peer string
 }
+
+// peerName is the name a denial's suggested `sealpost peer add` command uses.
+func (p Policy) peerName() string { return typable(p.Peer, "NAME") }
 
 func (p Policy) maxTimeout() time.Duration {
 	if p.MaxTimeout <= 0 {
@@ -114,7 +120,7 @@ func resolveProgram(prog string, p Policy) (string, error) {
 		if slices.Contains(allowed, c) {
 			return c, nil
 		}
-		return "", denied("program %q is not allowed for this peer; to allow it, run on the agent: sealpost peer add NAME --allow %s", clip(prog, 256), suggestion(c))
+		return "", denied("program %q is not allowed for this peer; to allow it, run on the agent: sealpost peer add %s --allow %s", clip(prog, 256), p.peerName(), suggestion(c))
 	case strings.ContainsRune(prog, '/') || strings.ContainsRune(prog, filepath.Separator):
 		return "", denied("program %q is a relative path; ask for an absolute path or a bare name", clip(prog, 256))
 	}
@@ -128,7 +134,7 @@ func resolveProgram(prog string, p Policy) (string, error) {
 	case 1:
 		return matches[0], nil
 	case 0:
-		return "", denied("program %q matches no program allowed for this peer; to allow it, run on the agent: sealpost peer add NAME --allow %s", clip(prog, 256), suggestion(prog))
+		return "", denied("program %q matches no program allowed for this peer; to allow it, run on the agent: sealpost peer add %s --allow %s", clip(prog, 256), p.peerName(), suggestion(prog))
 	default:
 		return "", denied("program %q is ambiguous: it matches %s; ask for one by its absolute path", clip(prog, 256), strings.Join(matches, ", "))
 	}
@@ -136,13 +142,17 @@ func resolveProgram(prog string, p Policy) (string, error) {
 
 // suggestion is prog as an operator could type it after --allow, or PROGRAM when it holds
 // anything but the usual file name characters.
-func suggestion(prog string) string {
-	if len(prog) > 256 || strings.TrimFunc(prog, func(r rune) bool {
+func suggestion(prog string) string { return typable(prog, "PROGRAM") }
+
+// typable is s when an operator could paste it into a shell as it stands (the usual file name
+// characters, at most 256 bytes), else the placeholder.
+func typable(s, placeholder string) string {
+	if s == "" || len(s) > 256 || strings.TrimFunc(s, func(r rune) bool {
 		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._+-/", r)
 	}) != "" {
-		return "PROGRAM"
+		return placeholder
 	}
-	return prog
+	return s
 }
 
 // ResolveAllow turns the programs an operator names (`--allow echo`, `--allow /usr/bin/uptime`)

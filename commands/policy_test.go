@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -80,5 +81,24 @@ func TestResolveAllowThenCheck(t *testing.T) {
 	got, err := NewRegistry(Options{}).Check(Request{Name: CmdExec, Argv: []string{"sh", "-c", "true"}}, Policy{Allow: allow})
 	if err != nil || got.Argv[0] != filepath.Clean(sh) {
 		t.Errorf("Check(sh) under ResolveAllow(sh) = %q, %v, want %s", got.Argv, err, sh)
+	}
+}
+
+// A denial tells the requester the exact command that would allow the program on this agent,
+// naming the peer as this agent knows it, unless the name or program could not be pasted as is.
+func TestDenialSuggestsTheCommand(t *testing.T) {
+	for _, c := range []struct {
+		peer, prog, want string
+	}{
+		{"alice", "rm", "sealpost peer add alice --allow rm"},
+		{"alice", "/usr/bin/rm", "sealpost peer add alice --allow /usr/bin/rm"},
+		{"", "rm", "sealpost peer add NAME --allow rm"},
+		{"a;reboot", "rm", "sealpost peer add NAME --allow rm"},
+		{"alice", "rm$(reboot)", "sealpost peer add alice --allow PROGRAM"},
+	} {
+		_, err := resolveProgram(c.prog, Policy{Peer: c.peer, Allow: []string{"/usr/bin/true"}})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("peer %q asking for %q: denial %v, want it to contain %q", c.peer, c.prog, err, c.want)
+		}
 	}
 }

@@ -230,7 +230,7 @@ func (n *Node) putPolicy(tx *keystore.Tx, name string, allow []string) error {
 }
 
 func (n *Node) policyFor(tx *keystore.Tx, name string) (commands.Policy, error) {
-	var p commands.Policy
+	p := commands.Policy{Peer: name}
 	b, ok, err := tx.Config(prefixPolicy + name)
 	if err != nil || !ok {
 		return p, err
