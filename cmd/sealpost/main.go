@@ -99,7 +99,7 @@ func commandList() []command {
 	return []command{
 		{"init", "create this node's identity and store its mailbox settings", runInit},
 		{"id", "print this node's fingerprint", runID},
-		{"peer", "add and list peers (peer add, peer list)", runPeer},
+		{"peer", "add, list and remove peers (peer add, peer list, peer remove)", runPeer},
 		{"agent", "serve the mailbox: run peers' commands, deliver answers", runAgent},
 		{"run", "run a program on a peer", runRun},
 		{"ping", "measure the round trip to a peer", runPing},
