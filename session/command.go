@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// The initiator's side of commands (docs/PROTOCOL.md, "Commands and rotation"). Each transmission
-// of a command carries a fresh X25519 share and is sealed under the initiator's current epoch. The
-// initiator keeps, per transmission, only the response secret and its share's private key; when
-// the answer comes, the response secret opens it and, if the command went out under the current
-// epoch, the DH output yields the next epoch.
+// The initiator's side of commands (docs/PROTOCOL.md, "Commands, responses and rotation"). Each
+// transmission of a command carries a fresh X25519 share and is sealed under the initiator's
+// current epoch. The initiator keeps, per transmission, only the response secret and its share's
+// private key; when the answer comes, the response secret opens it and, if the command went out
+// under the current epoch, the DH output yields the next epoch.
 
 // Send seals a new command for peer under the current Confirmed session and records it as
 // pending. notAfter bounds when it may run (at most MaxTTL, or Config.MaxTTL, from now). The same

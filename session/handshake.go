@@ -90,6 +90,14 @@ func (e *Engine) receiveInitReq(st Store, p *Package, raw []byte, peer PinnedPee
 	if err := e.checkHandshakeTime(&p.Header); err != nil {
 		return Outcome{}, err
 	}
+	// The session id must be new to this node, whoever holds it: a replay names the session it
+	// created, and a pinned peer that reused the id of another session (ours to it, or one with
+	// another peer) would otherwise overwrite that session.
+	if _, ok, err := st.Session(p.Session); err != nil {
+		return Outcome{}, err
+	} else if ok {
+		return Outcome{}, fmt.Errorf("%w: INIT_REQ names session %s, which exists", ErrReplay, p.Session)
+	}
 	ids, err := st.SessionsOf(p.Sender)
 	if err != nil {
 		return Outcome{}, err
@@ -103,8 +111,8 @@ func (e *Engine) receiveInitReq(st Store, p *Package, raw []byte, peer PinnedPee
 		if !ok || s.Role != Responder {
 			continue
 		}
-		if sid == p.Session || s.Created > p.Created {
-			// A replay, or an INIT_REQ older than a handshake we already answered.
+		if s.Created > p.Created {
+			// An INIT_REQ older than a handshake we already answered.
 			return Outcome{}, fmt.Errorf("%w: INIT_REQ not newer than session %s", ErrReplay, sid)
 		}
 		if s.Status == Initializing {

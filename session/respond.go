@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// The responder's side of commands (docs/PROTOCOL.md, "Receiving a command"). The responder holds
-// the confirmed epoch plus the unconfirmed children its responses created; a command under a
-// child confirms it and deletes the parent and the other children. The ledger, keyed by peer and
-// command id, makes every command run at most once whatever the mail does.
+// The responder's side of commands (docs/PROTOCOL.md, "Commands, responses and rotation" and
+// "Receiving"). The responder holds the confirmed epoch plus the unconfirmed children its responses
+// created; a command under a child confirms it and deletes the parent and the other children. The
+// ledger, keyed by peer and command id, makes every command run at most once whatever the mail
+// does.
 
 func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, error) {
 	s, ok, err := st.Session(p.Session)

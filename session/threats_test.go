@@ -9,6 +9,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -554,6 +555,47 @@ func TestThreat19ReplayedInitReq(t *testing.T) {
 	}
 	mustReject(t, b, old, session.ErrReplay) // an older handshake than one already answered
 	roundTrip(t, a, b, 2)                    // the current session keeps working
+}
+
+// TestThreat19InitReqReusesSessionID: a pinned peer (or whoever replays its INIT_REQ to another
+// node) names a session id this node already holds: its own initiator session to that peer, or
+// a session with somebody else. Rejected as a replay before any RSA/ML-KEM work, state unchanged;
+// the sessions keep working.
+func TestThreat19InitReqReusesSessionID(t *testing.T) {
+	a, b := pair(t)
+	c := &clock{now: t0}
+	carol := newNode(t, "carol", 3, c, fixtures.NewMemStore(), session.Config{})
+	carol.clock = a.clock
+	pin(t, a, carol)
+	pin(t, carol, a)
+	withCarol := handshake(t, carol, a) // a is carol's responder
+	withBob := session.SessionID{}
+	{
+		ids, err := a.st.SessionsOf(b.fp())
+		if err != nil || len(ids) != 1 {
+			t.Fatalf("alice's sessions with bob: %v, %v", ids, err)
+		}
+		withBob = ids[0] // alice is bob's initiator
+	}
+	for _, reuse := range []struct {
+		name string
+		id   session.SessionID
+	}{{"alice's own session to bob", withBob}, {"alice's session with carol", withCarol}} {
+		t.Run(reuse.name, func(t *testing.T) {
+			// bob's INIT_REQ draws its session id first from its randomness. It is made on a
+			// copy of bob's state: the id is bob's too (a session's id is shared by its two ends).
+			forger := b.withConfig(t, session.Config{Rand: io.MultiReader(bytes.NewReader(reuse.id[:]), seededReader(99))})
+			req, sid, err := forger.eng.StartSession(b.st.Clone(), a.fp())
+			if err != nil || sid != reuse.id {
+				t.Fatalf("StartSession = %s, %v; want session %s", sid, err, reuse.id)
+			}
+			mustReject(t, a, req, session.ErrReplay)
+		})
+	}
+	roundTrip(t, a, b, 1)
+	if out := roundTrip(t, carol, a, 1); out.Kind != session.Delivered {
+		t.Fatalf("carol's command: %v", out.Kind)
+	}
 }
 
 func TestThreat20PairingWrongCode(t *testing.T) {
