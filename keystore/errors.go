@@ -3,6 +3,7 @@ package keystore
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Sentinels callers test with errors.Is. Every error keystore returns for a
@@ -58,4 +59,14 @@ func notFoundf(format string, args ...any) error {
 // corruptf builds an ErrCorrupt-wrapping error.
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// storedTime checks a time read from a record: the store writes times in UTC, years 0-9999 (what
+// JSON can hold), so one that is not, read back, is damage. Without the check such a record would
+// read fine and then fail to be written back.
+func storedTime(what, field string, t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return corruptf("%s: %s %s is outside years 0-9999", what, field, t.Format(time.RFC3339))
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -160,6 +161,10 @@ func decodeOutbox(k, v []byte) (OutboxItem, error) {
 	}
 	if r.ID != binary.BigEndian.Uint64(k) {
 		return OutboxItem{}, corruptf("outbox item under key %d says id %d", binary.BigEndian.Uint64(k), r.ID)
+	}
+	what := fmt.Sprintf("outbox item %d", r.ID)
+	if err := errors.Join(storedTime(what, "next_attempt", r.NextAttempt), storedTime(what, "created", r.Created)); err != nil {
+		return OutboxItem{}, err
 	}
 	return OutboxItem(r), nil
 }

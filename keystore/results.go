@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -70,9 +72,15 @@ func decodeResult(k, v []byte) (Result, error) {
 	if err := json.Unmarshal(v, &rec); err != nil {
 		return Result{}, corruptf("result %x: %v", k, err)
 	}
+	if len(k) != 16 {
+		return Result{}, corruptf("result key %x is %d bytes", k, len(k))
+	}
 	id, err := hex.DecodeString(rec.CommandID)
 	if err != nil || !bytes.Equal(id, k) {
 		return Result{}, corruptf("result under key %x says command %q", k, rec.CommandID)
+	}
+	if err := errors.Join(storedTime(fmt.Sprintf("result %x", k), "sent", rec.Sent), storedTime(fmt.Sprintf("result %x", k), "finished", rec.Finished)); err != nil {
+		return Result{}, err
 	}
 	r := Result{Peer: rec.Peer, Command: rec.Command, Status: rec.Status, ExitCode: rec.ExitCode, Error: rec.Error,
 		Stdout: rec.Stdout, Stderr: rec.Stderr, Sent: rec.Sent, Finished: rec.Finished}

@@ -193,6 +193,12 @@ func readSidecar(dir string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return parseSidecar(b)
+}
+
+// parseSidecar parses the contents of state.gen: a decimal generation, as
+// recordGeneration writes it, with surrounding white space ignored.
+func parseSidecar(b []byte) (uint64, error) {
 	g, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("parse %s: %w", genFile, err)

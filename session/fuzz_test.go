@@ -9,7 +9,9 @@ package session
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"slices"
@@ -348,5 +350,146 @@ func FuzzReceive(f *testing.F) {
 	f.Fuzz(func(t *testing.T, pkg []byte) {
 		checkReceive(t, "alice", w.alice, pkg)
 		checkReceive(t, "bob", w.bob, pkg)
+	})
+}
+
+// The id parsers: ParseFingerprint and ParseCommandID read what people type and what the node
+// keeps as text (command ids in config keys), UnmarshalText reads the ids stored as JSON. They
+// assert: no panic; an error comes with the zero id; a success is an id whose String (and
+// MarshalText) parses back to it, and whose hex digits are the input's, case aside (and, for a
+// fingerprint, its separators aside).
+
+func idSeeds() []string {
+	fp := vecIdentity("alice").Fingerprint()
+	hexFP := hex.EncodeToString(fp[:])
+	return []string{
+		fp.String(), hexFP, strings.ToUpper(fp.String()), CommandID{0xc0, 5}.String(),
+		strings.Repeat("0", 32), strings.Repeat("F", 32), "", "0", strings.Repeat("0", 31), strings.Repeat("0", 33),
+		strings.Repeat("0", 31) + "g", "ff" + strings.Repeat("zz", 15),
+		"00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff", "0011 2233 4455 6677 8899 aabb ccdd eeff",
+		"--" + hexFP + "--", hexFP[:31] + "\xff", strings.Repeat("\u00e9", 16),
+	}
+}
+
+// idText is a pointer to an id type: its text form (a value method) and its parser.
+type idText[T any] interface {
+	*T
+	encoding.TextUnmarshaler
+	MarshalText() ([]byte, error)
+}
+
+// requireTextRoundTrip checks that v's MarshalText is 32 lower-case hex digits that
+// UnmarshalText turns back into v.
+func requireTextRoundTrip[T comparable, P idText[T]](t *testing.T, v T) {
+	t.Helper()
+	text, err := P(&v).MarshalText()
+	if err != nil || len(text) != 32 || !bytes.Equal(text, bytes.ToLower(text)) {
+		t.Fatalf("%T %v: MarshalText = %q, %v, want 32 lower-case hex digits", v, v, text, err)
+	}
+	var back T
+	if err := P(&back).UnmarshalText(text); err != nil || back != v {
+		t.Fatalf("%T %v: UnmarshalText(MarshalText) = %v, %v", v, v, back, err)
+	}
+}
+
+var fingerprintSeparators = strings.NewReplacer("-", "", ":", "", " ", "")
+
+func FuzzParseFingerprint(f *testing.F) {
+	for _, s := range idSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fp, err := ParseFingerprint(s)
+		if err != nil {
+			if !fp.IsZero() || !errors.Is(err, ErrBadFingerprint) {
+				t.Fatalf("ParseFingerprint(%q) = %x, %v: want the zero fingerprint and ErrBadFingerprint", s, fp, err)
+			}
+			return
+		}
+		if digits := fingerprintSeparators.Replace(s); !strings.EqualFold(digits, hex.EncodeToString(fp[:])) {
+			t.Fatalf("ParseFingerprint(%q) = %x: not the input's digits", s, fp)
+		}
+		str := fp.String()
+		if len(str) != 39 || strings.Count(str, "-") != 7 {
+			t.Fatalf("Fingerprint(%x).String() = %q, want eight groups of four digits", fp, str)
+		}
+		if back, err := ParseFingerprint(str); err != nil || back != fp {
+			t.Fatalf("ParseFingerprint(%q) = %x, %v, want %x", str, back, err, fp)
+		}
+		requireTextRoundTrip(t, fp)
+	})
+}
+
+func FuzzParseCommandID(f *testing.F) {
+	for _, s := range idSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCommandID(s)
+		if err != nil {
+			if !c.IsZero() {
+				t.Fatalf("ParseCommandID(%q) = %x, %v: want the zero id with the error", s, c, err)
+			}
+			return
+		}
+		str := c.String()
+		if !strings.EqualFold(s, str) {
+			t.Fatalf("ParseCommandID(%q) = %x: not the input's digits", s, c)
+		}
+		if back, err := ParseCommandID(str); err != nil || back != c {
+			t.Fatalf("ParseCommandID(%q) = %x, %v, want %x", str, back, err, c)
+		}
+		requireTextRoundTrip(t, c)
+	})
+}
+
+// FuzzIDUnmarshalText: the four id types share one text form, so they accept the same inputs,
+// exactly those ParseCommandID accepts, as the same 16 bytes. On an error the id is left zero if
+// the input has the wrong length; a hex digit error can leave the bytes before it written (that is
+// hex.Decode's way, and the only caller, encoding/json, drops the value with the error), so that
+// case asserts only the error.
+func FuzzIDUnmarshalText(f *testing.F) {
+	for _, s := range idSeeds() {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var (
+			fp  Fingerprint
+			sid SessionID
+			eid EpochID
+			cid CommandID
+		)
+		errs := []error{fp.UnmarshalText(b), sid.UnmarshalText(b), eid.UnmarshalText(b), cid.UnmarshalText(b)}
+		parsed, perr := ParseCommandID(string(b))
+		if errs[0] != nil || errs[1] != nil || errs[2] != nil || errs[3] != nil {
+			for _, err := range errs {
+				if err == nil {
+					t.Fatalf("UnmarshalText(%q): the id types disagree: %v", b, errs)
+				}
+			}
+			if perr == nil {
+				t.Fatalf("UnmarshalText(%q) = %v, but ParseCommandID accepts it", b, errs[0])
+			}
+			if hex.DecodedLen(len(b)) != 16 && (!fp.IsZero() || sid != SessionID{} || eid != EpochID{} || !cid.IsZero()) {
+				t.Fatalf("UnmarshalText(%q) of the wrong length changed the id", b)
+			}
+			return
+		}
+		if fp != Fingerprint(cid) || sid != SessionID(cid) || eid != EpochID(cid) {
+			t.Fatalf("UnmarshalText(%q): the id types disagree: %x %x %x %x", b, fp, sid, eid, cid)
+		}
+		if perr != nil || parsed != cid {
+			t.Fatalf("UnmarshalText(%q) = %x, but ParseCommandID = %x, %v", b, cid, parsed, perr)
+		}
+		if pfp, err := ParseFingerprint(string(b)); err != nil || pfp != fp {
+			t.Fatalf("UnmarshalText(%q) = %x, but ParseFingerprint = %x, %v", b, fp, pfp, err)
+		}
+		if !strings.EqualFold(string(b), cid.String()) {
+			t.Fatalf("UnmarshalText(%q) = %x: not the input's digits", b, cid)
+		}
+		requireTextRoundTrip(t, fp)
+		requireTextRoundTrip(t, sid)
+		requireTextRoundTrip(t, eid)
+		requireTextRoundTrip(t, cid)
 	})
 }

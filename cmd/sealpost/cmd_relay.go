@@ -25,9 +25,9 @@ func runRelay(ctx context.Context, g *globals, args []string) error {
 	}
 	cfg := mailbox.RelayConfig{Listen: *listen, SMTPPort: *smtpPort, IMAPPort: *imapPort, Users: map[string]string{}, Logger: g.logger()}
 	for _, u := range users {
-		addr, pw, ok := strings.Cut(u, ":")
-		if !ok || addr == "" || !strings.Contains(addr, "@") {
-			return usagef("--user %q: want ADDR:PASSWORD, like alice@example.test:secret", u)
+		addr, pw, err := parseRelayUser(u)
+		if err != nil {
+			return err
 		}
 		cfg.Users[strings.ToLower(addr)] = pw
 	}
@@ -39,4 +39,14 @@ func runRelay(ctx context.Context, g *globals, args []string) error {
 	fmt.Fprintf(g.stdout, "relay: SMTP %s, IMAP %s, %d users (Ctrl-C to stop)\n", r.SMTPAddr(), r.IMAPAddr(), len(cfg.Users))
 	<-ctx.Done()
 	return nil
+}
+
+// parseRelayUser splits a --user value at its first ':' into the mailbox address and the
+// password (which may itself contain ':'). The address must hold an '@'.
+func parseRelayUser(s string) (addr, pw string, err error) {
+	addr, pw, ok := strings.Cut(s, ":")
+	if !ok || addr == "" || !strings.Contains(addr, "@") {
+		return "", "", usagef("--user %q: want ADDR:PASSWORD, like alice@example.test:secret", s)
+	}
+	return addr, pw, nil
 }
