@@ -563,6 +563,62 @@ func (t *IMAPSMTP) Reject(ctx context.Context, m Message, reason string) error {
 	return t.moveAside(ctx, []Message{m}, "reject", true)
 }
 
+// Prune implements Transport: one SELECT of the processed folder, one UID SEARCH BEFORE, then
+// UID STORE \Deleted and UID EXPUNGE of exactly the found set (UIDPLUS), else STORE and a bare
+// EXPUNGE, which in this folder, written only by Ack, can remove nothing else of consequence.
+func (t *IMAPSMTP) Prune(ctx context.Context, before time.Time) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, err := t.ensure(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if c.idle != nil {
+		signal(t.kick) // the waiting Receive resumes once we are done
+	}
+	var n int
+	err = t.do(ctx, "prune", func(c *imapConn) error {
+		if err := c.endIdle(); err != nil {
+			return err
+		}
+		if err := c.ensureFolder(c.processed); err != nil {
+			return err
+		}
+		if err := c.selectFolder(c.processed); err != nil {
+			return err
+		}
+		found, err := c.c.UIDSearch(&imap.SearchCriteria{
+			Before:  before,
+			NotFlag: []imap.Flag{imap.FlagDeleted},
+		}, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("search %s: %w", c.processed, err)
+		}
+		uids := found.AllUIDs()
+		if len(uids) == 0 {
+			return nil
+		}
+		set := imap.UIDSetNum(uids...)
+		if err := c.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+			return fmt.Errorf("flag %d messages of %s deleted: %w", len(uids), c.processed, err)
+		}
+		if c.caps.Has(imap.CapUIDPlus) {
+			err = c.c.UIDExpunge(set).Close()
+		} else {
+			err = c.c.Expunge().Close()
+		}
+		if err != nil {
+			return fmt.Errorf("expunge %d messages of %s: %w", len(uids), c.processed, err)
+		}
+		n = len(uids)
+		return nil
+	})
+	if err == nil && n > 0 {
+		t.s.log.Info("deleted old processed mail", "op", "prune", "mailbox", c.processed, "count", n, "before", before.Format(time.DateOnly))
+	}
+	return n, err
+}
+
 // originFolder is the messages of one batch that come from one folder, in the order first seen.
 type originFolder struct {
 	name string

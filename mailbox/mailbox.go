@@ -59,6 +59,12 @@ type Transport interface {
 	// Reject moves one message to the rejected folder the same way (reason is logged, not written
 	// to the mail).
 	Reject(ctx context.Context, m Message, reason string) error
+	// Prune deletes the mail in the processed folder that arrived before the given time, to the
+	// day (IMAP SEARCH BEFORE: by date, in the server's time zone), and returns how many it
+	// deleted. Mail that Ack moved there is spent: its state is committed and the ledger answers
+	// a copy of it. Prune never touches the inbox, the rejected folder or any other folder; a
+	// missing processed folder is created and found empty.
+	Prune(ctx context.Context, before time.Time) (int, error)
 	// Close ends the connections. Calls after Close return ErrClosed (but an Ack of no messages
 	// still returns nil).
 	Close() error

@@ -43,6 +43,10 @@ type Options struct {
 	RetryAfter time.Duration
 	// HandshakeTimeout is how long an unanswered handshake waits before a new one; zero means RetryAfter.
 	HandshakeTimeout time.Duration
+	// KeepProcessed is how long the agent keeps processed mail in the processed folder before
+	// deleting it (looked at once a day, to the day); zero means DefaultKeepProcessed (30 days),
+	// negative keeps it forever.
+	KeepProcessed time.Duration
 }
 
 // Node is one sealpost node: its state, protocol engine, transport and command registry.

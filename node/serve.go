@@ -19,6 +19,7 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
 		}
+		n.pruneProcessed(ctx)
 		if once {
 			_, err := n.Pump(ctx, false, 0)
 			return err

@@ -2,16 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/sealpost/sealpost/node"
 )
 
 func runAgent(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "agent", "[--once]",
+	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME]",
 		"Serve this node's mailbox: run the commands peers send (within their allow lists), answer\nthem, and collect answers to the commands this node sent. While it runs, other sealpost\ncommands for the same state talk to it through its control socket.",
 		"sealpost agent -v")
 	once := fs.Bool("once", false, "process what is in the mailbox now, then exit")
+	keep := keepFlag(node.DefaultKeepProcessed)
+	fs.Var(&keep, "keep-processed", "keep processed mail for `TIME` (like 30d or 12h), then delete it; checked once\na day; forever keeps it")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -19,7 +25,7 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 	if g.verbose {
 		events = func(e node.Event) { fmt.Fprintln(g.stderr, formatEvent("", e)) }
 	}
-	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version, Events: events})
+	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version, Events: events, KeepProcessed: time.Duration(keep)})
 	if err != nil {
 		return err
 	}
@@ -31,4 +37,40 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(g.stderr, "sealpost agent %s serving %s (Ctrl-C to stop)\n", n.Fingerprint(), n.Address())
 	}
 	return n.Serve(ctx, *once)
+}
+
+// keepFlag is a keep time: a Go duration, a whole number of days ("30d"), or "forever" (stored
+// as a negative duration, node.Options' way of saying "never delete").
+type keepFlag time.Duration
+
+func (k *keepFlag) String() string {
+	switch d := time.Duration(*k); {
+	case d < 0:
+		return "forever"
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	default:
+		return d.String()
+	}
+}
+
+func (k *keepFlag) Set(s string) error {
+	if s == "forever" {
+		*k = keepFlag(-1)
+		return nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil || n == 0 {
+			return errors.New("want a number of days like 30d, a duration like 12h, or forever")
+		}
+		*k = keepFlag(time.Duration(n) * 24 * time.Hour)
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return errors.New("want a number of days like 30d, a duration like 12h, or forever")
+	}
+	*k = keepFlag(d)
+	return nil
 }

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// Processed mail is spent: its state is committed, and a copy of it arriving again is answered
+// from the ledger. The agent keeps it for a while (to read when something looks wrong), then
+// deletes it, so that a mailbox with a quota does not fill up and stop taking commands.
+
+// DefaultKeepProcessed is how long processed mail is kept when Options.KeepProcessed is zero.
+const DefaultKeepProcessed = 30 * 24 * time.Hour
+
+// pruneEvery is how often the agent looks for processed mail to delete. The time of the last
+// look is kept in the state, so an agent run by cron with --once looks once a day too.
+const pruneEvery = 24 * time.Hour
+
+const configLastPrune = "last-prune"
+
+// pruneProcessed deletes processed mail older than the keep time when the last look was
+// pruneEvery ago or more. A failure is logged and the next look is a day later: the mail stays
+// meanwhile, which costs only space.
+func (n *Node) pruneProcessed(ctx context.Context) {
+	keep := n.opts.KeepProcessed
+	if keep < 0 {
+		return
+	}
+	if keep == 0 {
+		keep = DefaultKeepProcessed
+	}
+	now := n.now()
+	var last time.Time
+	if err := n.store.View(func(tx *keystore.Tx) error {
+		b, ok, err := tx.Config(configLastPrune)
+		if ok {
+			err = last.UnmarshalText(b)
+		}
+		return err
+	}); err != nil {
+		n.log.Warn("could not read when processed mail was last pruned", "op", "prune", "err", err)
+	}
+	if now.Sub(last) < pruneEvery && !last.After(now) {
+		return
+	}
+	tr, err := n.transport()
+	if err != nil {
+		return // Pump reports it
+	}
+	before := now.Add(-keep)
+	count, err := tr.Prune(ctx, before)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		n.log.Warn("could not delete old processed mail; will try again in a day", "op", "prune", "err", err)
+	} else {
+		n.log.Info("looked for old processed mail", "op", "prune", "deleted", count, "arrived_before", before.Format(time.DateOnly))
+	}
+	stamp, _ := now.UTC().MarshalText()
+	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutConfig(configLastPrune, stamp) }); err != nil {
+		n.log.Warn("could not record the prune time", "op", "prune", "err", err)
+	}
+}

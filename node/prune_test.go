@@ -1,0 +1,78 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/fixtures"
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// TestPruneProcessedMail: the agent deletes processed mail once it is older than the keep time,
+// looks at most once a day (the time is kept in the state), and never when told to keep mail
+// forever. Mail that is still new is kept.
+func TestPruneProcessedMail(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.run("echo", "one")
+	l.run("echo", "two")
+	l.stopBob()
+
+	inspect := fixtures.IMAPInspector(l.relay.IMAPAddr(), l.users, nil)
+	processed := func() int { return len(inspect(t, "bob@example.test", "sealpost/processed")) }
+	lastPrune := func() time.Time {
+		var last time.Time
+		l.bob.store.View(func(tx *keystore.Tx) error {
+			if b, ok, _ := tx.Config(configLastPrune); ok {
+				last.UnmarshalText(b)
+			}
+			return nil
+		})
+		return last
+	}
+	held := processed()
+	if held < 2 { // the two commands, and the handshake
+		t.Fatalf("bob's processed folder holds %d mails after two commands", held)
+	}
+
+	// Serve looked when it started, and found nothing old enough.
+	first := lastPrune()
+	if first.IsZero() {
+		t.Fatal("the agent's first look was not recorded")
+	}
+	at := func(d time.Duration) { now := time.Now().Add(d); l.bob.now = func() time.Time { return now } }
+
+	// 23 hours on, with every mail already past a one-hour keep time: not looked at yet.
+	l.bob.opts.KeepProcessed = time.Hour
+	at(23 * time.Hour)
+	l.bob.pruneProcessed(l.ctx)
+	if got := processed(); got != held || !lastPrune().Equal(first) {
+		t.Fatalf("looked again within a day: %d processed mails left of %d, last look %v (first %v)", got, held, lastPrune(), first)
+	}
+
+	// Kept forever: never looked at, however long ago the last look was.
+	l.bob.opts.KeepProcessed = -1
+	at(31 * 24 * time.Hour)
+	l.bob.pruneProcessed(l.ctx)
+	if got := processed(); got != held {
+		t.Fatalf("KeepProcessed < 0 deleted mail: %d left of %d", got, held)
+	}
+
+	// 31 days on, with the default keep time of 30 days: every processed mail arrived today,
+	// before the cut-off a day from now.
+	l.bob.opts.KeepProcessed = 0
+	l.bob.pruneProcessed(l.ctx)
+	if got := processed(); got != 0 {
+		t.Fatalf("%d processed mails left after they were 31 days old", got)
+	}
+	if !lastPrune().After(first) {
+		t.Fatalf("the second look was not recorded: %v", lastPrune())
+	}
+
+	// The agent goes on: a command still runs, and its mail is kept.
+	l.bob.now = time.Now
+	l.serveBob()
+	if r := l.run("echo", "three"); r.Status != "done" {
+		t.Fatalf("a command after pruning: %+v", r)
+	}
+}
