@@ -12,7 +12,7 @@ import (
 	"github.com/ulikunitz/xz"
 )
 
-var update = flag.Bool("update", false, "rewrite the seed frames under testdata/seeds")
+var update = flag.Bool("update", false, "rewrite testdata/seeds (TestSeedFrames) and testdata/*.vec (TestFrameVectors)")
 
 const seedDir = "testdata/seeds"
 

@@ -2,7 +2,9 @@ package session
 
 // Test vectors in age's format (testdata/README.md): header lines, a blank line, the package.
 // TestVectors runs every testdata/*.vec through Parse (and Marshal) and then through the checks
-// of its type, and compares the result with the vector's "expect:" line. The generator below
+// of its type, and compares the result with the vector's "expect:" line; a RESPONSE that carries
+// the inputs of its child epoch is also checked as the initiator derives the child
+// (checkRotationVector), and vectorLinks ties vectors built on one another. The generator below
 // writes the files from the real Engine, deterministically:
 //
 //	go test ./session/ -run TestVectors -update
@@ -12,8 +14,10 @@ package session
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/mlkem"
 	"crypto/rsa"
@@ -52,6 +56,7 @@ const (
 var vectorKeys = []string{
 	"expect", "type",
 	"secret", "payload", "share", "error code", "error detail",
+	"epoch secret", "command", "command share key", "child secret", "child id",
 	"signer", "rsa key", "mlkem seed", "init req hash", "epoch0 secret", "epoch0 id",
 	"code", "address a", "address b", "fingerprint",
 	"comment",
@@ -62,10 +67,21 @@ var vectorKeys = []string{
 var requiredVectors = []string{
 	"command_ok", "command_bad_tag", "command_bad_header_ad", "command_truncated", "command_trailing_byte",
 	"command_unknown_flag", "command_unknown_version", "command_nonzero_padding", "command_wrong_bucket",
-	"response_ok", "error_ok", "error_unknown_code",
+	"response_ok", "response_child_ok", "response_null_share_ok", "response_low_order_share", "command_child_ok",
+	"error_ok", "error_unknown_code",
 	"init_req_ok", "init_req_bad_signature",
 	"init_resp_ok", "init_resp_bad_label", "init_resp_bad_confirm",
 	"pair_code_ok", "pair_code_wrong", "pair_fingerprint_ok", "pair_fingerprint_nonzero_mac",
+}
+
+// vectorLinks are values that two vectors must share, so that vectors built on one another stay
+// one chain: {vector, key, vector, key}, where the key "" is the vector's package.
+var vectorLinks = [][4]string{
+	// response_child_ok answers command_ok, sealed under command_ok's epoch secret...
+	{"response_child_ok", "command", "command_ok", ""},
+	{"response_child_ok", "epoch secret", "command_ok", "secret"},
+	// ...and the initiator's next command goes out under the child it derives.
+	{"command_child_ok", "secret", "response_child_ok", "child secret"},
 }
 
 // vector is one test vector file.
@@ -237,9 +253,9 @@ func TestVectors(t *testing.T) {
 		}
 	}
 	vs := loadVectors(t)
-	have := map[string]bool{}
+	have := map[string]*vector{}
 	for _, v := range vs {
-		have[v.name] = true
+		have[v.name] = v
 		t.Run(v.name, func(t *testing.T) {
 			err := checkVector(v)
 			if got := outcomeOf(err); got != v.expect {
@@ -251,10 +267,30 @@ func TestVectors(t *testing.T) {
 		})
 	}
 	for _, name := range requiredVectors {
-		if !have[name] {
+		if have[name] == nil {
 			t.Errorf("vector %s: missing from %s", name, vectorDir)
 		}
 	}
+	for _, l := range vectorLinks {
+		a, b := have[l[0]], have[l[2]]
+		if a == nil || b == nil {
+			continue // reported as missing above
+		}
+		va, oka := a.value(l[1])
+		vb, okb := b.value(l[3])
+		if !oka || !okb || !bytes.Equal(va, vb) {
+			t.Errorf("vector %s: %q is not %s's %q", l[0], l[1], l[2], cmp.Or(l[3], "package"))
+		}
+	}
+}
+
+// value returns a hex key, or the package for the key "".
+func (v *vector) value(key string) ([]byte, bool) {
+	if key == "" {
+		return v.pkg, true
+	}
+	b, ok := v.fields[key]
+	return b, ok
 }
 
 // errMismatch: the package checks out but says something other than the vector's keys (a wrong
@@ -367,7 +403,121 @@ func checkInnerVector(v *vector, p *Package) error {
 	if err := v.compare("payload", payload); err != nil {
 		return err
 	}
-	return v.compare("share", share[:])
+	if err := v.compare("share", share[:]); err != nil {
+		return err
+	}
+	return checkRotationVector(v, p, &s, share)
+}
+
+// rotationKeys are the keys of a RESPONSE vector that checks the child epoch (section 7).
+var rotationKeys = []string{"epoch secret", "command", "command share key", "child secret", "child id"}
+
+// checkRotationVector: a RESPONSE that answers a transmission under the initiator's current epoch,
+// checked as the initiator does (section 7, "Child epoch"). From the parent epoch secret S_e, the
+// COMMAND as sent and the private key a of its share: the COMMAND opens under S_e and carries
+// A = a·G; RS = HKDF(S_e, H_c, "sealpost/v1/response") is the vector's secret (which opened the
+// RESPONSE); and then either the RESPONSE's share B is the null share, which yields no child (the
+// vector carries no child keys), or
+//
+//	S_child = HKDF(X25519(a, B), RS, "sealpost/v1/child" ‖ H_c ‖ H_r), child id = HKDF-Expand(S_child, "sealpost/v1/epoch-id", 16)
+//
+// with H_c and H_r the SHA-256 of the two whole packages. An all-zero X25519(a, B) is malformed.
+// The derivations are written out from the key schedule table with crypto/hkdf, not through
+// kdf.go's helpers, which made the expected values in the generator (through the Engine).
+func checkRotationVector(v *vector, p *Package, rs *Secret, share [32]byte) error {
+	if !slices.ContainsFunc(rotationKeys, func(k string) bool { _, ok := v.fields[k]; return ok }) {
+		return nil
+	}
+	if p.Type != TypeResponse {
+		return fmt.Errorf("%w: child epoch keys on a %s", errBadVector, p.Type)
+	}
+	parent, err := v.secret("epoch secret")
+	if err != nil {
+		return err
+	}
+	cmd, err := v.need("command", -1)
+	if err != nil {
+		return err
+	}
+	a, err := v.need("command share key", 32)
+	if err != nil {
+		return err
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(a)
+	if err != nil {
+		return fmt.Errorf("%w: command share key: %v", errBadVector, err)
+	}
+
+	// The COMMAND this RESPONSE answers, and its share.
+	cp, err := Parse(cmd)
+	if err != nil || cp.Type != TypeCommand {
+		return fmt.Errorf("%w: command is not a COMMAND package (%v)", errBadVector, err)
+	}
+	if cp.Epoch != specEpochID(parent[:]) {
+		return fmt.Errorf("%w: command's epoch %s is not the id of the epoch secret", errMismatch, cp.Epoch)
+	}
+	cplain, err := open(cp, cmd, &parent)
+	if err != nil {
+		return fmt.Errorf("%w: command does not open under the epoch secret (%v)", errBadVector, err)
+	}
+	cshare, _, err := decodeInner(cplain)
+	if err != nil {
+		return fmt.Errorf("%w: command body (%v)", errBadVector, err)
+	}
+	if !bytes.Equal(cshare[:], priv.PublicKey().Bytes()) {
+		return fmt.Errorf("%w: command share %x is not X25519(command share key, 9)", errMismatch, cshare)
+	}
+	if p.Session != cp.Session || p.Epoch != cp.Epoch || p.Seq != cp.Seq || p.Command != cp.Command ||
+		p.Sender != cp.Recipient || p.Recipient != cp.Sender {
+		return fmt.Errorf("%w: the RESPONSE header does not answer the command's", errMismatch)
+	}
+
+	hc := sha256.Sum256(cmd)
+	if want := specHKDF(parent[:], hc[:], "sealpost/v1/response"); !bytes.Equal(want, rs[:]) {
+		return fmt.Errorf("%w: secret is not HKDF(epoch secret, SHA-256(command), \"sealpost/v1/response\") = %x", errMismatch, want)
+	}
+	if share == ([32]byte{}) {
+		// The null share: no child.
+		for _, k := range []string{"child secret", "child id"} {
+			if _, ok := v.fields[k]; ok {
+				return fmt.Errorf("%w: a null share yields no child, but the vector has %q", errMismatch, k)
+			}
+		}
+		return nil
+	}
+	pub, err := ecdh.X25519().NewPublicKey(share[:])
+	if err != nil {
+		return parseErr("share", "response share: %v", err)
+	}
+	dh, err := priv.ECDH(pub) // crypto/ecdh refuses an all-zero output
+	if err != nil {
+		return parseErr("share", "response share: %v", err)
+	}
+	hr := sha256.Sum256(v.pkg)
+	child := specHKDF(dh, rs[:], "sealpost/v1/child"+string(hc[:])+string(hr[:]))
+	if err := v.compare("child secret", child); err != nil {
+		return err
+	}
+	id := specEpochID(child)
+	return v.compare("child id", id[:])
+}
+
+// specHKDF is HKDF(ikm, salt, info) of the primitives table: HKDF-SHA-256, 32 bytes.
+func specHKDF(ikm, salt []byte, info string) []byte {
+	k, err := hkdf.Key(sha256.New, ikm, salt, info, 32)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// specEpochID is HKDF-Expand(S, "sealpost/v1/epoch-id", 16): S is the PRK, no extract step.
+func specEpochID(s []byte) EpochID {
+	k, err := hkdf.Expand(sha256.New, s, "sealpost/v1/epoch-id", 16)
+	if err != nil {
+		panic(err)
+	}
+	return EpochID(k)
 }
 
 // checkErrorVector: ERROR, sealed under the response secret.
@@ -812,6 +962,96 @@ func generateVectors(t *testing.T) []*vector {
 	plain[0] = 99
 	add(newVector("error_unknown_code", expectParse, TypeError, must(sealInto(buf, &errHeader, &errSecret, craft)).of(t))).
 		set("secret", errSecret[:]).note("error_ok's body with error code 99, sealed properly")
+
+	// Rotation (section 7). Everything below comes after the vectors above in every random
+	// stream, so adding to it leaves them unchanged. Alice adopted the child of response_ok when
+	// she received it (the ERROR after it changed nothing); bob added the same child when he
+	// sealed it.
+	after, _, _ := cst.Session(sess)
+	child := after.Current
+	if child.Gen != 1 || child.ID == ep.ID {
+		t.Fatalf("generator: alice's epoch after response_ok is generation %d, %s", child.Gen, child.ID)
+	}
+	if held, _, _ := rst.Session(sess); len(held.Children) != 1 || held.Children[0] != child {
+		t.Fatalf("generator: bob does not hold alice's child epoch as his only child")
+	}
+	add(newVector("response_child_ok", expectSuccess, TypeResponse, answer)).set("secret", respSecret[:]).
+		set("payload", respPayload).set("share", respShare).
+		set("epoch secret", epoch[:]).set("command", cmd).set("command share key", sharePriv.Bytes()).
+		set("child secret", child.Secret[:]).set("child id", child.ID[:]).
+		note("response_ok with what the initiator derives from it: command is command_ok, epoch secret the epoch it was sealed under,").
+		note("command share key the X25519 private key a of its share; child secret is HKDF(X25519(a, share), secret, \"sealpost/v1/child\" || SHA-256(command) || SHA-256(package))")
+	lowOrder := make([]byte, shareSize)
+	lowOrder[0] = 1 // u = 1, a low-order point: X25519 with it is all zero
+	answerHeader := must(Parse(answer)).of(t).Header
+	buf, _ = encodeInner(lowOrder, respPayload)
+	add(newVector("response_low_order_share", expectParse, TypeResponse, must(sealInto(buf, &answerHeader, &respSecret, craft)).of(t))).
+		set("secret", respSecret[:]).set("payload", respPayload).set("share", lowOrder).
+		set("epoch secret", epoch[:]).set("command", cmd).set("command share key", sharePriv.Bytes()).
+		note("response_ok's payload with the share u = 1 (not the null share), sealed properly: X25519(a, share) is all zero,").
+		note("so an initiator on the command's epoch rejects the RESPONSE as malformed")
+
+	childPayload := []byte("df -h /")
+	next := must(alice.eng.Send(cst, bob.fp, cmdIDOf("child"), childPayload, notAfter)).of(t)
+	pd, _, _ = cst.Pending(cmdIDOf("child"))
+	nextShare := must(ecdh.X25519().NewPrivateKey(pd.Sends[0].SharePriv[:])).of(t).PublicKey().Bytes()
+	out, err = bob.eng.Receive(rst, next)
+	mustKind(t, "bob receives the command under the child epoch", out, err, Execute)
+	if held, _, _ := rst.Session(sess); held.Current != child || len(held.Children) != 0 {
+		t.Fatalf("generator: the command under the child did not confirm it")
+	}
+	add(newVector("command_child_ok", expectSuccess, TypeCommand, next)).set("secret", child.Secret[:]).
+		set("payload", childPayload).set("share", nextShare).
+		note("alice's next COMMAND after response_child_ok, sealed under its child epoch: secret is that child secret and the").
+		note("header's epoch its child id; bob, receiving it, confirms the child and deletes the parent")
+
+	// The null share: a second session whose fixed epoch gets MaxChildren+1 commands before any
+	// answer reaches alice. Bob answers all of them: the first MaxChildren answers each add a
+	// child, the last carries the null share.
+	nullEpoch := Secret(vecBytes("epoch/null-share"))
+	var nullSess SessionID
+	nullSessBytes := vecBytes("session/null-share")
+	copy(nullSess[:], nullSessBytes[:])
+	nst, nrst := newMapStore(), newMapStore()
+	alice.pin(t, nst, bob)
+	bob.pin(t, nrst, alice)
+	nullEp := Epoch{ID: epochID(&nullEpoch), Secret: nullEpoch}
+	if err := nst.PutSession(&State{ID: nullSess, Peer: bob.fp, Role: Initiator, Status: Confirmed, Created: vecNowMS, NextSeq: 1, Current: nullEp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nrst.PutSession(&State{ID: nullSess, Peer: alice.fp, Role: Responder, Status: Confirmed, Created: vecNowMS, Current: nullEp}); err != nil {
+		t.Fatal(err)
+	}
+	var lastCmd, lastAnswer []byte
+	var lastKey *ecdh.PrivateKey
+	lastPayload := []byte("pong")
+	for i := range MaxChildren + 1 {
+		id := cmdIDOf(fmt.Sprintf("null-share/%d", i))
+		lastCmd = must(alice.eng.Send(nst, bob.fp, id, []byte("ping"), notAfter)).of(t)
+		pd, _, _ := nst.Pending(id)
+		lastKey = must(ecdh.X25519().NewPrivateKey(pd.Sends[0].SharePriv[:])).of(t)
+		out, err := bob.eng.Receive(nrst, lastCmd)
+		ticket := mustKind(t, "bob receives a command under the null-share epoch", out, err, Execute).Ticket
+		lastAnswer = must(bob.eng.Complete(nrst, ticket, lastPayload)).of(t)
+	}
+	if held, _, _ := nrst.Session(nullSess); len(held.Children) != MaxChildren {
+		t.Fatalf("generator: bob holds %d children, want %d", len(held.Children), MaxChildren)
+	}
+	out, err = alice.eng.Receive(nst, lastAnswer)
+	if mustKind(t, "alice receives the null share", out, err, Delivered); !out.Rekey {
+		t.Fatalf("generator: the null share did not ask for a new handshake")
+	}
+	if held, _, _ := nst.Session(nullSess); held.Current != nullEp {
+		t.Fatalf("generator: the null share changed alice's epoch")
+	}
+	hl := hashPackage(lastCmd)
+	nullRS := responseSecret(&nullEpoch, hl[:])
+	add(newVector("response_null_share_ok", expectSuccess, TypeResponse, lastAnswer)).set("secret", nullRS[:]).
+		set("payload", lastPayload).set("share", make([]byte, shareSize)).
+		set("epoch secret", nullEpoch[:]).set("command", lastCmd).set("command share key", lastKey.Bytes()).
+		note(fmt.Sprintf("bob's RESPONSE to the last of %d commands sent under one epoch before any answer reached alice: he holds", MaxChildren+1)).
+		note(fmt.Sprintf("%d children of that epoch already, so the share is the null share (32 zero bytes) and creates no child;", MaxChildren)).
+		note("the initiator delivers the payload, keeps its epoch and starts a new handshake")
 
 	slices.SortFunc(vs, func(a, b *vector) int { return strings.Compare(a.name, b.name) })
 	return vs
