@@ -30,3 +30,11 @@ func SetLookPerScan(t interface{ Cleanup(func()) }, n int) {
 	lookPerScan = n
 	t.Cleanup(func() { lookPerScan = old })
 }
+
+// SetSMTPIdle changes how long a submission connection stays open after its last mail, until
+// the test ends.
+func SetSMTPIdle(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := smtpIdle
+	smtpIdle = d
+	t.Cleanup(func() { smtpIdle = old })
+}

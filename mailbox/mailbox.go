@@ -117,6 +117,7 @@ type Stats struct {
 	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included)
 	BodyBytes    int64 // bytes of whole sealpost mails fetched
 	Sent         int   // mails submitted
+	SMTPConnects int   // SMTP connections opened (one serves consecutive mails)
 	IdleWakeups  int   // IDLE waits ended by the server's push
 	PollWakeups  int   // waits ended by the poll or IDLE re-issue timer
 	BadSealpost  int   // X-Sealpost mails returned with Err set

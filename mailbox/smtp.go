@@ -12,7 +12,9 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// Send implements Transport. Each call uses its own SMTP connection under the watchdog.
+// Send implements Transport. Mails go out over one SMTP connection that stays open between
+// them, for at most smtpIdle after the last one: a backlog of answers then costs one TCP, TLS
+// and AUTH setup, not one per mail. Every submission runs under the watchdog.
 //
 // Classification: a 4xx reply, a network failure or a timeout is temporary. A 5xx reply to RCPT
 // or DATA, or a 552 to MAIL, concerns this mail (550: no such user, 552: too large) and is
@@ -36,49 +38,149 @@ func (t *IMAPSMTP) Send(ctx context.Context, to string, pkg []byte) error {
 	return nil
 }
 
-func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) (err error) {
+// smtpIdle is how long a submission connection stays open after its last mail. Servers drop
+// idle clients after minutes (Postfix: 300 s); an agent answering a backlog sends within
+// milliseconds of the previous mail.
+var smtpIdle = 10 * time.Second
+
+// smtpConn is an open, authenticated submission connection.
+type smtpConn struct {
+	raw  *watchedConn
+	c    *smtp.Client
+	idle *time.Timer // closes the connection after smtpIdle unused
+}
+
+// quit ends the connection politely when the server still listens; bounded by CommandTimeout.
+func (sc *smtpConn) quit(timeout time.Duration) {
+	sc.raw.SetDeadline(time.Now().Add(timeout))
+	_ = sc.c.Quit()
+	sc.raw.Close()
+}
+
+// submit sends one mail over the kept connection, or a new one. When a kept connection fails
+// at the first command of the mail (MAIL FROM), the server had dropped it while it was idle;
+// nothing of this mail reached the server, so it is sent once more over a new connection.
+func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
+	t.smtpMu.Lock()
+	defer t.smtpMu.Unlock()
+	sc := t.smtp
+	t.smtp = nil
+	if sc != nil {
+		sc.idle.Stop()
+		step, err := t.transact(ctx, sc, to, mail)
+		if err == nil {
+			t.keepSMTP(sc)
+			return nil
+		}
+		sc.raw.Close()
+		var se *SendError
+		if step != stepMail || ctx.Err() != nil || !errors.As(err, &se) || !se.Temporary {
+			return err
+		}
+		t.s.log.Debug("kept SMTP connection was closed; reconnecting", "op", "send", "err", err)
+	}
+	sc, err := t.dialSMTP(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := t.transact(ctx, sc, to, mail); err != nil {
+		sc.raw.Close()
+		return err
+	}
+	t.keepSMTP(sc)
+	return nil
+}
+
+// keepSMTP keeps sc for the next mail, and closes it after smtpIdle unless one comes. The caller
+// holds smtpMu.
+func (t *IMAPSMTP) keepSMTP(sc *smtpConn) {
+	if t.shut.Load() {
+		sc.quit(t.s.CommandTimeout)
+		return
+	}
+	t.smtp = sc
+	sc.idle = time.AfterFunc(smtpIdle, func() {
+		t.smtpMu.Lock()
+		defer t.smtpMu.Unlock()
+		if t.smtp == sc {
+			t.smtp = nil
+			sc.quit(t.s.CommandTimeout)
+		}
+	})
+}
+
+// closeSMTP ends the kept connection, if any.
+func (t *IMAPSMTP) closeSMTP() {
+	t.smtpMu.Lock()
+	defer t.smtpMu.Unlock()
+	if sc := t.smtp; sc != nil {
+		t.smtp = nil
+		sc.idle.Stop()
+		sc.quit(t.s.CommandTimeout)
+	}
+}
+
+// watched runs f under the watchdog of sc's connection and turns a silent server or the end of
+// ctx into the errors Send reports.
+func (t *IMAPSMTP) watched(ctx context.Context, raw *watchedConn, f func() error) error {
+	w := raw.watch(ctx, t.s.CommandTimeout)
+	err := f()
+	timedOut, cancelled := w.stop()
+	var se *SendError
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch {
+	case cancelled && ctx.Err() != nil:
+		err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", t.s.SMTPAddr, ctx.Err())}
+	case timedOut || isNetTimeout(err):
+		err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w (silent for %s)", t.s.SMTPAddr, ErrTimeout, t.s.CommandTimeout)}
+	}
+	return err
+}
+
+// dialSMTP connects, sets up TLS, greets and authenticates.
+func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	s := t.s
 	d := net.Dialer{Timeout: s.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", s.SMTPAddr)
 	if err != nil {
-		return &SendError{Temporary: true, Err: fmt.Errorf("connect to SMTP server %s: %w", s.SMTPAddr, err)}
+		return nil, &SendError{Temporary: true, Err: fmt.Errorf("connect to SMTP server %s: %w", s.SMTPAddr, err)}
 	}
-	raw := newWatchedConn(nc)
-	w := raw.watch(ctx, s.CommandTimeout)
-	defer func() {
-		timedOut, cancelled := w.stop()
-		raw.Close()
-		var se *SendError
-		if err == nil || !errors.As(err, &se) {
-			return
+	t.count(func(s *Stats) { s.SMTPConnects++ })
+	sc := &smtpConn{raw: newWatchedConn(nc)}
+	err = t.watched(ctx, sc.raw, func() error { return t.greet(ctx, sc, nc) })
+	if err != nil {
+		if sc.c != nil {
+			sc.c.Close()
 		}
-		switch {
-		case cancelled && ctx.Err() != nil:
-			err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", s.SMTPAddr, ctx.Err())}
-		case timedOut || isNetTimeout(err):
-			err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w (silent for %s)", s.SMTPAddr, ErrTimeout, s.CommandTimeout)}
-		}
-	}()
+		sc.raw.Close()
+		return nil, err
+	}
+	return sc, nil
+}
 
+func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
+	s := t.s
 	// EHLO names the domain of our address, which the mail shows anyway, not this host.
 	helo, _ := addrSpec(s.Address) // validated by New
 	var c *smtp.Client
 	switch s.TLS {
 	case TLSImplicit:
-		tc := tls.Client(raw, s.smtpTLS)
+		tc := tls.Client(sc.raw, s.smtpTLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return &SendError{Temporary: true, Err: tlsError(err, s.SMTPAddr)}
 		}
 		c = smtp.NewClient(tc)
 	case TLSStartTLS:
 		var err error
-		if c, err = smtp.NewClientStartTLS(raw, s.smtpTLS); err != nil {
+		if c, err = smtp.NewClientStartTLS(sc.raw, s.smtpTLS); err != nil {
 			return setupErr("STARTTLS", tlsError(err, s.SMTPAddr))
 		}
 	default:
-		c = smtp.NewClient(raw)
+		c = smtp.NewClient(sc.raw)
 	}
-	defer c.Close()
+	sc.c = c
 	// The watchdog is the bound; go-smtp's own deadlines are a looser backstop.
 	c.CommandTimeout, c.SubmissionTimeout = 2*s.CommandTimeout, 2*s.CommandTimeout
 	if err := c.Hello(helo); err != nil {
@@ -88,54 +190,74 @@ func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) (err erro
 		}
 		return setupErr(step, tlsError(err, s.SMTPAddr))
 	}
-	if s.Username != "" || s.Password != "" {
-		if _, encrypted := c.TLSConnectionState(); !encrypted && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
-			return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
-		}
-		user := s.Username
-		if user == "" {
-			user = s.Address
-		}
-		var mech sasl.Client
-		switch {
-		case c.SupportsAuth(sasl.Plain):
-			mech = sasl.NewPlainClient("", user, s.Password)
-		case c.SupportsAuth(sasl.Login):
-			mech = sasl.NewLoginClient(user, s.Password)
-		default:
-			return &SendError{Temporary: true, Err: fmt.Errorf("SMTP server %s offers neither AUTH PLAIN nor LOGIN", s.SMTPAddr)}
-		}
-		if err := c.Auth(mech); err != nil {
-			return setupErr("AUTH as "+user, err)
-		}
+	if s.Username == "" && s.Password == "" {
+		return nil
 	}
-	if max, ok := c.MaxMessageSize(); ok && max > 0 && len(mail) > max {
-		return &SendError{Code: 552, Err: fmt.Errorf("mail of %d bytes exceeds the server's SIZE %d", len(mail), max)}
+	if _, encrypted := c.TLSConnectionState(); !encrypted && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
+		return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
 	}
-	if err := c.Mail(s.Address, &smtp.MailOptions{Size: int64(len(mail))}); err != nil {
-		// A refused sender is our configuration (authentication required, address not ours);
-		// only a refused size (552, from SIZE=) is about this mail.
-		if se := mailErrOf("MAIL FROM", err); se.Code == 552 {
-			return se
-		}
-		return setupErr("MAIL FROM", err)
+	user := s.Username
+	if user == "" {
+		user = s.Address
 	}
-	if err := c.Rcpt(to, nil); err != nil {
-		return mailErrOf("RCPT TO "+to, err)
+	var mech sasl.Client
+	switch {
+	case c.SupportsAuth(sasl.Plain):
+		mech = sasl.NewPlainClient("", user, s.Password)
+	case c.SupportsAuth(sasl.Login):
+		mech = sasl.NewLoginClient(user, s.Password)
+	default:
+		return &SendError{Temporary: true, Err: fmt.Errorf("SMTP server %s offers neither AUTH PLAIN nor LOGIN", s.SMTPAddr)}
 	}
-	wc, err := c.Data()
-	if err != nil {
-		return mailErrOf("DATA", err)
+	if err := c.Auth(mech); err != nil {
+		return setupErr("AUTH as "+user, err)
 	}
-	if _, err := wc.Write(mail); err != nil {
-		wc.Close()
-		return mailErrOf("DATA", err)
-	}
-	if err := wc.Close(); err != nil {
-		return mailErrOf("DATA", err)
-	}
-	_ = c.Quit() // the mail is accepted; a failed goodbye changes nothing
 	return nil
+}
+
+// Steps of a mail transaction, for telling a connection dropped while idle (it fails at the
+// first) from a failure of this mail.
+const (
+	stepMail = iota + 1
+	stepRcpt
+	stepData
+)
+
+// transact sends one mail over an open connection and says at which step it failed.
+func (t *IMAPSMTP) transact(ctx context.Context, sc *smtpConn, to string, mail []byte) (step int, err error) {
+	err = t.watched(ctx, sc.raw, func() error {
+		c := sc.c
+		if max, ok := c.MaxMessageSize(); ok && max > 0 && len(mail) > max {
+			return &SendError{Code: 552, Err: fmt.Errorf("mail of %d bytes exceeds the server's SIZE %d", len(mail), max)}
+		}
+		step = stepMail
+		if err := c.Mail(t.s.Address, &smtp.MailOptions{Size: int64(len(mail))}); err != nil {
+			// A refused sender is our configuration (authentication required, address not
+			// ours); only a refused size (552, from SIZE=) is about this mail.
+			if se := mailErrOf("MAIL FROM", err); se.Code == 552 {
+				return se
+			}
+			return setupErr("MAIL FROM", err)
+		}
+		step = stepRcpt
+		if err := c.Rcpt(to, nil); err != nil {
+			return mailErrOf("RCPT TO "+to, err)
+		}
+		step = stepData
+		wc, err := c.Data()
+		if err != nil {
+			return mailErrOf("DATA", err)
+		}
+		if _, err := wc.Write(mail); err != nil {
+			wc.Close()
+			return mailErrOf("DATA", err)
+		}
+		if err := wc.Close(); err != nil {
+			return mailErrOf("DATA", err)
+		}
+		return nil
+	})
+	return step, err
 }
 
 // setupErr classifies a failure before the mail transaction: always temporary.

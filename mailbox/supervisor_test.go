@@ -17,14 +17,15 @@ import (
 // without closing anything, like a half-dead connection or a stalled middlebox. It records what
 // the clients send (commands), to count the commands an exchange costs.
 type freezeProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	cond   *sync.Cond
-	frozen bool
-	closed bool
-	conns  []net.Conn
-	sent   []byte // from the clients, since the last commands()
+	ln       net.Listener
+	target   string
+	mu       sync.Mutex
+	cond     *sync.Cond
+	frozen   bool
+	closed   bool
+	conns    []net.Conn
+	accepted int    // client connections, in all
+	sent     []byte // from the clients, since the last commands()
 }
 
 func newFreezeProxy(t *testing.T, target string) *freezeProxy {
@@ -55,6 +56,7 @@ func (p *freezeProxy) serve() {
 		}
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
+		p.accepted++
 		p.mu.Unlock()
 		go p.pipe(s, c, true)
 		go p.pipe(c, s, false)
@@ -95,6 +97,18 @@ func (p *freezeProxy) freeze(on bool) {
 	p.frozen = on
 	p.cond.Broadcast()
 	p.mu.Unlock()
+}
+
+// cut closes every connection made so far, as a server that drops idle clients does, and
+// returns how many client connections it had accepted in all.
+func (p *freezeProxy) cut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	return p.accepted
 }
 
 func (p *freezeProxy) close() {

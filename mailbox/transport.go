@@ -12,8 +12,8 @@ import (
 // IMAPSMTP is the Transport over an ordinary mailbox: it reads with IMAP (go-imap/v2) and sends
 // with SMTP (go-smtp). It keeps one IMAP connection, owned by a supervisor: every exchange runs
 // under a watchdog (Config.CommandTimeout), any failure closes the connection, and the next call
-// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Each Send uses
-// its own SMTP connection. It is safe for concurrent use; Receive calls run one at a time, and an
+// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share
+// one SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use; Receive calls run one at a time, and an
 // Ack or Reject made while a Receive waits in IDLE interrupts the IDLE and lets it resume.
 type IMAPSMTP struct {
 	s *settings
@@ -28,6 +28,9 @@ type IMAPSMTP struct {
 
 	wake chan struct{} // cap 1: the unilateral-data handler saw EXISTS (new mail)
 	kick chan struct{} // cap 1: another call ended the IDLE a Receive waits on, or Close ran
+
+	smtpMu sync.Mutex // one submission at a time, over smtp
+	smtp   *smtpConn  // the kept submission connection; nil when there is none
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -61,13 +64,14 @@ func (t *IMAPSMTP) count(f func(*Stats)) {
 // Close logs out and closes the IMAP connection; it returns nil (a server that is already gone
 // is no error here). Later calls return ErrClosed.
 func (t *IMAPSMTP) Close() error {
+	t.shut.Store(true) // from now on Send refuses, and keeps no connection
+	t.closeSMTP()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil
 	}
 	t.closed = true
-	t.shut.Store(true)
 	signal(t.kick)
 	c := t.conn
 	if c == nil {

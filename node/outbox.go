@@ -157,7 +157,7 @@ func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, se *mailbo
 		}
 		kept := res
 		kept.Stdout, kept.Stderr = nil, nil
-		kept.Undelivered = clip(fmt.Sprintf("the result (%d bytes of output) was refused by the mail server: %v", len(res.Stdout)+len(res.Stderr), se), commands.MaxErrorBytes)
+		kept.Undelivered = clip(fmt.Sprintf("the result (%d bytes of output) was refused by the mail server for its size: %v", len(res.Stdout)+len(res.Stderr), se), commands.MaxErrorBytes)
 		frame, err := encodeResult(kept)
 		if err != nil {
 			return nil, err
