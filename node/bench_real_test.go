@@ -474,35 +474,76 @@ func benchTLS(tb testing.TB, ms *fixtures.MailServer) *tls.Config {
 	return &tls.Config{RootCAs: roots, ServerName: host, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
 }
 
-// bareSMTP submits plain mail the way the nodes' transport does: one connection per mail to the
-// submission port, STARTTLS, EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT.
+// bareSMTP submits plain mail the way the nodes' transport does: over the submission port with
+// STARTTLS, EHLO and AUTH PLAIN, then MAIL, RCPT, DATA per mail, keeping the connection for the
+// next mail when it comes within bareSMTPIdle (the transport's smtpIdle), else QUIT and a new one.
 type bareSMTP struct {
 	addr, user, password string
 	tls                  *tls.Config
+	c                    *smtp.Client
+	last                 time.Time // when the kept connection sent its last mail
 }
+
+const bareSMTPIdle = 10 * time.Second
 
 func newBareSMTP(tb testing.TB, ms *fixtures.MailServer, user string) *bareSMTP {
-	return &bareSMTP{addr: ms.SMTPStartTLS, user: user, password: ms.Users[user], tls: benchTLS(tb, ms)}
+	s := &bareSMTP{addr: ms.SMTPStartTLS, user: user, password: ms.Users[user], tls: benchTLS(tb, ms)}
+	tb.Cleanup(s.close)
+	return s
 }
 
-func (s *bareSMTP) send(to string, mail []byte) error {
+func (s *bareSMTP) close() {
+	if s.c != nil {
+		_ = s.c.Quit()
+		s.c.Close()
+		s.c = nil
+	}
+}
+
+func (s *bareSMTP) dial() error {
 	nc, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
 	if err != nil {
 		return err
 	}
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
 	c, err := smtp.NewClientStartTLS(nc, s.tls)
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("STARTTLS: %w", err)
 	}
-	defer c.Close()
+	c.CommandTimeout, c.SubmissionTimeout = 30*time.Second, 30*time.Second
 	if err := c.Hello("sealpost.test"); err != nil {
+		c.Close()
 		return fmt.Errorf("EHLO: %w", err)
 	}
 	if err := c.Auth(sasl.NewPlainClient("", s.user, s.password)); err != nil {
+		c.Close()
 		return fmt.Errorf("AUTH: %w", err)
 	}
+	s.c = c
+	return nil
+}
+
+func (s *bareSMTP) send(to string, mail []byte) error {
+	if s.c != nil && time.Since(s.last) > bareSMTPIdle {
+		s.close()
+	}
+	if s.c == nil {
+		if err := s.dial(); err != nil {
+			return err
+		}
+	}
+	err := s.transact(to, mail)
+	if err != nil {
+		s.c.Close()
+		s.c = nil
+		return err
+	}
+	s.last = time.Now()
+	return nil
+}
+
+func (s *bareSMTP) transact(to string, mail []byte) error {
+	c := s.c
 	if err := c.Mail(s.user, &smtp.MailOptions{Size: int64(len(mail))}); err != nil {
 		return fmt.Errorf("MAIL FROM: %w", err)
 	}
@@ -519,7 +560,6 @@ func (s *bareSMTP) send(to string, mail []byte) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("DATA: %w", err)
 	}
-	_ = c.Quit()
 	return nil
 }
 

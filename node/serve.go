@@ -45,10 +45,10 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 }
 
 // startSender runs the agent's sender until the returned stop is called: it mails the outbox
-// whenever flushSoon kicks it, so that SMTP (a new connection per mail, a few milliseconds at
-// best) overlaps with reading, checking and running the next mail instead of adding to it. The
-// outbox is durable, so the sender only ever delays mail. stop makes one last attempt, bounded
-// by senderDrain, to mail what is due, then waits for the sender to end.
+// whenever flushSoon kicks it, so that SMTP (a millisecond or more per mail on a kept connection,
+// several on a new one) overlaps with reading, checking and running the next mail instead of adding
+// to it. The outbox is durable, so the sender only ever delays mail. stop makes one last attempt,
+// bounded by senderDrain, to mail what is due, then waits for the sender to end.
 func (n *Node) startSender(ctx context.Context) (stop func()) {
 	kick := make(chan struct{}, 1)
 	n.kick.Store(&kick)
