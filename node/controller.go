@@ -125,7 +125,9 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 // RemovePeer forgets a peer: its pinned key, sessions, pending and queued commands, allow list
 // and any armed pairing. Its results stay in the history.
 func (n *Node) RemovePeer(ctx context.Context, name string) error {
-	return n.update(func(tx *keystore.Tx, st TxStore) error {
+	var ended []session.CommandID // commands failed here, whose waiters are woken after the commit
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		ended = ended[:0]
 		found := false
 		var fp session.Fingerprint // the peer's, when pinned
 		var pairAddrs []string     // where a pairing mail for it would go
@@ -154,6 +156,7 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 				if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
 					return err
 				}
+				ended = append(ended, c)
 			}
 			// Commands still waiting for a session with it, too.
 			var waiting []string
@@ -174,6 +177,7 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 					if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
 						return err
 					}
+					ended = append(ended, c)
 				}
 			}
 			if err := tx.DeletePeer(name); err != nil {
@@ -219,6 +223,10 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 		}
 		return tx.DeleteConfig(prefixPolicy + name)
 	})
+	if err == nil {
+		n.notify(ended...)
+	}
+	return err
 }
 
 func (n *Node) putPolicy(tx *keystore.Tx, name string, allow []string) error {
@@ -728,7 +736,7 @@ func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(key
 			case <-ch:
 			case <-ctx.Done():
 				return r, ctx.Err()
-			case <-time.After(time.Second):
+			case <-time.After(n.waitRecheck):
 			}
 			continue
 		}

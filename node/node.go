@@ -74,6 +74,10 @@ type Node struct {
 	waitMu    sync.Mutex
 	waiters   map[session.CommandID][]chan struct{}
 
+	// waitRecheck is how often a Wait under Serve looks at the result without being notified
+	// (a backstop: every path that ends a command notifies its waiters).
+	waitRecheck time.Duration
+
 	beforeExecute func() // tests: simulate a crash between "executing" and the run
 }
 
@@ -168,7 +172,7 @@ func Open(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}}
+	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second}
 	if err := n.load(); err != nil {
 		st.Close()
 		return nil, err

@@ -524,11 +524,29 @@ func TestRemovePeer(t *testing.T) {
 	if err := l.alice.RemovePeer(l.ctx, "carol"); err == nil || !strings.Contains(err.Error(), "no peer named") {
 		t.Fatalf("removing carol again: %v; want 'no peer named'", err)
 	}
+	// Someone waits for the command to bob, as `run --wait` does through the agent's socket:
+	// removing bob ends the wait (with no recheck to fall back on, only the notification can).
+	l.alice.waitRecheck = time.Hour
+	l.alice.serving.Store(true)
+	waited := make(chan keystore.Result, 1)
+	go func() {
+		r, _ := l.alice.Wait(l.ctx, id, nil)
+		waited <- r
+	}()
+	time.Sleep(50 * time.Millisecond) // let it start waiting (if not, it finds the result at once)
 	if err := l.alice.RemovePeer(l.ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if r, _, _ := l.alice.Result(id); r.Status != StatusFailed || len(to()) != 0 {
 		t.Fatalf("after removing bob: result %q, outbox %v; want failed and empty", r.Status, to())
+	}
+	select {
+	case r := <-waited:
+		if r.Status != StatusFailed {
+			t.Fatalf("the waiter saw %q, want failed", r.Status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("removing bob did not end the wait for his command")
 	}
 }
 
