@@ -309,6 +309,15 @@ func TestReceiveBounds(t *testing.T) {
 			t.Fatalf("Receive(wait=%v) behind 30 foreign mails = %d messages, cursor %+v, %v; want the package and LastUID 31", wait, len(msgs), cur, err)
 		}
 	}
+	// A wait that is over (here before the first scan ends) stops after that scan, with the
+	// cursor past the 8 mails it looked at; the next call goes on from there.
+	msgs, cur, err := b.Receive(ctx, mailbox.Cursor{}, time.Nanosecond, 0)
+	if err != nil || len(msgs) != 0 || cur.LastUID != 8 {
+		t.Fatalf("Receive(wait=1ns) behind 30 foreign mails = %d messages, cursor %+v, %v; want none and LastUID 8", len(msgs), cur, err)
+	}
+	if msgs, cur, err = b.Receive(ctx, cur, 0, 0); err != nil || len(msgs) != 1 || cur.LastUID != 31 {
+		t.Fatalf("Receive(wait=0) from LastUID 8 = %d messages, cursor %+v, %v; want the package and LastUID 31", len(msgs), cur, err)
+	}
 
 	// 5 mails of about 40 KiB with a 64 KiB cap: at most 128 KiB per call.
 	c := newTransport(t, r, alice, nil)
@@ -317,7 +326,7 @@ func TestReceiveBounds(t *testing.T) {
 		inject(t, alice, raw)
 	}
 	var sizes []int
-	cur := mailbox.Cursor{}
+	cur = mailbox.Cursor{}
 	for range 3 {
 		msgs, next, err := c.Receive(ctx, cur, 0, 0)
 		if err != nil {

@@ -211,6 +211,13 @@ func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait time.Duration
 			if err := ctx.Err(); err != nil {
 				return nil, cur, err
 			}
+			select {
+			case <-waitEnd:
+				// The wait is over while working through foreign mail: the caller gets the
+				// cursor past what was looked at, and its turn (wait 0 scans to the end).
+				return nil, cur, nil
+			default:
+			}
 			continue
 		}
 		if wait <= 0 {

@@ -42,8 +42,10 @@ type Transport interface {
 	// however short the wait. ctx bounds the whole call; when it ends, Receive returns its error.
 	// Mail that is not sealpost's is never returned, never flagged, never moved (it is fetched
 	// with BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
-	// highest UID looked at (foreign mail included, so it is not re-read). On error the Cursor is
-	// still usable: it is after, or further when mail was looked at before the error.
+	// highest UID looked at (foreign mail included, so it is not re-read). A long run of foreign
+	// mail is looked at in slices; when the wait ends among them, Receive returns no messages
+	// and the cursor past the slices done (with wait 0 it scans to the end). On error the Cursor
+	// is still usable: it is after, or further when mail was looked at before the error.
 	Receive(ctx context.Context, after Cursor, wait time.Duration, max int) ([]Message, Cursor, error)
 	// Ack moves processed messages to the processed folder (created when missing). They may come
 	// from several folders and UIDVALIDITYs: each folder is selected once and its messages are
