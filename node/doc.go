@@ -10,6 +10,11 @@
 //     sections 11 and 17). A crash anywhere means the mail is read again and the ledger answers
 //     it; a command never runs twice, and one left "executing" by a crash is answered "outcome
 //     unknown" at the next start (Recover).
+//   - A mail that fails the checks is moved to the rejected folder with nothing committed. One
+//     whose handling fails for the node's own reasons (the state store) stays in the inbox and
+//     holds up the mail behind it while the trouble may pass; after 5 attempts over a minute it
+//     is moved aside too. Either way, for the protocol it is a lost mail that the sender retries.
+//   - Processed mail is deleted from the processed folder after Options.KeepProcessed.
 //   - A command runs only after its Executing record committed, and only if the peer's allow list
 //     (kept under the peer's name, written by `peer add --allow`) permits it.
 //   - Mail is sent only from the outbox; failures are retried with backoff, permanent refusals

@@ -78,7 +78,11 @@ type Node struct {
 	// (a backstop: every path that ends a command notifies its waiters).
 	waitRecheck time.Duration
 
-	beforeExecute func() // tests: simulate a crash between "executing" and the run
+	failMu  sync.Mutex
+	failing map[mailKey]mailFailures // the mail at the inbox's head that keeps failing
+
+	beforeExecute func()                      // tests: simulate a crash between "executing" and the run
+	failHandle    func(mailbox.Message) error // tests: state trouble while handling a mail
 }
 
 // MailConfig is the mailbox account a node uses; it is stored in the state, the password never is.
@@ -172,7 +176,7 @@ func Open(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second}
+	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second, failing: map[mailKey]mailFailures{}}
 	if err := n.load(); err != nil {
 		st.Close()
 		return nil, err

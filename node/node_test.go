@@ -588,3 +588,69 @@ func TestRefusedResponseNotForSize(t *testing.T) {
 	}
 	t.Fatal("alice's command never ended")
 }
+
+// TestMailThatKeepsFailingIsMovedAside: a mail whose handling fails for the node's own reasons
+// stays in the inbox and holds up the mail behind it while the trouble may pass; after 5
+// attempts over a minute it is moved to the rejected folder, and the next mail gets its turn.
+// Nothing of it was committed, so its command has not run and is still the sender's to retry.
+func TestMailThatKeepsFailingIsMovedAside(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.run("echo", "warm-up") // opens the session
+	l.stopBob()
+	before := runs(t)
+	count := RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{countScript}}}
+	stuck, err := l.alice.Submit(l.ctx, count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind, err := l.alice.Submit(l.ctx, count)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inspect := fixtures.IMAPInspector(l.relay.IMAPAddr(), l.users, nil)
+	rejectedBefore := len(inspect(t, "bob@example.test", "sealpost/rejected"))
+	var head uint32
+	l.bob.failHandle = func(m mailbox.Message) error {
+		if head == 0 {
+			head = m.UID
+		}
+		if m.UID == head {
+			return errors.New("simulated trouble with the state")
+		}
+		return nil
+	}
+	base := time.Now()
+	at := func(d time.Duration) { now := base.Add(d); l.bob.now = func() time.Time { return now } }
+	for i := range poisonAttempts - 1 {
+		at(time.Duration(i) * 20 * time.Second)
+		if _, err := l.bob.Pump(l.ctx, false, 0); err == nil || !strings.Contains(err.Error(), "simulated trouble") {
+			t.Fatalf("attempt %d: Pump = %v, want the trouble", i+1, err)
+		}
+		if n := runs(t); n != before {
+			t.Fatalf("attempt %d: %d commands ran behind the failing mail", i+1, n-before)
+		}
+	}
+	// The fifth attempt, 80 s after the first.
+	at(80 * time.Second)
+	if _, err := l.bob.Pump(l.ctx, false, 0); err != nil {
+		t.Fatalf("fifth attempt: Pump = %v, want the mail moved aside and the next one handled", err)
+	}
+	if n := runs(t); n != before+1 {
+		t.Fatalf("after the failing mail was moved aside: %d commands ran, want 1 (the one behind it)", n-before)
+	}
+	if got := len(inspect(t, "bob@example.test", "sealpost/rejected")); got != rejectedBefore+1 {
+		t.Fatalf("bob's rejected folder holds %d mails, %d before; want the failing one added", got, rejectedBefore)
+	}
+	l.bob.failHandle, l.bob.now = nil, time.Now
+	for range 3 {
+		l.alice.Pump(l.ctx, false, 0)
+	}
+	if r, _, _ := l.alice.Result(behind); r.Status != StatusDone {
+		t.Fatalf("the command behind the failing mail: %q, want done", r.Status)
+	}
+	if r, _, _ := l.alice.Result(stuck); Final(r.Status) {
+		t.Fatalf("the command of the failing mail: %q; it never ran, so it is still waiting for its retry", r.Status)
+	}
+}

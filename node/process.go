@@ -63,6 +63,13 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 		if committed {
 			acks = append(acks, m)
 		}
+		if err != nil && !committed && n.givingUp(m, err) {
+			// The same mail has failed too long to blame passing trouble: move it aside so that
+			// the mail behind it gets its turn. Nothing of it was committed, so for the protocol
+			// it is a lost mail; its sender's retry brings the command again.
+			n.reject(ctx, tr, m, fmt.Errorf("%w (%d attempts over %s; moved aside so that the mail after it is not held up)", err, poisonAttempts, poisonAfter))
+			continue
+		}
 		if err != nil {
 			// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
 			// cursor does not pass it; the caller backs off before reading it again.
@@ -91,9 +98,49 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	return len(msgs), handleErr
 }
 
+// A mail whose handling keeps failing for reasons of this node's own (the state store refusing a
+// write, say) stays in the inbox and holds up the mail behind it, which is right for passing
+// trouble. One that has failed poisonAttempts times over at least poisonAfter is moved aside.
+const (
+	poisonAttempts = 5
+	poisonAfter    = time.Minute
+)
+
+type mailKey struct{ validity, uid uint32 }
+
+type mailFailures struct {
+	first time.Time
+	count int
+}
+
+// givingUp records one failed handling of m and reports whether it is time to move m aside.
+func (n *Node) givingUp(m mailbox.Message, err error) bool {
+	n.failMu.Lock()
+	defer n.failMu.Unlock()
+	k := mailKey{m.UIDValidity, m.UID}
+	f, ok := n.failing[k]
+	if !ok {
+		// Only the mail at the head of the inbox fails again and again: forget the others.
+		clear(n.failing)
+		f = mailFailures{first: n.now()}
+	}
+	f.count++
+	n.failing[k] = f
+	if f.count >= poisonAttempts && n.now().Sub(f.first) >= poisonAfter {
+		delete(n.failing, k)
+		return true
+	}
+	return false
+}
+
 // handle applies one mail and runs the command it clears, if any. committed: the mail's state
 // change committed, so the mail is to be acknowledged (Pump does it for the whole batch).
 func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) (committed bool, err error) {
+	if n.failHandle != nil {
+		if err := n.failHandle(m); err != nil {
+			return false, err
+		}
+	}
 	if m.Err != nil {
 		return false, n.reject(ctx, tr, m, m.Err)
 	}
