@@ -145,9 +145,9 @@ func resolveProgram(prog string, p Policy) (string, error) {
 func suggestion(prog string) string { return typable(prog, "PROGRAM") }
 
 // typable is s when an operator could paste it into a shell as it stands (the usual file name
-// characters, at most 256 bytes), else the placeholder.
+// characters, at most 256 bytes, not starting like a flag), else the placeholder.
 func typable(s, placeholder string) string {
-	if s == "" || len(s) > 256 || strings.TrimFunc(s, func(r rune) bool {
+	if s == "" || len(s) > 256 || s[0] == '-' || strings.TrimFunc(s, func(r rune) bool {
 		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._+-/", r)
 	}) != "" {
 		return placeholder

@@ -94,6 +94,8 @@ func TestDenialSuggestsTheCommand(t *testing.T) {
 		{"alice", "/usr/bin/rm", "sealpost peer add alice --allow /usr/bin/rm"},
 		{"", "rm", "sealpost peer add NAME --allow rm"},
 		{"a;reboot", "rm", "sealpost peer add NAME --allow rm"},
+		{"-x", "rm", "sealpost peer add NAME --allow rm"},
+		{"alice", "--help", "sealpost peer add alice --allow PROGRAM"},
 		{"alice", "rm$(reboot)", "sealpost peer add alice --allow PROGRAM"},
 	} {
 		_, err := resolveProgram(c.prog, Policy{Peer: c.peer, Allow: []string{"/usr/bin/true"}})

@@ -141,6 +141,9 @@ func TestNewValidates(t *testing.T) {
 		{"TLS mode", func(c *mailbox.Config) { c.TLS = "ssl" }},
 		{"CA file missing", func(c *mailbox.Config) { c.CAFile = "/nonexistent/ca.pem" }},
 		{"processed is the inbox", func(c *mailbox.Config) { c.ProcessedFolder = "INBOX" }},
+		{"processed is the inbox, in lower case", func(c *mailbox.Config) { c.ProcessedFolder = "inbox" }},
+		{"rejected is the inbox, in mixed case", func(c *mailbox.Config) { c.RejectedFolder = "Inbox" }},
+		{"processed is the rejected folder", func(c *mailbox.Config) { c.ProcessedFolder, c.RejectedFolder = "done", "done" }},
 	} {
 		cfg := ok
 		tc.edit(&cfg)

@@ -157,8 +157,16 @@ func (c Config) settings() (*settings, error) {
 	if s.RejectedFolder == "" {
 		s.RejectedFolder, s.defaultRejected = defaultRejected, true
 	}
-	if s.ProcessedFolder == s.Inbox || s.RejectedFolder == s.Inbox {
+	// Prune deletes from the processed folder, so it must be neither the inbox nor the rejected
+	// folder. IMAP compares INBOX without regard to case; other names may be case-sensitive.
+	sameFolder := func(a, b string) bool {
+		return a == b || strings.EqualFold(a, "INBOX") && strings.EqualFold(b, "INBOX")
+	}
+	if sameFolder(s.ProcessedFolder, s.Inbox) || sameFolder(s.RejectedFolder, s.Inbox) {
 		return nil, configError("the processed and rejected folders must differ from the inbox %q", s.Inbox)
+	}
+	if s.ProcessedFolder == s.RejectedFolder {
+		return nil, configError("the processed and rejected folders must differ (both are %q)", s.ProcessedFolder)
 	}
 	if s.PollInterval <= 0 {
 		s.PollInterval = DefaultPollInterval

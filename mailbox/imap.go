@@ -594,10 +594,9 @@ func (t *IMAPSMTP) Prune(ctx context.Context, before time.Time) (int, error) {
 		if err := c.selectFolder(c.processed); err != nil {
 			return err
 		}
-		found, err := c.c.UIDSearch(&imap.SearchCriteria{
-			Before:  before,
-			NotFlag: []imap.Flag{imap.FlagDeleted},
-		}, nil).Wait()
+		// Mail flagged \Deleted by an earlier Prune cut off before its EXPUNGE is found again,
+		// and flagged again, so that it goes this time.
+		found, err := c.c.UIDSearch(&imap.SearchCriteria{Before: before}, nil).Wait()
 		if err != nil {
 			return fmt.Errorf("search %s: %w", c.processed, err)
 		}

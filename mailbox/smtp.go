@@ -45,21 +45,32 @@ var smtpIdle = 10 * time.Second
 
 // smtpConn is an open, authenticated submission connection.
 type smtpConn struct {
-	raw  *watchedConn
-	c    *smtp.Client
-	idle *time.Timer // closes the connection after smtpIdle unused
+	raw    *watchedConn
+	c      *smtp.Client
+	broken bool        // the watchdog closed it (set by watched)
+	idle   *time.Timer // ends the connection after smtpIdle unused
+	kept   uint64      // which keeping of it the idle timer belongs to (guarded by smtpMu)
 }
 
-// quit ends the connection politely when the server still listens; bounded by CommandTimeout.
-func (sc *smtpConn) quit(timeout time.Duration) {
-	sc.raw.SetDeadline(time.Now().Add(timeout))
+// quitTimeout bounds the polite QUIT before a kept connection is closed: a server that has gone
+// silent must not hold up Close or the next mail for long.
+const quitTimeout = 2 * time.Second
+
+// quit ends the connection politely when the server still listens, within quitTimeout (or the
+// command timeout when that is shorter). Called without smtpMu held.
+func (sc *smtpConn) quit(commandTimeout time.Duration) {
+	d := min(quitTimeout, commandTimeout)
+	sc.c.CommandTimeout = d // go-smtp sets this deadline for each command itself
+	sc.raw.SetDeadline(time.Now().Add(d))
 	_ = sc.c.Quit()
 	sc.raw.Close()
 }
 
 // submit sends one mail over the kept connection, or a new one. When a kept connection fails
-// at the first command of the mail (MAIL FROM), the server had dropped it while it was idle;
-// nothing of this mail reached the server, so it is sent once more over a new connection.
+// at the first command of the mail (MAIL FROM) without an answer from the server, or with 421
+// (closing the channel), the server had dropped it while it was idle: nothing of this mail
+// reached it, so the mail is sent once more over a new connection. A failure at any later step
+// is reported as it is: the server may hold part or all of the mail.
 func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
 	t.smtpMu.Lock()
 	defer t.smtpMu.Unlock()
@@ -73,8 +84,7 @@ func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
 			return nil
 		}
 		sc.raw.Close()
-		var se *SendError
-		if step != stepMail || ctx.Err() != nil || !errors.As(err, &se) || !se.Temporary {
+		if step != stepMail || ctx.Err() != nil || !droppedWhileIdle(err) {
 			return err
 		}
 		t.s.log.Debug("kept SMTP connection was closed; reconnecting", "op", "send", "err", err)
@@ -91,19 +101,39 @@ func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
 	return nil
 }
 
-// keepSMTP keeps sc for the next mail, and closes it after smtpIdle unless one comes. The caller
+// droppedWhileIdle reports whether a failed MAIL FROM on a kept connection means the server
+// had closed it: a temporary failure with no SMTP reply (the connection was gone), or 421.
+func droppedWhileIdle(err error) bool {
+	var se *SendError
+	if !errors.As(err, &se) || !se.Temporary {
+		return false
+	}
+	var reply *smtp.SMTPError
+	return !errors.As(err, &reply) || reply.Code == 421
+}
+
+// keepSMTP keeps sc for the next mail, and ends it after smtpIdle unless one comes. The caller
 // holds smtpMu.
 func (t *IMAPSMTP) keepSMTP(sc *smtpConn) {
+	if sc.broken {
+		sc.raw.Close()
+		return
+	}
 	if t.shut.Load() {
-		sc.quit(t.s.CommandTimeout)
+		go sc.quit(t.s.CommandTimeout)
 		return
 	}
 	t.smtp = sc
+	sc.kept++
+	kept := sc.kept
 	sc.idle = time.AfterFunc(smtpIdle, func() {
 		t.smtpMu.Lock()
-		defer t.smtpMu.Unlock()
-		if t.smtp == sc {
+		idle := t.smtp == sc && sc.kept == kept // not taken for a mail since
+		if idle {
 			t.smtp = nil
+		}
+		t.smtpMu.Unlock()
+		if idle {
 			sc.quit(t.s.CommandTimeout)
 		}
 	})
@@ -112,20 +142,25 @@ func (t *IMAPSMTP) keepSMTP(sc *smtpConn) {
 // closeSMTP ends the kept connection, if any.
 func (t *IMAPSMTP) closeSMTP() {
 	t.smtpMu.Lock()
-	defer t.smtpMu.Unlock()
-	if sc := t.smtp; sc != nil {
-		t.smtp = nil
+	sc := t.smtp
+	t.smtp = nil
+	t.smtpMu.Unlock()
+	if sc != nil {
 		sc.idle.Stop()
 		sc.quit(t.s.CommandTimeout)
 	}
 }
 
-// watched runs f under the watchdog of sc's connection and turns a silent server or the end of
-// ctx into the errors Send reports.
-func (t *IMAPSMTP) watched(ctx context.Context, raw *watchedConn, f func() error) error {
-	w := raw.watch(ctx, t.s.CommandTimeout)
+// watched runs f under the watchdog of raw and turns a silent server or the end of ctx into the
+// errors Send reports. A connection the watchdog closed is marked broken even when f succeeded
+// just before, so that it is not kept.
+func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) error {
+	w := sc.raw.watch(ctx, t.s.CommandTimeout)
 	err := f()
 	timedOut, cancelled := w.stop()
+	if timedOut || cancelled {
+		sc.broken = true
+	}
 	var se *SendError
 	if err == nil || !errors.As(err, &se) {
 		return err
@@ -149,7 +184,7 @@ func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	}
 	t.count(func(s *Stats) { s.SMTPConnects++ })
 	sc := &smtpConn{raw: newWatchedConn(nc)}
-	err = t.watched(ctx, sc.raw, func() error { return t.greet(ctx, sc, nc) })
+	err = t.watched(ctx, sc, func() error { return t.greet(ctx, sc, nc) })
 	if err != nil {
 		if sc.c != nil {
 			sc.c.Close()
@@ -225,7 +260,7 @@ const (
 
 // transact sends one mail over an open connection and says at which step it failed.
 func (t *IMAPSMTP) transact(ctx context.Context, sc *smtpConn, to string, mail []byte) (step int, err error) {
-	err = t.watched(ctx, sc.raw, func() error {
+	err = t.watched(ctx, sc, func() error {
 		c := sc.c
 		if max, ok := c.MaxMessageSize(); ok && max > 0 && len(mail) > max {
 			return &SendError{Code: 552, Err: fmt.Errorf("mail of %d bytes exceeds the server's SIZE %d", len(mail), max)}

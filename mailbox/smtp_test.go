@@ -3,6 +3,7 @@ package mailbox_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -94,4 +95,59 @@ func (p *freezeProxy) lines() []string {
 	out := strings.Split(string(p.sent), "\r\n")
 	p.sent = nil
 	return out
+}
+
+// TestSMTPKeptConnectionFailsLate: when a kept connection fails after MAIL FROM was answered,
+// the server may hold part of the mail (or all of it, if only the answer to the final dot is
+// lost), so the mail is not sent again at once: Send reports a temporary failure, for the
+// outbox's retry, without opening another connection. The next mail goes over a new one.
+func TestSMTPKeptConnectionFailsLate(t *testing.T) {
+	for _, cut := range []struct{ name, when string }{
+		{"at RCPT", "RCPT TO:"},
+		{"at the end of DATA", "\r\n.\r\n"},
+	} {
+		t.Run(cut.name, func(t *testing.T) {
+			r := startRelay(t, mailbox.RelayConfig{})
+			proxy := newFreezeProxy(t, r.SMTPAddr())
+			a := newTransport(t, r, alice, func(c *mailbox.Config) { c.SMTPAddr = proxy.addr() })
+			b := newTransport(t, r, bob, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			first := fixtures.Package(100)
+			if err := a.Send(ctx, bob, first); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			proxy.cutWhen(cut.when)
+			err := a.Send(ctx, bob, fixtures.Package(100))
+			var se *mailbox.SendError
+			if !errors.As(err, &se) || !se.Temporary {
+				t.Fatalf("Send over a connection cut %s = %v, want a temporary SendError", cut.name, err)
+			}
+			if got := a.Stats().SMTPConnects; got != 1 {
+				t.Fatalf("%d SMTP connections; the cut mail must not be sent again over a new one", got)
+			}
+			last := fixtures.Package(100)
+			if err := a.Send(ctx, bob, last); err != nil {
+				t.Fatalf("Send after the cut: %v", err)
+			}
+			if got := a.Stats().SMTPConnects; got != 2 {
+				t.Fatalf("after the cut: %d SMTP connections, want 2", got)
+			}
+			var msgs []mailbox.Message
+			cur := mailbox.Cursor{}
+			for len(msgs) < 2 {
+				more, next, err := b.Receive(ctx, cur, time.Second, 0)
+				if err != nil {
+					t.Fatalf("Receive: %v", err)
+				}
+				if len(more) == 0 {
+					break
+				}
+				msgs, cur = append(msgs, more...), next
+			}
+			if len(msgs) != 2 || !bytes.Equal(msgs[0].Package, first) || !bytes.Equal(msgs[1].Package, last) {
+				t.Fatalf("bob received %d mails, want the first and the last", len(msgs))
+			}
+		})
+	}
 }

@@ -24,6 +24,7 @@ type freezeProxy struct {
 	frozen   bool
 	closed   bool
 	conns    []net.Conn
+	cutOn    string // when a client sends this, every connection is closed before it is passed on
 	accepted int    // client connections, in all
 	sent     []byte // from the clients, since the last commands()
 }
@@ -77,6 +78,14 @@ func (p *freezeProxy) pipe(dst, src net.Conn, fromClient bool) {
 			closed := p.closed
 			if fromClient && !closed {
 				p.sent = append(p.sent, buf[:n]...)
+				if p.cutOn != "" && bytes.Contains(buf[:n], []byte(p.cutOn)) {
+					p.cutOn = ""
+					for _, c := range p.conns {
+						c.Close()
+					}
+					p.conns = nil
+					closed = true
+				}
 			}
 			p.mu.Unlock()
 			if closed {
@@ -109,6 +118,14 @@ func (p *freezeProxy) cut() int {
 	}
 	p.conns = nil
 	return p.accepted
+}
+
+// cutWhen arms the proxy to close every connection when a client next sends text (the whole of
+// it within one read), before that data reaches the server.
+func (p *freezeProxy) cutWhen(text string) {
+	p.mu.Lock()
+	p.cutOn = text
+	p.mu.Unlock()
 }
 
 func (p *freezeProxy) close() {

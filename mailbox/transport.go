@@ -12,9 +12,10 @@ import (
 // IMAPSMTP is the Transport over an ordinary mailbox: it reads with IMAP (go-imap/v2) and sends
 // with SMTP (go-smtp). It keeps one IMAP connection, owned by a supervisor: every exchange runs
 // under a watchdog (Config.CommandTimeout), any failure closes the connection, and the next call
-// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share
-// one SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use; Receive calls run one at a time, and an
-// Ack or Reject made while a Receive waits in IDLE interrupts the IDLE and lets it resume.
+// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share one
+// SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use;
+// Receive calls run one at a time, and an Ack or Reject made while a Receive waits in IDLE
+// interrupts the IDLE and lets it resume.
 type IMAPSMTP struct {
 	s *settings
 
@@ -61,8 +62,8 @@ func (t *IMAPSMTP) count(f func(*Stats)) {
 	t.statsMu.Unlock()
 }
 
-// Close logs out and closes the IMAP connection; it returns nil (a server that is already gone
-// is no error here). Later calls return ErrClosed.
+// Close ends the kept SMTP connection, logs out and closes the IMAP connection; it returns nil
+// (a server that is already gone is no error here). Later calls return ErrClosed.
 func (t *IMAPSMTP) Close() error {
 	t.shut.Store(true) // from now on Send refuses, and keeps no connection
 	t.closeSMTP()

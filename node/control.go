@@ -86,7 +86,7 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 	dec := json.NewDecoder(io.LimitReader(r, maxControlRequest))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return controlRequest{}, fmt.Errorf("bad control request (is this client a different sealpost version than the agent?): %w", err)
+		return controlRequest{}, fmt.Errorf("bad control request: %w", err)
 	}
 	var missing string
 	switch req.Op {

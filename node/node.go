@@ -79,7 +79,9 @@ type Node struct {
 	waitRecheck time.Duration
 
 	failMu  sync.Mutex
-	failing map[mailKey]mailFailures // the mail at the inbox's head that keeps failing
+	failing mailFailures // the mail at the inbox's head that keeps failing
+
+	lastPrune time.Time // when Serve last looked for old processed mail (also kept in the state)
 
 	beforeExecute func()                      // tests: simulate a crash between "executing" and the run
 	failHandle    func(mailbox.Message) error // tests: state trouble while handling a mail
@@ -176,7 +178,7 @@ func Open(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second, failing: map[mailKey]mailFailures{}}
+	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second}
 	if err := n.load(); err != nil {
 		st.Close()
 		return nil, err

@@ -591,8 +591,9 @@ func TestRefusedResponseNotForSize(t *testing.T) {
 
 // TestMailThatKeepsFailingIsMovedAside: a mail whose handling fails for the node's own reasons
 // stays in the inbox and holds up the mail behind it while the trouble may pass; after 5
-// attempts over a minute it is moved to the rejected folder, and the next mail gets its turn.
-// Nothing of it was committed, so its command has not run and is still the sender's to retry.
+// attempts over at least a minute it is moved to the rejected folder, and the next mail gets its
+// turn. The count survives a restart (an agent run by cron with --once). Nothing of the mail was
+// committed, so its command has not run and is still the sender's to retry.
 func TestMailThatKeepsFailingIsMovedAside(t *testing.T) {
 	l := newLab(t)
 	l.serveBob()
@@ -608,11 +609,11 @@ func TestMailThatKeepsFailingIsMovedAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	inspect := fixtures.IMAPInspector(l.relay.IMAPAddr(), l.users, nil)
 	rejectedBefore := len(inspect(t, "bob@example.test", "sealpost/rejected"))
+
 	var head uint32
-	l.bob.failHandle = func(m mailbox.Message) error {
+	trouble := func(m mailbox.Message) error {
 		if head == 0 {
 			head = m.UID
 		}
@@ -622,20 +623,28 @@ func TestMailThatKeepsFailingIsMovedAside(t *testing.T) {
 		return nil
 	}
 	base := time.Now()
-	at := func(d time.Duration) { now := base.Add(d); l.bob.now = func() time.Time { return now } }
-	for i := range poisonAttempts - 1 {
-		at(time.Duration(i) * 20 * time.Second)
-		if _, err := l.bob.Pump(l.ctx, false, 0); err == nil || !strings.Contains(err.Error(), "simulated trouble") {
-			t.Fatalf("attempt %d: Pump = %v, want the trouble", i+1, err)
+	attempt := func(i int, at time.Duration) error {
+		l.bob.failHandle = trouble
+		l.bob.now = func() time.Time { return base.Add(at) }
+		_, err := l.bob.Pump(l.ctx, false, 0)
+		return err
+	}
+	// Five attempts within 40 s, the last three by a restarted agent: held, not moved aside.
+	for i, at := range []time.Duration{0, 10, 20, 30, 40} {
+		if i == 2 {
+			l.bob.Close()
+			l.bob = l.open("bob", nil, false)
+		}
+		if err := attempt(i, at*time.Second); err == nil || !strings.Contains(err.Error(), "simulated trouble") {
+			t.Fatalf("attempt %d at %ds: Pump = %v, want the trouble", i+1, at, err)
 		}
 		if n := runs(t); n != before {
 			t.Fatalf("attempt %d: %d commands ran behind the failing mail", i+1, n-before)
 		}
 	}
-	// The fifth attempt, 80 s after the first.
-	at(80 * time.Second)
-	if _, err := l.bob.Pump(l.ctx, false, 0); err != nil {
-		t.Fatalf("fifth attempt: Pump = %v, want the mail moved aside and the next one handled", err)
+	// The sixth, 61 s after the first.
+	if err := attempt(5, 61*time.Second); err != nil {
+		t.Fatalf("sixth attempt: Pump = %v, want the mail moved aside and the next one handled", err)
 	}
 	if n := runs(t); n != before+1 {
 		t.Fatalf("after the failing mail was moved aside: %d commands ran, want 1 (the one behind it)", n-before)

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -63,7 +64,7 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 		if committed {
 			acks = append(acks, m)
 		}
-		if err != nil && !committed && n.givingUp(m, err) {
+		if err != nil && !committed && n.givingUp(m) {
 			// The same mail has failed too long to blame passing trouble: move it aside so that
 			// the mail behind it gets its turn. Nothing of it was committed, so for the protocol
 			// it is a lost mail; its sender's retry brings the command again.
@@ -106,31 +107,52 @@ const (
 	poisonAfter    = time.Minute
 )
 
-type mailKey struct{ validity, uid uint32 }
+const configFailingMail = "failing-mail"
 
+// mailFailures counts the failed handlings of the mail at the inbox's head. It is kept in the
+// state as well, so that an agent run by cron with --once counts across its runs.
 type mailFailures struct {
-	first time.Time
-	count int
+	UIDValidity uint32    `json:"uidvalidity"`
+	UID         uint32    `json:"uid"`
+	First       time.Time `json:"first"`
+	Count       int       `json:"count"`
 }
 
 // givingUp records one failed handling of m and reports whether it is time to move m aside.
-func (n *Node) givingUp(m mailbox.Message, err error) bool {
+func (n *Node) givingUp(m mailbox.Message) bool {
 	n.failMu.Lock()
 	defer n.failMu.Unlock()
-	k := mailKey{m.UIDValidity, m.UID}
-	f, ok := n.failing[k]
-	if !ok {
-		// Only the mail at the head of the inbox fails again and again: forget the others.
-		clear(n.failing)
-		f = mailFailures{first: n.now()}
+	now := n.now()
+	f := n.failing
+	if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
+		var stored mailFailures
+		_ = n.store.View(func(tx *keystore.Tx) error {
+			if b, ok, err := tx.Config(configFailingMail); err == nil && ok {
+				_ = json.Unmarshal(b, &stored)
+			}
+			return nil
+		})
+		f = stored
+		if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
+			f = mailFailures{UIDValidity: m.UIDValidity, UID: m.UID, First: now}
+		}
 	}
-	f.count++
-	n.failing[k] = f
-	if f.count >= poisonAttempts && n.now().Sub(f.first) >= poisonAfter {
-		delete(n.failing, k)
-		return true
+	f.Count++
+	n.failing = f
+	// Recording the count is also a test of the state store: when it cannot take even this
+	// write, the trouble is the store's and not this mail's, and moving the mail aside would only
+	// move the next one aside a minute later.
+	b, _ := json.Marshal(f)
+	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutConfig(configFailingMail, b) }); err != nil {
+		n.log.Warn("the state store refuses writes; the failing mail stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
+		return false
 	}
-	return false
+	if f.Count < poisonAttempts || now.Sub(f.First) < poisonAfter {
+		return false
+	}
+	n.failing = mailFailures{}
+	_ = n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.DeleteConfig(configFailingMail) })
+	return true
 }
 
 // handle applies one mail and runs the command it clears, if any. committed: the mail's state

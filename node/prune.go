@@ -32,11 +32,15 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 		keep = DefaultKeepProcessed
 	}
 	now := n.now()
-	var last time.Time
+	last := n.lastPrune // this process's last look, in case recording it in the state failed
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		b, ok, err := tx.Config(configLastPrune)
+		var stored time.Time
 		if ok {
-			err = last.UnmarshalText(b)
+			err = stored.UnmarshalText(b)
+		}
+		if stored.After(last) {
+			last = stored
 		}
 		return err
 	}); err != nil {
@@ -59,6 +63,7 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 	} else {
 		n.log.Info("looked for old processed mail", "op", "prune", "deleted", count, "arrived_before", before.Format(time.DateOnly))
 	}
+	n.lastPrune = now
 	stamp, _ := now.UTC().MarshalText()
 	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutConfig(configLastPrune, stamp) }); err != nil {
 		n.log.Warn("could not record the prune time", "op", "prune", "err", err)

@@ -69,10 +69,15 @@ func TestPruneProcessedMail(t *testing.T) {
 		t.Fatalf("the second look was not recorded: %v", lastPrune())
 	}
 
-	// The agent goes on: a command still runs, and its mail is kept.
+	// The agent goes on: a command still runs, and its mail is kept (the next look is a day
+	// away, and the mail is new).
 	l.bob.now = time.Now
 	l.serveBob()
 	if r := l.run("echo", "three"); r.Status != "done" {
 		t.Fatalf("a command after pruning: %+v", r)
+	}
+	l.stopBob()
+	if got := processed(); got == 0 {
+		t.Fatal("the new command's mail is not in the processed folder")
 	}
 }
