@@ -195,7 +195,8 @@ func FuzzParseTimeKey(f *testing.F) {
 	})
 }
 
-// FuzzParseSidecar: state.gen as recordGeneration writes it is a decimal number and a newline.
+// FuzzParseSidecar: state.gen as recordGeneration writes it is a zero-padded decimal number and a
+// newline (older versions wrote it unpadded).
 // A success is the number the digits spell (what recordGeneration would write for it parses
 // back to it); an error is never fs.ErrNotExist, which tells Open the file is absent.
 func FuzzParseSidecar(f *testing.F) {
@@ -220,8 +221,10 @@ func FuzzParseSidecar(f *testing.F) {
 		if want := strconv.FormatUint(g, 10); digits != want && !(g == 0 && digits == "") {
 			t.Fatalf("parseSidecar(%q) = %d, not the number the input spells", b, g)
 		}
-		if back, err := parseSidecar([]byte(strconv.FormatUint(g, 10) + "\n")); err != nil || back != g {
-			t.Fatalf("parseSidecar of generation %d as written = %d, %v", g, back, err)
+		for _, written := range [][]byte{sidecarText(g), []byte(strconv.FormatUint(g, 10) + "\n")} {
+			if back, err := parseSidecar(written); err != nil || back != g {
+				t.Fatalf("parseSidecar(%q), generation %d as written = %d, %v", written, g, back, err)
+			}
 		}
 	})
 }

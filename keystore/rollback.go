@@ -161,29 +161,59 @@ func (s *Store) commit(fn func(*bolt.Tx) error) error {
 	return nil
 }
 
-// recordGeneration writes gen to state.gen (temp file + rename).
+// recordGeneration writes gen to state.gen: in place, over a descriptor kept open, as 20
+// zero-padded digits and a newline, so that every write covers the whole file (21 bytes, within
+// one disk sector) with one system call. It used to be a new temporary file renamed over the old
+// one: four system calls and a directory update per commit, a fifth of the agents' CPU in a
+// backlog.
 //
-// No fsync is needed. The database commit that produced gen was fsynced
-// before this runs, so whatever the sidecar holds after a crash — the new
-// value, an older one, or an empty/garbled file from an unsynced rename — is
-// never greater than the database's durable generation. Detection fires only
-// when the sidecar is AHEAD of the database, so a stale sidecar can only miss
-// a detection, never cause a false one; and a garbled one is treated as
-// missing. Skipping the fsync keeps every Update at one fsync pair (bbolt's).
+// No fsync is needed. The database commit that produced gen was fsynced before this runs, so
+// whatever the sidecar holds after a crash (the new value, or an older one whose write had not
+// reached the disk) is never greater than the database's durable generation. Detection fires
+// only when the sidecar is AHEAD of the database, so a stale sidecar can only miss a detection,
+// never cause a false one; and a garbled one is treated as missing. Skipping the fsync keeps
+// every Update at one fsync pair (bbolt's).
 //
-// A failure to write is logged, not returned: the transaction has already
-// committed, and reporting an error would make the caller think it had not.
+// A failure to write is logged, not returned: the transaction has already committed, and
+// reporting an error would make the caller think it had not.
 func (s *Store) recordGeneration(gen uint64) {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
 	if gen <= s.sidecarGen {
 		return // a concurrent Update already recorded a later generation
 	}
-	if err := writeFileAtomic(s.dir, genFile, []byte(strconv.FormatUint(gen, 10)+"\n")); err != nil {
+	if s.sidecar == nil {
+		// Truncated once, when opened: what an older version or a garbled write left may be
+		// longer than what is written from now on. (A crash right after leaves an empty file:
+		// unreadable, so no evidence either way.)
+		f, err := os.OpenFile(filepath.Join(s.dir, genFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			s.log.Warn("could not record generation; rollback detection weakened", "op", "record_generation", "err", err)
+			return
+		}
+		s.sidecar = f
+	}
+	if _, err := s.sidecar.WriteAt(sidecarText(gen), 0); err != nil {
 		s.log.Warn("could not record generation; rollback detection weakened", "op", "record_generation", "err", err)
+		s.sidecar.Close()
+		s.sidecar = nil
 		return
 	}
 	s.sidecarGen = gen
+}
+
+// sidecarText is the sidecar's content for gen: fixed width, so that it always overwrites the
+// whole of any earlier content (older versions wrote the digits unpadded, never longer).
+func sidecarText(gen uint64) []byte { return fmt.Appendf(nil, "%020d\n", gen) }
+
+// closeSidecar releases the sidecar's descriptor.
+func (s *Store) closeSidecar() {
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	if s.sidecar != nil {
+		s.sidecar.Close()
+		s.sidecar = nil
+	}
 }
 
 // readSidecar parses state.gen. An error wrapping fs.ErrNotExist means it is

@@ -163,6 +163,7 @@ func TestThreat26StateRollback(t *testing.T) {
 		{"sidecar missing (deleted)", nil, "sidecar missing"},
 		{"sidecar empty (torn rename after a crash)", []byte{}, "sidecar unreadable"},
 		{"sidecar garbled", []byte("not a number"), "sidecar unreadable"},
+		{"sidecar garbled, longer than it is written", bytes.Repeat([]byte("x"), 100), "sidecar unreadable"},
 	}
 	for _, tc := range sidecarCases {
 		t.Run(tc.name, func(t *testing.T) {

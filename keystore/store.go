@@ -41,6 +41,7 @@ type Store struct {
 
 	genMu      sync.Mutex // orders sidecar writes so state.gen never goes backwards
 	sidecarGen uint64     // highest generation written to state.gen by this Store
+	sidecar    *os.File   // state.gen, open for writing once the first commit recorded it
 
 	rbMu     sync.Mutex
 	rollback RollbackInfo // cached copy of meta/rollback; see rollback.go
@@ -147,6 +148,7 @@ func (s *Store) Close() error {
 			s.log.Warn("could not remove pid file", "op", "close", "err", err)
 		}
 		s.closeErr = s.db.Close()
+		s.closeSidecar()
 	})
 	return s.closeErr
 }
