@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -149,5 +150,45 @@ func TestSMTPKeptConnectionFailsLate(t *testing.T) {
 				t.Fatalf("bob received %d mails, want the first and the last", len(msgs))
 			}
 		})
+	}
+}
+
+// TestVerify: Verify logs in to both servers and says which one failed and how, without
+// sending anything.
+func TestVerify(t *testing.T) {
+	r := startRelay(t, mailbox.RelayConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok := newTransport(t, r, alice, nil)
+	if err := ok.Verify(ctx); err != nil {
+		t.Fatalf("Verify with working settings: %v", err)
+	}
+	if s := ok.Stats(); s.Sent != 0 || s.Connects != 1 || s.SMTPConnects != 1 {
+		t.Fatalf("Verify: %+v; want one IMAP and one SMTP connection and nothing sent", s)
+	}
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	for _, tc := range []struct {
+		name string
+		edit func(*mailbox.Config)
+		want []string
+	}{
+		{"wrong password", func(c *mailbox.Config) { c.Password = "wrong" }, []string{"IMAP server " + r.IMAPAddr(), "log in as " + alice}},
+		{"no SMTP server", func(c *mailbox.Config) { c.SMTPAddr = deadAddr }, []string{"connect to SMTP server " + deadAddr}},
+	} {
+		tr := newTransport(t, r, alice, tc.edit)
+		err := tr.Verify(ctx)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("Verify with %s = %v; want it to mention %q", tc.name, err, want)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "send mail") {
+			t.Errorf("Verify with %s = %q: no mail was being sent", tc.name, err)
+		}
 	}
 }

@@ -91,6 +91,34 @@ func (t *IMAPSMTP) Close() error {
 	return nil
 }
 
+// Verify logs in to both servers, as the first Receive and Send would, and returns the first
+// failure, saying which server and which step. It sends and moves no mail. The connections stay
+// open for the calls that follow.
+func (t *IMAPSMTP) Verify(ctx context.Context) error {
+	t.mu.Lock()
+	_, err := t.ensure(ctx)
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	sc, err := t.dialSMTP(ctx)
+	if se := (*SendError)(nil); errors.As(err, &se) {
+		return se.Err // no mail was being sent: say what failed, not "send mail"
+	} else if err != nil {
+		return err
+	}
+	t.smtpMu.Lock()
+	if t.smtp == nil {
+		t.keepSMTP(sc)
+		sc = nil
+	}
+	t.smtpMu.Unlock()
+	if sc != nil {
+		sc.quit(t.s.CommandTimeout)
+	}
+	return nil
+}
+
 // signal is a non-blocking send: the one thing the reader goroutine's handler may do.
 func signal(ch chan struct{}) {
 	select {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -269,20 +270,36 @@ func (n *Node) transport() (mailbox.Transport, error) {
 	if c.IMAP == "" || c.SMTP == "" {
 		return nil, fmt.Errorf("no mailbox configured: run `sealpost init --address ... --imap HOST:PORT --smtp HOST:PORT ...`")
 	}
-	pw, err := c.password()
-	if err != nil {
-		return nil, err
-	}
-	tr, err := mailbox.New(mailbox.Config{
-		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Password: pw,
-		TLS: mailbox.TLSMode(c.TLS), CAFile: c.CAFile, AllowPlaintextAuth: c.AllowPlaintextAuth,
-		PollInterval: c.PollInterval, Logger: n.log,
-	})
+	tr, err := c.transport(n.log)
 	if err != nil {
 		return nil, err
 	}
 	n.tr = tr
 	return tr, nil
+}
+
+// transport builds the mailbox transport these settings describe.
+func (c MailConfig) transport(log *slog.Logger) (*mailbox.IMAPSMTP, error) {
+	pw, err := c.password()
+	if err != nil {
+		return nil, err
+	}
+	return mailbox.New(mailbox.Config{
+		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Password: pw,
+		TLS: mailbox.TLSMode(c.TLS), CAFile: c.CAFile, AllowPlaintextAuth: c.AllowPlaintextAuth,
+		PollInterval: c.PollInterval, Logger: log,
+	})
+}
+
+// CheckMail logs in to the IMAP and SMTP servers of c, as an agent would, and returns the first
+// failure. It sends and moves no mail; `sealpost init` runs it before storing the settings.
+func CheckMail(ctx context.Context, c MailConfig) error {
+	tr, err := c.transport(nil)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	return tr.Verify(ctx)
 }
 
 func (c MailConfig) password() (string, error) {

@@ -10,7 +10,7 @@ import (
 
 func runInit(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "init", "--address ADDR --imap HOST:PORT --smtp HOST:PORT [options]",
-		"Create this node's identity (once) and store its mailbox settings. Passwords are never\ntaken from the command line: name an environment variable or a file that holds it.",
+		"Create this node's identity (once) and store its mailbox settings, after logging in to\nboth servers with them (nothing is stored if that fails). Passwords are never taken from\nthe command line: name an environment variable or a file that holds it.",
 		"sealpost init --address alice@example.test --imap 127.0.0.1:2143 --smtp 127.0.0.1:2525 --login alice@example.test --password-env PW --tls none")
 	var c node.MailConfig
 	fs.StringVar(&c.Address, "address", "", "this node's mail `address` (required)")
@@ -22,6 +22,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.TLS, "tls", "implicit", "implicit, starttls or none (none sends the password in clear and is allowed for loopback only)")
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
 	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
+	noCheck := fs.Bool("no-check", false, "store the settings without logging in to the servers first (to set up a host\nbefore its mail server is reachable)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -44,6 +45,17 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	}
 	if c.Login == "" {
 		c.Login = c.Address
+	}
+	if !*noCheck {
+		// Nothing is stored when the settings do not work: a typo found now is not found
+		// later by an agent that cannot read its mail.
+		fmt.Fprintf(g.stderr, "Logging in to %s (IMAP) and %s (SMTP)...\n", c.IMAP, c.SMTP)
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := node.CheckMail(cctx, c)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("the mailbox settings do not work, so nothing was stored: %w\nFix the settings and run init again (or add --no-check to store them as they are)", err)
+		}
 	}
 	n, err := node.Init(node.Options{Dir: g.state, Logger: g.logger(), Version: version, LockTimeout: 2 * time.Second}, c)
 	if err != nil {

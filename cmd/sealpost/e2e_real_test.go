@@ -75,10 +75,10 @@ func TestRealCLIWrongCA(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "carol-wrong")
-			initWith := func(state, caFile string) {
+			initWith := func(state, caFile string, more ...string) result {
 				t.Helper()
-				mustOK(t, sp(t, env, "--state", state, "init", "--address", realCarol, "--imap", mode.imap, "--smtp", mode.smtp,
-					"--password-env", "PW_CAROL", "--tls", mode.name, "--ca-file", caFile), "init --ca-file "+caFile)
+				return sp(t, env, append([]string{"--state", state, "init", "--address", realCarol, "--imap", mode.imap, "--smtp", mode.smtp,
+					"--password-env", "PW_CAROL", "--tls", mode.name, "--ca-file", caFile}, more...)...)
 			}
 			// The message is the user interface here, so this test reads it.
 			wantAdvice := func(what string, r result, server string) {
@@ -93,7 +93,13 @@ func TestRealCLIWrongCA(t *testing.T) {
 					}
 				}
 			}
-			initWith(state, wrongCA)
+			// init logs in first (IMAP, then SMTP) and stores nothing that does not work.
+			wantAdvice("init", initWith(state, wrongCA), mode.imap)
+			if _, err := os.Stat(filepath.Join(state, "state.db")); err == nil {
+				t.Fatal("init stored settings it could not log in with")
+			}
+			// Stored anyway (--no-check), they fail where they are used, with the same advice.
+			mustOK(t, initWith(state, wrongCA, "--no-check"), "init --no-check --ca-file "+wrongCA)
 			wantAdvice("agent --once", sp(t, env, "--state", state, "agent", "--once"), mode.imap)
 			wantAdvice("peer add", sp(t, env, "--state", state, "peer", "add", "alice", "--address", realAlice,
 				"--fingerprint", strings.Repeat("0000-", 7)+"0000"), mode.smtp)
@@ -101,7 +107,7 @@ func TestRealCLIWrongCA(t *testing.T) {
 			// The same settings with the servers' CA work. (A fresh state: the pairing mail queued
 			// above would go out to alice.)
 			good := filepath.Join(t.TempDir(), "carol-good")
-			initWith(good, ms.CAFile)
+			mustOK(t, initWith(good, ms.CAFile), "init --ca-file "+ms.CAFile)
 			mustOK(t, sp(t, env, "--state", good, "agent", "--once"), "agent --once with the servers' CA")
 		})
 	}
