@@ -19,6 +19,7 @@ type API interface {
 	// with the last known result and ctx's error).
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error)
 	Results(ctx context.Context) ([]keystore.Result, error)
+	Status(ctx context.Context) (Status, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -22,7 +22,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, run, results
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, run, results, status
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Run     *RunSpec      `json:"run,omitempty"`
 	Wait    bool          `json:"wait,omitempty"`
@@ -37,6 +37,7 @@ type controlResponse struct {
 	Peers    []PeerInfo        `json:"peers,omitempty"`
 	Result   *keystore.Result  `json:"result,omitempty"`
 	Results  []keystore.Result `json:"results,omitempty"`
+	Status   *Status           `json:"status,omitempty"`
 }
 
 // ListenControl starts serving the control socket until ctx ends.
@@ -90,7 +91,7 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 	}
 	var missing string
 	switch req.Op {
-	case "identity", "peers", "results":
+	case "identity", "peers", "results", "status":
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -143,6 +144,10 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn) {
 		resp.Result = &r
 	case "results":
 		resp.Results, err = n.Results(ctx)
+	case "status":
+		var st Status
+		st, err = n.Status(ctx)
+		resp.Status = &st
 	}
 	if err != nil {
 		resp.Error = err.Error()
@@ -238,4 +243,12 @@ func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(keyst
 func (cl *Client) Results(ctx context.Context) ([]keystore.Result, error) {
 	r, err := cl.call(ctx, controlRequest{Op: "results"})
 	return r.Results, err
+}
+
+func (cl *Client) Status(ctx context.Context) (Status, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "status"})
+	if r.Status == nil {
+		return Status{}, err
+	}
+	return *r.Status, err
 }

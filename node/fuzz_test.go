@@ -123,7 +123,7 @@ func FuzzDecodeResult(f *testing.F) {
 
 // controlOps are the control operations and whether each needs a peer or a run.
 var controlOps = map[string]struct{ peer, run bool }{
-	"identity": {}, "add-peer": {peer: true}, "peers": {}, "remove-peer": {peer: true}, "run": {run: true}, "results": {},
+	"identity": {}, "add-peer": {peer: true}, "peers": {}, "remove-peer": {peer: true}, "run": {run: true}, "results": {}, "status": {},
 }
 
 // FuzzDecodeControlRequest fuzzes decodeControlRequest, which serveControl calls on each

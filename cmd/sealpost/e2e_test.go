@@ -269,6 +269,33 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 		t.Fatalf("results --json:\n%s", res.stdout)
 	}
 
+	// status: bob's comes from his agent, through its socket; alice has no agent.
+	var bobStatus, aliceStatus struct {
+		Agent    bool `json:"agent"`
+		AgentPID int  `json:"agent_pid"`
+		Peers    int  `json:"peers"`
+		Waiting  int  `json:"commands_waiting"`
+		Outbox   int  `json:"outbox"`
+	}
+	for _, s := range []struct {
+		state string
+		into  any
+	}{{bob, &bobStatus}, {alice, &aliceStatus}} {
+		r := mustOK(t, sp(t, env, "--state", s.state, "status", "--json"), "status --json")
+		if err := json.Unmarshal([]byte(r.stdout), s.into); err != nil {
+			t.Fatalf("status --json: %v\n%s", err, r.stdout)
+		}
+	}
+	if !bobStatus.Agent || bobStatus.AgentPID == 0 || bobStatus.Peers != 1 || bobStatus.Outbox != 0 {
+		t.Fatalf("bob's status: %+v; want his agent, one peer and an empty outbox", bobStatus)
+	}
+	if aliceStatus.Agent || aliceStatus.Peers != 1 || aliceStatus.Waiting != 0 || aliceStatus.Outbox != 0 {
+		t.Fatalf("alice's status: %+v; want no agent, one peer, nothing waiting", aliceStatus)
+	}
+	if r := mustOK(t, sp(t, env, "--state", alice, "status"), "status"); !strings.Contains(r.stdout, "agent     not running") {
+		t.Fatalf("alice's status says:\n%s", r.stdout)
+	}
+
 	if r := mustOK(t, sp(t, env, "--state", alice, "ping", "bob"), "ping"); !strings.HasPrefix(r.stdout, "answer from bob: time=") {
 		t.Fatalf("ping printed %q", r.stdout)
 	}

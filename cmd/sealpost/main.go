@@ -105,6 +105,7 @@ func commandList() []command {
 		{"ping", "measure the round trip to a peer", runPing},
 		{"sysinfo", "show a peer's system information", runSysinfo},
 		{"results", "list the commands this node sent and their outcomes", runResults},
+		{"status", "show the agent, the mail servers, waiting commands and the outbox", runStatus},
 		{"relay", "start a local mail server for demos and labs", runRelay},
 		{"demo", "show everything in-process, on the embedded relay, in seconds", runDemo},
 		{"version", "print the version", func(_ context.Context, g *globals, _ []string) error {

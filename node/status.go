@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// Status is what `sealpost status` prints: this node, where it reads and sends its mail, and
+// what is waiting. It answers the operator's first question when nothing seems to happen: is an
+// agent running, and is mail stuck in the outbox, and why.
+type Status struct {
+	Fingerprint string `json:"fingerprint"`
+	Address     string `json:"address"`
+	StateDir    string `json:"state_dir"`
+	// Agent: an agent serves this state (the answer came from it, through its control socket).
+	Agent    bool `json:"agent"`
+	AgentPID int  `json:"agent_pid,omitempty"`
+
+	IMAP string `json:"imap"`
+	SMTP string `json:"smtp"`
+	TLS  string `json:"tls"`
+
+	Peers          int `json:"peers"`
+	PeersConfirmed int `json:"peers_confirmed"` // with a Confirmed session to command them
+
+	// Waiting counts the commands sent (or queued for a session) without a final result.
+	Waiting       int       `json:"commands_waiting"`
+	OldestWaiting time.Time `json:"oldest_waiting,omitzero"`
+
+	// Outbox counts the mails not sent yet; NextAttempt is the earliest next try, LastError the
+	// latest failure among them.
+	Outbox      int       `json:"outbox"`
+	NextAttempt time.Time `json:"outbox_next_attempt,omitzero"`
+	LastError   string    `json:"outbox_last_error,omitempty"`
+
+	LastPrune time.Time `json:"last_prune,omitzero"` // when old processed mail was last looked for
+}
+
+// Status reports this node's state.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	s := Status{
+		Fingerprint: n.Fingerprint().String(), Address: n.cfg.Address, StateDir: n.opts.Dir,
+		Agent: n.serving.Load(), IMAP: n.cfg.IMAP, SMTP: n.cfg.SMTP, TLS: n.cfg.TLS,
+	}
+	if s.Agent {
+		s.AgentPID = os.Getpid()
+	}
+	peers, err := n.Peers(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.Peers = len(peers)
+	for _, p := range peers {
+		if p.Outbound != nil && p.Outbound.Status == "Confirmed" {
+			s.PeersConfirmed++
+		}
+	}
+	results, err := n.Results(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, r := range results {
+		if !Final(r.Status) {
+			s.Waiting++
+			if s.OldestWaiting.IsZero() || r.Sent.Before(s.OldestWaiting) {
+				s.OldestWaiting = r.Sent
+			}
+		}
+	}
+	err = n.store.View(func(tx *keystore.Tx) error {
+		items, err := tx.Outbox()
+		if err != nil {
+			return err
+		}
+		s.Outbox = len(items)
+		var lastTry time.Time
+		for _, it := range items {
+			if s.NextAttempt.IsZero() || it.NextAttempt.Before(s.NextAttempt) {
+				s.NextAttempt = it.NextAttempt
+			}
+			// The item tried most recently holds the latest error: its next attempt is the
+			// latest one scheduled from a failure.
+			if it.LastError != "" && it.NextAttempt.After(lastTry) {
+				lastTry, s.LastError = it.NextAttempt, it.LastError
+			}
+		}
+		if b, ok, err := tx.Config(configLastPrune); err == nil && ok {
+			_ = s.LastPrune.UnmarshalText(b)
+		}
+		return nil
+	})
+	return s, err
+}
