@@ -179,8 +179,10 @@ func (s *Store) commit(fn func(*bolt.Tx) error) error {
 func (s *Store) recordGeneration(gen uint64) {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
-	if gen <= s.sidecarGen {
-		return // a concurrent Update already recorded a later generation
+	if gen <= s.sidecarGen || s.sidecarClosed {
+		// A concurrent Update recorded a later generation, or the store is closed (the lock
+		// may belong to another process by now: its sidecar is not ours to touch).
+		return
 	}
 	if s.sidecar == nil {
 		// Truncated once, when opened: what an older version or a garbled write left may be
@@ -188,7 +190,12 @@ func (s *Store) recordGeneration(gen uint64) {
 		// unreadable, so no evidence either way.)
 		f, err := os.OpenFile(filepath.Join(s.dir, genFile), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
-			s.log.Warn("could not record generation; rollback detection weakened", "op", "record_generation", "err", err)
+			// Not writable in place (left by another user, say): replace it, as a new file.
+			if err := writeFileAtomic(s.dir, genFile, sidecarText(gen)); err != nil {
+				s.log.Warn("could not record generation; rollback detection weakened", "op", "record_generation", "err", err)
+				return
+			}
+			s.sidecarGen = gen
 			return
 		}
 		s.sidecar = f
@@ -210,6 +217,7 @@ func sidecarText(gen uint64) []byte { return fmt.Appendf(nil, "%020d\n", gen) }
 func (s *Store) closeSidecar() {
 	s.genMu.Lock()
 	defer s.genMu.Unlock()
+	s.sidecarClosed = true
 	if s.sidecar != nil {
 		s.sidecar.Close()
 		s.sidecar = nil

@@ -200,3 +200,21 @@ func TestThreat26StateRollback(t *testing.T) {
 		}
 	})
 }
+
+// TestSidecarAfterClose: a commit that finishes while the store closes must not write the
+// sidecar afterwards: once Close returns, the state (and state.gen) may be another process's.
+func TestSidecarAfterClose(t *testing.T) {
+	s := openTestStore(t)
+	if err := s.Update(func(tx *Tx) error { return tx.PutConfig("k", []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	dir := s.Dir()
+	before := sidecar(t, dir)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.recordGeneration(before + 100) // the late half of a commit racing Close
+	if after := sidecar(t, dir); after != before {
+		t.Fatalf("state.gen went from %d to %d after Close", before, after)
+	}
+}

@@ -39,9 +39,10 @@ type Store struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	genMu      sync.Mutex // orders sidecar writes so state.gen never goes backwards
-	sidecarGen uint64     // highest generation written to state.gen by this Store
-	sidecar    *os.File   // state.gen, open for writing once the first commit recorded it
+	genMu         sync.Mutex // orders sidecar writes so state.gen never goes backwards
+	sidecarGen    uint64     // highest generation written to state.gen by this Store
+	sidecar       *os.File   // state.gen, open for writing once the first commit recorded it
+	sidecarClosed bool       // Close ran: record nothing more
 
 	rbMu     sync.Mutex
 	rollback RollbackInfo // cached copy of meta/rollback; see rollback.go

@@ -179,6 +179,7 @@ func TestVerify(t *testing.T) {
 	}{
 		{"wrong password", func(c *mailbox.Config) { c.Password = "wrong" }, []string{"IMAP server " + r.IMAPAddr(), "log in as " + alice}},
 		{"no SMTP server", func(c *mailbox.Config) { c.SMTPAddr = deadAddr }, []string{"connect to SMTP server " + deadAddr}},
+		{"the IMAP port given for SMTP", func(c *mailbox.Config) { c.SMTPAddr = r.IMAPAddr() }, []string{"SMTP server " + r.IMAPAddr()}},
 	} {
 		tr := newTransport(t, r, alice, tc.edit)
 		err := tr.Verify(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,9 +103,14 @@ func (t *IMAPSMTP) Verify(ctx context.Context) error {
 		return err
 	}
 	sc, err := t.dialSMTP(ctx)
-	if se := (*SendError)(nil); errors.As(err, &se) {
-		return se.Err // no mail was being sent: say what failed, not "send mail"
-	} else if err != nil {
+	if err != nil {
+		// No mail was being sent: say which server failed and how, not "send mail".
+		if se := (*SendError)(nil); errors.As(err, &se) {
+			err = se.Err
+		}
+		if !strings.HasPrefix(err.Error(), "connect to SMTP server") {
+			err = fmt.Errorf("SMTP server %s: %w", t.s.SMTPAddr, err)
+		}
 		return err
 	}
 	t.smtpMu.Lock()

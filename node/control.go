@@ -250,5 +250,6 @@ func (cl *Client) Status(ctx context.Context) (Status, error) {
 	if r.Status == nil {
 		return Status{}, err
 	}
+	r.Status.Agent = true // it answered on its socket (even while it stops)
 	return *r.Status, err
 }

@@ -293,8 +293,8 @@ func (c MailConfig) transport(log *slog.Logger) (*mailbox.IMAPSMTP, error) {
 
 // CheckMail logs in to the IMAP and SMTP servers of c, as an agent would, and returns the first
 // failure. It sends and moves no mail; `sealpost init` runs it before storing the settings.
-func CheckMail(ctx context.Context, c MailConfig) error {
-	tr, err := c.transport(nil)
+func CheckMail(ctx context.Context, c MailConfig, log *slog.Logger) error {
+	tr, err := c.transport(log)
 	if err != nil {
 		return err
 	}

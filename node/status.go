@@ -81,10 +81,13 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			if s.NextAttempt.IsZero() || it.NextAttempt.Before(s.NextAttempt) {
 				s.NextAttempt = it.NextAttempt
 			}
-			// The item tried most recently holds the latest error: its next attempt is the
-			// latest one scheduled from a failure.
-			if it.LastError != "" && it.NextAttempt.After(lastTry) {
-				lastTry, s.LastError = it.NextAttempt, it.LastError
+			// The latest error is that of the item tried last. Flush scheduled its next
+			// attempt one backoff after the failure, so that is when it was tried.
+			if it.LastError == "" {
+				continue
+			}
+			if tried := it.NextAttempt.Add(-backoff(outboxBase, outboxMax, it.Attempts)); tried.After(lastTry) {
+				lastTry, s.LastError = tried, it.LastError
 			}
 		}
 		if b, ok, err := tx.Config(configLastPrune); err == nil && ok {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
 )
 
@@ -47,8 +48,35 @@ func TestStatus(t *testing.T) {
 			t.Fatalf("status after SMTP recovered: %+v; want nothing waiting and an empty outbox", st)
 		}
 	}
-	if st.PeersConfirmed != 1 || st.LastError != "" {
+	if st.PeersConfirmed != 1 {
 		t.Fatalf("status once the command was answered: %+v", st)
+	}
+
+	// The last error shown is that of the mail tried last, not of the one due last: a mail on
+	// its ninth try waits minutes, one on its first try seconds.
+	now := time.Now()
+	if err := l.alice.store.Update(func(tx *keystore.Tx) error {
+		for _, it := range []keystore.OutboxItem{
+			{To: "x@example.test", Package: []byte("old"), Attempts: 9, LastError: "connection refused",
+				NextAttempt: now.Add(-20*time.Second + backoff(outboxBase, outboxMax, 9))},
+			{To: "y@example.test", Package: []byte("new"), Attempts: 1, LastError: "451 rate limited",
+				NextAttempt: now.Add(backoff(outboxBase, outboxMax, 1))},
+		} {
+			id, err := tx.Enqueue(it)
+			if err != nil {
+				return err
+			}
+			it.ID = id
+			if err := tx.PutOutbox(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = l.alice.Status(l.ctx); st.Outbox != 2 || st.LastError != "451 rate limited" {
+		t.Fatalf("status with two failed mails: outbox %d, last error %q; want 2 and the later failure", st.Outbox, st.LastError)
 	}
 	if err := l.bob.ListenControl(l.ctx); err != nil {
 		t.Fatal(err)

@@ -46,12 +46,15 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	if c.Login == "" {
 		c.Login = c.Address
 	}
+	if !*noCheck && (c.IMAP == "" || c.SMTP == "") {
+		return usagef("--imap and --smtp are required (or --no-check, to create the identity now and give the servers later)")
+	}
 	if !*noCheck {
 		// Nothing is stored when the settings do not work: a typo found now is not found
 		// later by an agent that cannot read its mail.
 		fmt.Fprintf(g.stderr, "Logging in to %s (IMAP) and %s (SMTP)...\n", c.IMAP, c.SMTP)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := node.CheckMail(cctx, c)
+		err := node.CheckMail(cctx, c, g.logger())
 		cancel()
 		if err != nil {
 			return fmt.Errorf("the mailbox settings do not work, so nothing was stored: %w\nFix the settings and run init again (or add --no-check to store them as they are)", err)

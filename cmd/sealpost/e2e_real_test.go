@@ -51,11 +51,11 @@ func TestRealEndToEndCLI(t *testing.T) {
 	t.Logf("scenario took %v", time.Since(start).Round(time.Millisecond))
 }
 
-// TestRealCLIWrongCA: a node whose --ca-file holds a CA that did not sign the servers'
-// certificate fails on its first connection, for IMAP (`agent --once`) and SMTP (`peer add`,
-// which mails the pairing) over both TLS modes, with a message that says the certificate could not
-// be verified and points at --ca-file; `sealpost init` again with the right CA file fixes it.
-// (`init` itself does not connect.)
+// TestRealCLIWrongCA: with a --ca-file that holds a CA that did not sign the servers'
+// certificate, `init` refuses to store the settings, and stored anyway (--no-check) they fail on
+// the first connection, for IMAP (`agent --once`) and SMTP (`peer add`, which mails the pairing)
+// over both TLS modes; each time the message says the certificate could not be verified and
+// points at --ca-file. `sealpost init` with the right CA file works.
 func TestRealCLIWrongCA(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")

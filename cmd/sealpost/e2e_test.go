@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,6 +180,20 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 	env := sc.env
 	bobAddr, aliceAddr := sc.bob.addr, sc.alice.addr
 	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
+	// init logs in first: with a wrong password it says which server refused, and stores nothing.
+	wrong := slices.Clone(sc.alice.init)
+	if i := slices.Index(wrong, "--password-env"); i >= 0 && i+1 < len(wrong) {
+		wrong[i+1] = "SEALPOST_TEST_WRONG_PW"
+	} else {
+		t.Fatalf("alice's init flags %q name no --password-env", wrong)
+	}
+	r := sp(t, append(slices.Clone(env), "SEALPOST_TEST_WRONG_PW=not-the-password"), append([]string{"--state", alice, "init", "--address", aliceAddr}, wrong...)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "IMAP server") || !strings.Contains(r.stderr, "nothing was stored") {
+		t.Fatalf("init with a wrong password: exit %d, stderr %q; want a failure naming the IMAP server", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(alice, "state.db")); err == nil {
+		t.Fatal("init stored settings it could not log in with")
+	}
 	for _, n := range []struct {
 		state string
 		node  cliNode
@@ -209,7 +224,7 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 		"--allow", "echo", "--allow", "false", "--allow", script), "peer add (bob)")
 
 	// alice has no agent: `run` reads her mailbox itself (bob's PAIR answer, then the answers).
-	r := sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello", "$(rm -rf /)")
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello", "$(rm -rf /)")
 	if r.code != 0 || r.stdout != "hello $(rm -rf /)\n" {
 		t.Fatalf("run echo: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
