@@ -19,12 +19,7 @@ import (
 // without mail, and at Close, the connection is ended with QUIT.
 func TestSMTPConnectionKept(t *testing.T) {
 	mailbox.SetSMTPIdle(t, 300*time.Millisecond)
-	r := startRelay(t, mailbox.RelayConfig{})
-	proxy := newFreezeProxy(t, r.SMTPAddr())
-	a := newTransport(t, r, alice, func(c *mailbox.Config) { c.SMTPAddr = proxy.addr() })
-	b := newTransport(t, r, bob, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	proxy, a, b, ctx := proxiedSender(t)
 
 	var sent [][]byte
 	send := func() {
@@ -67,6 +62,34 @@ func TestSMTPConnectionKept(t *testing.T) {
 	}
 
 	// Every mail arrived, once.
+	arrivedOnce(t, ctx, b, sent)
+}
+
+// lines returns the lines the clients sent since the last call (SMTP commands, and mail text).
+func (p *freezeProxy) lines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := strings.Split(string(p.sent), "\r\n")
+	p.sent = nil
+	return out
+}
+
+// proxiedSender is alice's transport submitting through a proxy that can cut her SMTP
+// connections, and bob's, reading what arrives.
+func proxiedSender(t *testing.T) (proxy *freezeProxy, a, b *mailbox.IMAPSMTP, ctx context.Context) {
+	t.Helper()
+	r := startRelay(t, mailbox.RelayConfig{})
+	proxy = newFreezeProxy(t, r.SMTPAddr())
+	a = newTransport(t, r, alice, func(c *mailbox.Config) { c.SMTPAddr = proxy.addr() })
+	b = newTransport(t, r, bob, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return proxy, a, b, ctx
+}
+
+// arrivedOnce checks that bob received exactly the packages sent, in order, each once.
+func arrivedOnce(t *testing.T, ctx context.Context, b *mailbox.IMAPSMTP, sent [][]byte) {
+	t.Helper()
 	var got []mailbox.Message
 	cur := mailbox.Cursor{}
 	for len(got) < len(sent) {
@@ -79,6 +102,9 @@ func TestSMTPConnectionKept(t *testing.T) {
 		}
 		got, cur = append(got, msgs...), next
 	}
+	if more, _, err := b.Receive(ctx, cur, 0, 0); err != nil || len(more) != 0 {
+		t.Fatalf("after the %d mails sent: %d more arrived (%v)", len(sent), len(more), err)
+	}
 	if len(got) != len(sent) {
 		t.Fatalf("%d mails arrived, %d were sent", len(got), len(sent))
 	}
@@ -87,15 +113,6 @@ func TestSMTPConnectionKept(t *testing.T) {
 			t.Fatalf("mail %d arrived with another package", i)
 		}
 	}
-}
-
-// lines returns the lines the clients sent since the last call (SMTP commands, and mail text).
-func (p *freezeProxy) lines() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := strings.Split(string(p.sent), "\r\n")
-	p.sent = nil
-	return out
 }
 
 // TestSMTPKeptConnectionFailsLate: when a kept connection fails after MAIL FROM was answered,
@@ -108,12 +125,7 @@ func TestSMTPKeptConnectionFailsLate(t *testing.T) {
 		{"at the end of DATA", "\r\n.\r\n"},
 	} {
 		t.Run(cut.name, func(t *testing.T) {
-			r := startRelay(t, mailbox.RelayConfig{})
-			proxy := newFreezeProxy(t, r.SMTPAddr())
-			a := newTransport(t, r, alice, func(c *mailbox.Config) { c.SMTPAddr = proxy.addr() })
-			b := newTransport(t, r, bob, nil)
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+			proxy, a, b, ctx := proxiedSender(t)
 			first := fixtures.Package(100)
 			if err := a.Send(ctx, bob, first); err != nil {
 				t.Fatalf("Send: %v", err)
@@ -134,21 +146,7 @@ func TestSMTPKeptConnectionFailsLate(t *testing.T) {
 			if got := a.Stats().SMTPConnects; got != 2 {
 				t.Fatalf("after the cut: %d SMTP connections, want 2", got)
 			}
-			var msgs []mailbox.Message
-			cur := mailbox.Cursor{}
-			for len(msgs) < 2 {
-				more, next, err := b.Receive(ctx, cur, time.Second, 0)
-				if err != nil {
-					t.Fatalf("Receive: %v", err)
-				}
-				if len(more) == 0 {
-					break
-				}
-				msgs, cur = append(msgs, more...), next
-			}
-			if len(msgs) != 2 || !bytes.Equal(msgs[0].Package, first) || !bytes.Equal(msgs[1].Package, last) {
-				t.Fatalf("bob received %d mails, want the first and the last", len(msgs))
-			}
+			arrivedOnce(t, ctx, b, [][]byte{first, last})
 		})
 	}
 }
