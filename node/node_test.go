@@ -195,14 +195,28 @@ func (f *flakySend) Send(ctx context.Context, to string, pkg []byte) error {
 	return f.Transport.Send(ctx, to, pkg)
 }
 
+// reopenFlaky reopens the node called name over a transport whose next fails sends fail, as a
+// temporarily unavailable SMTP server's would.
+func (l *lab) reopenFlaky(name string, fails int32) *flakySend {
+	l.t.Helper()
+	var flaky *flakySend
+	wrap := func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }
+	if name == "alice" {
+		l.alice.Close()
+		l.alice = l.open(name, wrap, false)
+	} else {
+		l.bob.Close()
+		l.bob = l.open(name, wrap, false)
+	}
+	flaky.fail.Store(fails)
+	return flaky
+}
+
 // TestOutboxKeepsMailThroughSMTPFailure: while SMTP fails, answers stay in the outbox and leave
 // once it works again; nothing is lost and nothing runs twice.
 func TestOutboxKeepsMailThroughSMTPFailure(t *testing.T) {
 	l := newLab(t)
-	var flaky *flakySend
-	l.bob.Close()
-	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }, false)
-	flaky.fail.Store(3)
+	flaky := l.reopenFlaky("bob", 3)
 	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{countScript}}})
 	if err != nil {
 		t.Fatal(err)
@@ -492,10 +506,7 @@ func TestUndeliverableCommand(t *testing.T) {
 // commands, and drops the mail still queued for it, but nothing queued for other peers.
 func TestRemovePeer(t *testing.T) {
 	l := newLab(t)
-	var flaky *flakySend
-	l.alice.Close()
-	l.alice = l.open("alice", func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }, false)
-	flaky.fail.Store(1000) // nothing leaves alice's outbox
+	l.reopenFlaky("alice", 1000) // nothing leaves alice's outbox
 	if _, err := l.alice.AddPeer(l.ctx, PeerSpec{Name: "carol", Address: "carol@example.test"}); err != nil && !strings.Contains(err.Error(), "stays queued") {
 		t.Fatal(err)
 	}

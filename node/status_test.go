@@ -8,17 +8,13 @@ import (
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
-	"github.com/sealpost/sealpost/mailbox"
 )
 
 // TestStatus: what `sealpost status` shows while SMTP fails (the command waits, its mail stays in
 // the outbox with the reason) and once it works again, with and without an agent.
 func TestStatus(t *testing.T) {
 	l := newLab(t)
-	var flaky *flakySend
-	l.alice.Close()
-	l.alice = l.open("alice", func(tr mailbox.Transport) mailbox.Transport { flaky = &flakySend{Transport: tr}; return flaky }, false)
-	flaky.fail.Store(1000)
+	flaky := l.reopenFlaky("alice", 1000)
 	before := time.Now()
 	if _, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}); err == nil {
 		t.Fatal("Submit with SMTP failing succeeded")
