@@ -178,6 +178,7 @@ func TestVerify(t *testing.T) {
 		{"wrong password", func(c *mailbox.Config) { c.Password = "wrong" }, []string{"IMAP server " + r.IMAPAddr(), "log in as " + alice}},
 		{"no SMTP server", func(c *mailbox.Config) { c.SMTPAddr = deadAddr }, []string{"connect to SMTP server " + deadAddr}},
 		{"the IMAP port given for SMTP", func(c *mailbox.Config) { c.SMTPAddr = r.IMAPAddr() }, []string{"SMTP server " + r.IMAPAddr()}},
+		{"an address the login may not send as", func(c *mailbox.Config) { c.Address = "mallory@example.test" }, []string{"SMTP server " + r.SMTPAddr(), "MAIL FROM mallory@example.test", "553"}},
 	} {
 		tr := newTransport(t, r, alice, tc.edit)
 		err := tr.Verify(ctx)

@@ -92,7 +92,8 @@ func (t *IMAPSMTP) Close() error {
 	return nil
 }
 
-// Verify logs in to both servers, as the first Receive and Send would, and returns the first
+// Verify logs in to both servers, as the first Receive and Send would, checks that the SMTP
+// server takes mail from the node's address (MAIL FROM, then RSET), and returns the first
 // failure, saying which server and which step. It sends and moves no mail. The connections stay
 // open for the calls that follow.
 func (t *IMAPSMTP) Verify(ctx context.Context) error {
@@ -103,6 +104,22 @@ func (t *IMAPSMTP) Verify(ctx context.Context) error {
 		return err
 	}
 	sc, err := t.dialSMTP(ctx)
+	if err == nil {
+		// The sender address too: a server may take the login but not mail from this address
+		// (Postfix's smtpd_sender_login_maps). MAIL FROM, then RSET: nothing is sent.
+		err = t.watched(ctx, sc, func() error {
+			if err := sc.c.Mail(t.s.Address, nil); err != nil {
+				return setupErr("MAIL FROM "+t.s.Address, err)
+			}
+			if err := sc.c.Reset(); err != nil {
+				return setupErr("RSET", err)
+			}
+			return nil
+		})
+		if err != nil {
+			sc.raw.Close()
+		}
+	}
 	if err != nil {
 		// No mail was being sent: say which server failed and how, not "send mail".
 		if se := (*SendError)(nil); errors.As(err, &se) {

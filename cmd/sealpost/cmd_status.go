@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// statusTimeout bounds `sealpost status`.
+var statusTimeout = 10 * time.Second
 
 func runStatus(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "status", "[--json]",
@@ -19,7 +23,13 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer done()
-	st, err := api.Status(ctx)
+	// A diagnostic must not hang on the thing it diagnoses: an agent that does not answer.
+	sctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	st, err := api.Status(sctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("no answer within %s: the agent holding %s accepts connections but does not reply (stop it and start it again)", statusTimeout, g.state)
+	}
 	if err != nil {
 		return err
 	}
