@@ -270,45 +270,57 @@ type SessionInfo struct {
 func (n *Node) Peers(ctx context.Context) ([]PeerInfo, error) {
 	var out []PeerInfo
 	err := n.view(func(tx *keystore.Tx, st TxStore) error {
-		peers, err := tx.Peers()
+		var err error
+		out, err = n.peersIn(tx, st)
+		return err
+	})
+	return out, err
+}
+
+// peersIn lists the peers as tx sees them, sorted by name.
+func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
+	var out []PeerInfo
+	peers, err := tx.Peers()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		pi := PeerInfo{Name: p.Name, Address: p.Address, Fingerprint: session.Fingerprint(p.Fingerprint).String(), Status: "paired", LastSeen: p.LastSeen}
+		pol, _ := n.policyFor(tx, p.Name)
+		pi.Allow = pol.Allow
+		ids, err := st.SessionsOf(p.Fingerprint)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			s, ok, err := st.Session(id)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			si := &SessionInfo{ID: s.ID.String(), Status: s.Status.String(), Epoch: s.Current.Gen}
+			switch {
+			case s.Role == session.Initiator && (pi.Outbound == nil || s.Status == session.Confirmed):
+				pi.Outbound = si
+			case s.Role == session.Responder && (pi.Inbound == nil || s.Status == session.Confirmed):
+				pi.Inbound = si
+			}
+		}
+		if s := cmp(pi.Outbound, pi.Inbound); s != nil {
+			pi.Status, pi.Epoch = s.Status, s.Epoch
+		}
+		out = append(out, pi)
+	}
+	err = tx.ForEachPairing(func(addr string, blob []byte) error {
+		pr, err := decode[session.Pairing](blob, "pairing")
 		if err != nil {
 			return err
 		}
-		for _, p := range peers {
-			pi := PeerInfo{Name: p.Name, Address: p.Address, Fingerprint: session.Fingerprint(p.Fingerprint).String(), Status: "paired", LastSeen: p.LastSeen}
-			pol, _ := n.policyFor(tx, p.Name)
-			pi.Allow = pol.Allow
-			ids, err := st.SessionsOf(p.Fingerprint)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				s, ok, err := st.Session(id)
-				if err != nil || !ok {
-					return err
-				}
-				si := &SessionInfo{ID: s.ID.String(), Status: s.Status.String(), Epoch: s.Current.Gen}
-				switch {
-				case s.Role == session.Initiator && (pi.Outbound == nil || s.Status == session.Confirmed):
-					pi.Outbound = si
-				case s.Role == session.Responder && (pi.Inbound == nil || s.Status == session.Confirmed):
-					pi.Inbound = si
-				}
-			}
-			if s := cmp(pi.Outbound, pi.Inbound); s != nil {
-				pi.Status, pi.Epoch = s.Status, s.Epoch
-			}
-			out = append(out, pi)
-		}
-		return tx.ForEachPairing(func(addr string, blob []byte) error {
-			pr, err := decode[session.Pairing](blob, "pairing")
-			if err != nil {
-				return err
-			}
-			pol, _ := n.policyFor(tx, pr.Name)
-			out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow})
-			return nil
-		})
+		pol, _ := n.policyFor(tx, pr.Name)
+		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow})
+		return nil
 	})
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, err

@@ -48,29 +48,30 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	if s.Agent {
 		s.AgentPID = os.Getpid()
 	}
-	peers, err := n.Peers(ctx)
-	if err != nil {
-		return s, err
-	}
-	s.Peers = len(peers)
-	for _, p := range peers {
-		if p.Outbound != nil && p.Outbound.Status == "Confirmed" {
-			s.PeersConfirmed++
+	// One read transaction, so that the figures agree with each other.
+	err := n.view(func(tx *keystore.Tx, st TxStore) error {
+		peers, err := n.peersIn(tx, st)
+		if err != nil {
+			return err
 		}
-	}
-	results, err := n.Results(ctx)
-	if err != nil {
-		return s, err
-	}
-	for _, r := range results {
-		if !Final(r.Status) {
-			s.Waiting++
-			if s.OldestWaiting.IsZero() || r.Sent.Before(s.OldestWaiting) {
-				s.OldestWaiting = r.Sent
+		s.Peers = len(peers)
+		for _, p := range peers {
+			if p.Outbound != nil && p.Outbound.Status == "Confirmed" {
+				s.PeersConfirmed++
 			}
 		}
-	}
-	err = n.store.View(func(tx *keystore.Tx) error {
+		results, err := tx.Results()
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			if !Final(r.Status) {
+				s.Waiting++
+				if s.OldestWaiting.IsZero() || r.Sent.Before(s.OldestWaiting) {
+					s.OldestWaiting = r.Sent
+				}
+			}
+		}
 		items, err := tx.Outbox()
 		if err != nil {
 			return err
