@@ -47,24 +47,11 @@ func count(cmds []string, verb string) int {
 // UIDPLUS; UID COPY + UID STORE without), whatever the number of messages; a stale message is
 // left where it is and reported, the others are moved; messages already gone are skipped.
 func TestAckBatchRoundTrips(t *testing.T) {
-	servers := []struct {
-		name     string
-		caps     []imap.Cap
-		full     bool // default capabilities
-		move     bool
-		expunges bool
-	}{
-		{"MOVE", nil, true, true, false},
-		{"UIDPLUS", []imap.Cap{imap.CapUIDPlus}, false, false, true},
-		{"IMAP4rev1only", nil, false, false, false},
-	}
-	for _, srv := range servers {
-		t.Run(srv.name, func(t *testing.T) {
-			cfg := mailbox.RelayConfig{}
-			if !srv.full {
-				mailbox.SetRelayCaps(&cfg, srv.caps...)
-			}
-			r := startRelay(t, cfg)
+	for _, k := range relayKinds {
+		t.Run(k.name, func(t *testing.T) {
+			move := k.full                                                 // UID MOVE
+			uidplus := !k.full && slices.Contains(k.caps, imap.CapUIDPlus) // COPY + STORE + UID EXPUNGE; else COPY + STORE
+			r := k.start(t)
 			proxy := newFreezeProxy(t, r.IMAPAddr())
 			b := newTransport(t, r, bob, func(c *mailbox.Config) { c.IMAPAddr = proxy.addr() })
 			inject := fixtures.SMTPInjector(r.SMTPAddr(), "mx@elsewhere.test")
@@ -103,12 +90,12 @@ func TestAckBatchRoundTrips(t *testing.T) {
 			}
 			t.Logf("Ack of %d messages from 2 folders: %q", len(batch), cmds)
 			moves := 2
-			if !srv.move {
+			if !move {
 				moves = 0
 			}
 			copies := 2 - moves
 			expunges := 0
-			if srv.expunges {
+			if uidplus {
 				expunges = 2
 			}
 			for verb, want := range map[string]int{

@@ -37,6 +37,27 @@ func startRelay(t testing.TB, cfg mailbox.RelayConfig) *mailbox.Relay {
 	return r
 }
 
+// relayKind is a relay advertising the capabilities of a kind of server: a full one (MOVE and
+// UIDPLUS), or an older one with only the capabilities listed.
+type relayKind struct {
+	name string
+	caps []imap.Cap // with full unset: all it advertises besides IMAP4rev1
+	full bool
+}
+
+// relayKinds are the servers the moving code is tried on: with MOVE, with UIDPLUS but no MOVE
+// (COPY + STORE + UID EXPUNGE), and with neither (COPY + STORE, no expunge).
+var relayKinds = []relayKind{{"MOVE", nil, true}, {"UIDPLUS", []imap.Cap{imap.CapUIDPlus}, false}, {"IMAP4rev1only", nil, false}}
+
+func (k relayKind) start(t testing.TB) *mailbox.Relay {
+	t.Helper()
+	cfg := mailbox.RelayConfig{}
+	if !k.full {
+		mailbox.SetRelayCaps(&cfg, k.caps...)
+	}
+	return startRelay(t, cfg)
+}
+
 // newTransport returns a plaintext loopback transport for user on the relay.
 func newTransport(t testing.TB, r *mailbox.Relay, user string, edit func(*mailbox.Config)) *mailbox.IMAPSMTP {
 	t.Helper()
@@ -88,12 +109,12 @@ func TestContractRelayPolling(t *testing.T) {
 // TestContractRelayOlderServers runs the contract against servers without MOVE: with UIDPLUS
 // (COPY + STORE + UID EXPUNGE of one UID) and without (COPY + flag, no expunge).
 func TestContractRelayOlderServers(t *testing.T) {
-	for name, caps := range map[string][]imap.Cap{"UIDPLUS": {imap.CapUIDPlus}, "IMAP4rev1only": nil} {
-		t.Run(name, func(t *testing.T) {
-			cfg := mailbox.RelayConfig{}
-			mailbox.SetRelayCaps(&cfg, caps...)
-			r := startRelay(t, cfg)
-			fixtures.RunTransportContract(t, relayEnv(t, r, nil))
+	for _, k := range relayKinds {
+		if k.full {
+			continue // TestContractRelay
+		}
+		t.Run(k.name, func(t *testing.T) {
+			fixtures.RunTransportContract(t, relayEnv(t, k.start(t), nil))
 		})
 	}
 }
@@ -121,18 +142,9 @@ func TestThreat29ForeignMailUntouched(t *testing.T) {
 		{"flagged by the user", crlf("From: mum@elsewhere.test\nTo: " + bob + "\nSubject: call me\nMessage-ID: <f6@elsewhere.test>\n\n!\n"), []imap.Flag{imap.FlagFlagged}},
 		{"deleted by the user", crlf("From: spam@elsewhere.test\nTo: " + bob + "\nSubject: win\nMessage-ID: <f7@elsewhere.test>\n\n$$$\n"), []imap.Flag{imap.FlagDeleted}},
 	}
-	servers := []struct {
-		name string
-		caps []imap.Cap
-		full bool // default capabilities
-	}{{"MOVE", nil, true}, {"UIDPLUS", []imap.Cap{imap.CapUIDPlus}, false}, {"IMAP4rev1only", nil, false}}
-	for _, srv := range servers {
-		t.Run(srv.name, func(t *testing.T) {
-			cfg := mailbox.RelayConfig{}
-			if !srv.full {
-				mailbox.SetRelayCaps(&cfg, srv.caps...)
-			}
-			r := startRelay(t, cfg)
+	for _, k := range relayKinds {
+		t.Run(k.name, func(t *testing.T) {
+			r := k.start(t)
 			inject := fixtures.SMTPInjector(r.SMTPAddr(), "mx@elsewhere.test")
 			inspect := fixtures.IMAPInspector(r.IMAPAddr(), r.Users(), nil)
 			flag := fixtures.IMAPFlagger(r.IMAPAddr(), r.Users(), nil)
