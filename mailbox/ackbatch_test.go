@@ -42,10 +42,11 @@ func count(cmds []string, verb string) int {
 	return n
 }
 
-// TestAckBatchRoundTrips: one Ack of many messages from two folders costs, per folder, one
-// SELECT (none for the folder already selected), one UID FETCH and one move (UID MOVE; or UID COPY + UID STORE + UID EXPUNGE with
-// UIDPLUS; UID COPY + UID STORE without), whatever the number of messages; a stale message is
-// left where it is and reported, the others are moved; messages already gone are skipped.
+// TestAckBatchRoundTrips: one Ack of many messages from two folders costs, per folder, one SELECT
+// (none for the folder already selected), one UID FETCH and one move (UID MOVE; or UID COPY + UID
+// STORE + UID EXPUNGE with UIDPLUS; UID COPY + UID STORE without), whatever the number of messages;
+// a stale message is left where it is and reported, the others are moved; messages already gone are
+// skipped.
 func TestAckBatchRoundTrips(t *testing.T) {
 	for _, k := range relayKinds {
 		t.Run(k.name, func(t *testing.T) {
