@@ -72,10 +72,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 func runID(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "id", "[--json]", "Print this node's fingerprint, to compare out of band or to pair with --fingerprint.", "sealpost id")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	api, done, err := openAPI(g)
+	api, done, err := parseAndOpen(g, fs, args)
 	if err != nil {
 		return err
 	}

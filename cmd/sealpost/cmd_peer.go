@@ -84,10 +84,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 func runPeerList(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status and key epoch.", "sealpost peer list --json")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	api, done, err := openAPI(g)
+	api, done, err := parseAndOpen(g, fs, args)
 	if err != nil {
 		return err
 	}
@@ -111,7 +108,7 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 	for _, p := range peers {
 		seen := "-"
 		if !p.LastSeen.IsZero() {
-			seen = time.Since(p.LastSeen).Round(time.Second).String() + " ago"
+			seen = ago(time.Now(), p.LastSeen) + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, p.Fingerprint)
 	}

@@ -200,10 +200,7 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "results", "[--json] [--limit N]", "List the commands this node sent, newest last.", "sealpost results --json")
 	asJSON := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 50, "show at most `N` (0: all)")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	api, done, err := openAPI(g)
+	api, done, err := parseAndOpen(g, fs, args)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 
 	"github.com/sealpost/sealpost/keystore"
@@ -19,6 +20,15 @@ func openAPI(g *globals) (api node.API, close func(), err error) {
 		return nil, nil, err
 	}
 	return n, func() { n.Close() }, nil
+}
+
+// parseAndOpen parses the flags of a command that takes no arguments and reaches the node (see
+// openAPI).
+func parseAndOpen(g *globals, fs *flag.FlagSet, args []string) (api node.API, close func(), err error) {
+	if _, err := parse(fs, args); err != nil {
+		return nil, nil, err
+	}
+	return openAPI(g)
 }
 
 func openNode(g *globals) (*node.Node, error) {
