@@ -53,6 +53,24 @@ func (l *tallyLab) submit(n int) []session.CommandID {
 	return ids
 }
 
+// serveUntilDone runs bob's agent until alice holds the result of every command, taken in the
+// order given (indexes into ids), and checks each ended done with its argument as output. tr
+// counts what alice sent, for the failure message.
+func (l *tallyLab) serveUntilDone(ids []session.CommandID, order []int, tr *countingTransport) {
+	l.t.Helper()
+	l.serveBob()
+	defer l.stopBob()
+	ctx, cancel := context.WithTimeout(l.ctx, 60*time.Second)
+	defer cancel()
+	for _, i := range order {
+		r, err := l.alice.Wait(ctx, ids[i], nil)
+		if err != nil || r.Status != StatusDone || string(r.Stdout) != fmt.Sprint("cmd-", i, "\n") {
+			l.t.Fatalf("command %d: %q %q (%q), %v; want done with its argument as output (alice sent %d handshakes, %d commands)",
+				i, r.Status, r.Stdout, r.Error, err, tr.count("INIT_REQ"), tr.count("COMMAND"))
+		}
+	}
+}
+
 // ranEachOnce checks that bob ran cmd-0 to cmd-(n-1) each exactly once.
 func (l *tallyLab) ranEachOnce(n int) {
 	l.t.Helper()
@@ -82,17 +100,11 @@ func TestBacklogRunsEveryCommandOnce(t *testing.T) {
 	const backlog = 3*session.MaxChildren + 4
 	ids := l.submit(backlog)
 
-	l.serveBob()
-	ctx, cancel := context.WithTimeout(l.ctx, 60*time.Second)
-	defer cancel()
-	for i, id := range ids {
-		r, err := l.alice.Wait(ctx, id, nil)
-		if err != nil || r.Status != StatusDone || string(r.Stdout) != fmt.Sprint("cmd-", i, "\n") {
-			t.Fatalf("command %d: %q %q (%q), %v; want done with its argument as output (alice sent %d handshakes, %d commands)",
-				i, r.Status, r.Stdout, r.Error, err, aliceTr.count("INIT_REQ"), aliceTr.count("COMMAND"))
-		}
+	order := make([]int, backlog)
+	for i := range order {
+		order[i] = i
 	}
-	l.stopBob()
+	l.serveUntilDone(ids, order, aliceTr)
 
 	l.ranEachOnce(backlog)
 	// The old window refused every command past the 32nd: a handshake and sending again per round.
@@ -141,17 +153,11 @@ func TestLostAnswersPastWindowRehandshake(t *testing.T) {
 	aliceTr := &countingTransport{Transport: &dropFirstAnswers{Transport: l.alice.tr, keep: ids[n-1], seen: map[session.CommandID]bool{}}}
 	l.alice.tr = aliceTr
 
-	l.serveBob()
-	ctx, cancel := context.WithTimeout(l.ctx, 60*time.Second)
-	defer cancel()
-	for i := n - 1; i >= 0; i-- { // the last first: its answer is the one that gets through
-		r, err := l.alice.Wait(ctx, ids[i], nil)
-		if err != nil || r.Status != StatusDone || string(r.Stdout) != fmt.Sprint("cmd-", i, "\n") {
-			t.Fatalf("command %d: %q %q (%q), %v (alice sent %d handshakes, %d commands)",
-				i, r.Status, r.Stdout, r.Error, err, aliceTr.count("INIT_REQ"), aliceTr.count("COMMAND"))
-		}
+	order := make([]int, n) // the last first: its answer is the one that gets through
+	for i := range order {
+		order[i] = n - 1 - i
 	}
-	l.stopBob()
+	l.serveUntilDone(ids, order, aliceTr)
 
 	l.ranEachOnce(n)
 	if h := aliceTr.count("INIT_REQ"); h != 1 {
