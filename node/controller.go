@@ -127,7 +127,6 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 func (n *Node) RemovePeer(ctx context.Context, name string) error {
 	var ended []session.CommandID // commands failed here, whose waiters are woken after the commit
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
-		ended = ended[:0]
 		found := false
 		var fp session.Fingerprint // the peer's, when pinned
 		var pairAddrs []string     // where a pairing mail for it would go

@@ -544,7 +544,13 @@ func TestRemovePeer(t *testing.T) {
 		r, _ := l.alice.Wait(l.ctx, id, nil)
 		waited <- r
 	}()
-	time.Sleep(50 * time.Millisecond) // let it start waiting (if not, it finds the result at once)
+	// Remove bob only once the waiter is subscribed: removed before, it would find the result at
+	// once and the test would prove nothing.
+	for subscribed := false; !subscribed; time.Sleep(time.Millisecond) {
+		l.alice.waitMu.Lock()
+		subscribed = len(l.alice.waiters[id]) > 0
+		l.alice.waitMu.Unlock()
+	}
 	if err := l.alice.RemovePeer(l.ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}

@@ -32,19 +32,21 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 		keep = DefaultKeepProcessed
 	}
 	now := n.now()
-	last := n.lastPrune // this process's last look, in case recording it in the state failed
-	if err := n.store.View(func(tx *keystore.Tx) error {
-		b, ok, err := tx.Config(configLastPrune)
-		var stored time.Time
-		if ok {
-			err = stored.UnmarshalText(b)
+	// Serve calls this every round: the state is read only for this process's first look (an
+	// agent run by cron with --once has no other memory of the last one); later rounds go by
+	// n.lastPrune.
+	last := n.lastPrune
+	if last.IsZero() {
+		if err := n.store.View(func(tx *keystore.Tx) error {
+			b, ok, err := tx.Config(configLastPrune)
+			if ok {
+				err = last.UnmarshalText(b)
+			}
+			return err
+		}); err != nil {
+			n.log.Warn("could not read when processed mail was last pruned", "op", "prune", "err", err)
 		}
-		if stored.After(last) {
-			last = stored
-		}
-		return err
-	}); err != nil {
-		n.log.Warn("could not read when processed mail was last pruned", "op", "prune", "err", err)
+		n.lastPrune = last
 	}
 	if now.Sub(last) < pruneEvery && !last.After(now) {
 		return

@@ -80,4 +80,16 @@ func TestPruneProcessedMail(t *testing.T) {
 	if got := processed(); got == 0 {
 		t.Fatal("the new command's mail is not in the processed folder")
 	}
+
+	// A restarted agent (cron's --once) knows the last look from the state: an hour after it,
+	// it does not look again.
+	looked := lastPrune()
+	l.bob.Close()
+	l.bob = l.open("bob", nil, false)
+	l.bob.opts.KeepProcessed = time.Hour
+	at(time.Hour)
+	l.bob.pruneProcessed(l.ctx)
+	if !lastPrune().Equal(looked) {
+		t.Fatalf("a restarted agent looked again an hour after the last look (%v, now %v)", looked, lastPrune())
+	}
 }
