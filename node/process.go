@@ -197,14 +197,15 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		n.emit(e)
 	}
 	n.notify(done...)
-	if err := n.flushSoon(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
-	}
 	if run != nil {
 		if n.beforeExecute != nil {
 			n.beforeExecute()
 		}
-		return true, n.execute(ctx, run)
+		return true, n.execute(ctx, run) // which flushes the answer it queues
+	}
+	// What this mail queued (a handshake or pairing reply, an authenticated refusal) goes now.
+	if err := n.flushSoon(ctx); err != nil {
+		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
 	return true, nil
 }
