@@ -680,3 +680,20 @@ func TestMailThatKeepsFailingIsMovedAside(t *testing.T) {
 		t.Fatalf("the command of the failing mail: %q; it never ran, so it is still waiting for its retry", r.Status)
 	}
 }
+
+// TestSenderFlushesOnStop: mail queued while the agent stops still goes out: the sender's last
+// act is one flush of what is due (bounded by senderDrain).
+func TestSenderFlushesOnStop(t *testing.T) {
+	l := newLab(t)
+	stop := l.bob.startSender(l.ctx)
+	// Queued without a kick, as an answer committed in the moment the agent is told to stop.
+	if err := l.bob.update(func(tx *keystore.Tx, _ TxStore) error {
+		return enqueue(tx, "alice@example.test", fixtures.Package(100))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if items := outbox(t, l.bob); len(items) != 0 {
+		t.Fatalf("bob's outbox holds %d items after the sender stopped; want its last flush to have sent them", len(items))
+	}
+}
