@@ -576,7 +576,7 @@ func (n *Node) Maintain(ctx context.Context) error {
 		}
 	}
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
-		if _, err := tx.PurgeLedger(now.Add(-session.DefaultSkew)); err != nil {
+		if _, err := tx.PurgeLedger(now.Add(-session.LedgerRetention)); err != nil {
 			return err
 		}
 		if err := n.expireQueued(tx, now); err != nil {

@@ -19,6 +19,13 @@ const (
 	// responses carry the null share, which creates no child and asks an initiator still on that
 	// epoch for a new handshake (docs/PROTOCOL.md, section 7).
 	MaxChildren = 32
+	// DefaultResendInterval: see Config.ResendInterval.
+	DefaultResendInterval = 10 * time.Minute
+	// LedgerRetention is how long past its not-after a ledger entry is kept (docs/PROTOCOL.md
+	// section 12). The requester retries, and keeps a command pending, until not-after plus the
+	// skew by its own clock, which may run up to the skew behind ours; keeping the entry longer
+	// than both means every transmission that can still be answered finds it.
+	LedgerRetention = 3 * DefaultSkew
 )
 
 // Config sets up an Engine. Zero values take the documented defaults.
@@ -39,6 +46,11 @@ type Config struct {
 	MaxTTL time.Duration
 	// HandshakeTTL is the lifetime given to INIT_REQ; zero means DefaultHandshakeTTL.
 	HandshakeTTL time.Duration
+	// ResendInterval is how often a duplicate of one transmission (the relay replaying or
+	// redelivering a command mail) is answered with the recorded answer again; zero means
+	// DefaultResendInterval. Duplicates in between are accepted and answered with nothing, so
+	// replays cannot multiply outgoing mail (THREATS row 38).
+	ResendInterval time.Duration
 	// Floor, if set, is when this node found its state restored from an older copy: a command
 	// created before it that is not in the ledger may already have run, so it is answered
 	// "outcome unknown" and never run (docs/PROTOCOL.md, "Restored state").
@@ -58,6 +70,7 @@ type Engine struct {
 	hsTTL  time.Duration
 	floor  int64
 	hasFlr bool
+	resend time.Duration
 }
 
 // NewEngine checks cfg and fills in defaults.
@@ -89,6 +102,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if e.hsTTL <= 0 || e.hsTTL > MaxTTL {
 		e.hsTTL = DefaultHandshakeTTL
+	}
+	if e.resend = cfg.ResendInterval; e.resend <= 0 {
+		e.resend = DefaultResendInterval
 	}
 	if !cfg.Floor.IsZero() {
 		e.floor, e.hasFlr = cfg.Floor.UnixMilli(), true
@@ -151,6 +167,9 @@ type Outcome struct {
 	Epoch uint64
 	// Status of the session after this package (handshake outcomes).
 	Status Status
+	// Duplicate (Replied): the package was a copy of a transmission already answered; Reply is
+	// the recorded answer, or nil when it was handed out within the resend interval.
+	Duplicate bool
 	// Rekey (Delivered): the response carried the null share under the current epoch, so the
 	// session did not rotate; a new handshake is due.
 	Rekey bool
@@ -162,6 +181,7 @@ type Outcome struct {
 // docs/PROTOCOL.md, "Receiving", lists: parse, addressing and sender before any public-key or
 // AEAD work, then authentication, then replay and time, then the ledger.
 func (e *Engine) Receive(st Store, raw []byte) (Outcome, error) {
+	st = guard(st)
 	p, err := Parse(raw)
 	if err != nil {
 		return Outcome{}, err
@@ -199,7 +219,7 @@ func (e *Engine) nowMS() int64 { return e.now().UnixMilli() }
 
 func (e *Engine) random(b []byte) error {
 	if _, err := io.ReadFull(e.rand, b); err != nil {
-		return fmt.Errorf("read randomness: %w", err)
+		return &LocalError{Op: "read randomness", Err: err}
 	}
 	return nil
 }

@@ -61,17 +61,52 @@ func parseErr(field, format string, args ...any) error {
 	return &ParseError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
+// ErrLocal marks trouble of the receiving node's own: its Store failed (I/O, a store that refuses
+// writes) or it could not read randomness. Nothing about the package is known to be wrong, so the
+// caller keeps the mail and reads it again later. Every error Receive returns that does not wrap
+// ErrLocal is the package's fault.
+var ErrLocal = errors.New("local trouble")
+
+// ErrRefusedRecord is what a Store returns (wrapped) when it refuses a record derived from a
+// package as invalid or conflicting: the package's content is at fault, not the store, so Receive
+// reports a rejection. A Store wraps it only around refusals caused by the values it was given,
+// never around I/O or damage of its own.
+var ErrRefusedRecord = errors.New("the state store refuses a record derived from the package")
+
+// LocalError wraps an error of the node's own (a Store call or reading randomness) on its way out
+// of Receive. It unwraps to ErrLocal and to the cause.
+type LocalError struct {
+	Op  string // the Store method or step that failed
+	Err error
+}
+
+func (e *LocalError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap makes errors.Is(err, ErrLocal) hold, and keeps the cause reachable.
+func (e *LocalError) Unwrap() []error { return []error{ErrLocal, e.Err} }
+
+// local wraps a non-nil err of the node's own, unless the Store said the package is at fault.
+func local(op string, err error) error {
+	if err == nil || errors.Is(err, ErrRefusedRecord) || errors.Is(err, ErrLocal) {
+		return err
+	}
+	return &LocalError{Op: op, Err: err}
+}
+
 // Rejection reports whether err from Receive is the protocol refusing the package (the mail's
-// fault: log it and move it aside) rather than trouble with the caller's Store, and whether that
+// fault: log it and move it aside) rather than trouble of the node's own, and whether that
 // refusal keeps its state change (ErrPairingCode, ErrHandshakeAborted), so the caller commits.
+//
+// It is an inversion on purpose: every error is a rejection except those wrapping ErrLocal, which
+// Receive puts on every Store failure and on a failure to read randomness. A new check added to
+// the engine therefore rejects the mail by default; only the node's own trouble may hold up the
+// inbox (THREATS row 30).
 func Rejection(err error) (rejected, keepState bool) {
 	switch {
+	case err == nil, errors.Is(err, ErrLocal):
+		return false, false
 	case errors.Is(err, ErrPairingCode), errors.Is(err, ErrHandshakeAborted):
 		return true, true
-	case errors.Is(err, ErrMalformed), errors.Is(err, ErrNotForUs), errors.Is(err, ErrUnknownPeer),
-		errors.Is(err, ErrUnknownSession), errors.Is(err, ErrUnknownEpoch), errors.Is(err, ErrAuth),
-		errors.Is(err, ErrReplay), errors.Is(err, ErrExpired), errors.Is(err, ErrClock):
-		return true, false
 	}
-	return false, false
+	return true, false
 }

@@ -4,9 +4,12 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -55,8 +58,11 @@ func (e *Engine) ArmPairing(st Store, req PairRequest) ([]byte, error) {
 		return nil, fmt.Errorf("pairing needs this node's address (Config.Address)")
 	}
 	addr := normalizeAddress(req.Address)
-	if addr == "" || len(addr) > maxAddressLen || req.Name == "" {
-		return nil, fmt.Errorf("pairing needs a peer name and an address of 1..%d bytes", maxAddressLen)
+	if req.Name == "" {
+		return nil, fmt.Errorf("pairing needs a peer name")
+	}
+	if err := ValidAddress(addr); err != nil {
+		return nil, fmt.Errorf("pairing: %w", err)
 	}
 	if addr == normalizeAddress(e.addr) {
 		return nil, fmt.Errorf("pairing: %s is this node's own address", addr)
@@ -147,6 +153,9 @@ func decodePairBody(b []byte) (*pairBody, error) {
 	if normalizeAddress(pb.address) != pb.address {
 		return nil, parseErr("pair", "PAIR address is not in canonical form")
 	}
+	if err := ValidAddress(pb.address); err != nil {
+		return nil, parseErr("pair", "PAIR address: %v", err)
+	}
 	pb.mac = b[34+n:]
 	if (pb.mode == pairFPInitial || pb.mode == pairFPReply) && !allZero(pb.mac) {
 		return nil, parseErr("pair", "fingerprint-mode PAIR must carry a zero MAC")
@@ -230,3 +239,31 @@ func pairMAC(key *Secret, msg []byte) []byte {
 }
 
 func normalizeAddress(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+
+// ValidAddress is the one rule for a mail address the protocol carries (docs/PROTOCOL.md section
+// 5): 1..254 bytes of valid UTF-8 in canonical form (lower case, no surrounding space), no
+// control or space character anywhere, and an "@" with something on both sides of the last one.
+// A PAIR whose address breaks it is malformed. The state store keeps addresses under a rule that
+// accepts everything this one does (node tests that), so an address decoded from a package can
+// never fail there (THREATS row 30).
+func ValidAddress(a string) error {
+	switch {
+	case a == "":
+		return errors.New("address is empty")
+	case len(a) > maxAddressLen:
+		return fmt.Errorf("address is %d bytes, the limit is %d", len(a), maxAddressLen)
+	case !utf8.ValidString(a):
+		return errors.New("address is not valid UTF-8")
+	case normalizeAddress(a) != a:
+		return fmt.Errorf("address %q is not in canonical form (lower case, no surrounding space)", a)
+	}
+	for _, r := range a {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("address %q contains a control or space character", a)
+		}
+	}
+	if at := strings.LastIndexByte(a, '@'); at <= 0 || at == len(a)-1 {
+		return fmt.Errorf("address %q is not of the form local@domain", a)
+	}
+	return nil
+}

@@ -43,25 +43,36 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	}
 	now := e.nowMS()
 
-	switch s.Window.check(p.Seq) {
-	case seqTooOld:
+	// The ledger comes before time: a command that ran is answered with its real result however
+	// late a transmission of it arrives and whatever the clocks say (THREATS row 33).
+	seen := s.Window.check(p.Seq)
+	if seen == seqTooOld {
 		return Outcome{}, fmt.Errorf("%w: sequence %d is below the replay window", ErrReplay, p.Seq)
-	case seqSeen:
-		// The very same package again (server redelivery or a copy): answer from the ledger if
-		// the command is done and still alive, else drop. No state changes.
-		if now > p.NotAfter {
-			return Outcome{}, fmt.Errorf("%w: duplicate of an expired command", ErrExpired)
-		}
-		le, ok, err := st.Ledger(p.Sender, p.Command)
-		if err != nil {
-			return Outcome{}, err
-		}
+	}
+	le, ok, err := st.Ledger(p.Sender, p.Command)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if seen == seqSeen {
+		// The very same package again (server redelivery or a replay): the recorded answer
+		// bytes, if the command is done and they are still recorded, at most once per
+		// ResendInterval (THREATS row 38); else drop it. Only the resend time changes.
 		if !ok || le.State != Done || le.Answer == nil {
 			// Not answered yet, or its answer was undeliverable (ReplaceResponse): the
 			// requester's retry, a new transmission, gets the answer.
 			return Outcome{}, fmt.Errorf("%w: sequence %d already seen", ErrReplay, p.Seq)
 		}
-		return Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Reply: bytes.Clone(le.Answer), Epoch: s.Current.Gen}, nil
+		out := Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Epoch: s.Current.Gen, Err: le.Err, Duplicate: true}
+		if le.Sent != 0 && now >= le.Sent && now-le.Sent < e.resend.Milliseconds() {
+			return out, nil // answered within the interval already: nothing goes out
+		}
+		le.Sent = now
+		out.Reply = bytes.Clone(le.Answer)
+		return out, st.PutLedger(le)
+	}
+	if ok && le.State == Executing {
+		// Running right now under another transmission; its answer will come.
+		return Outcome{}, fmt.Errorf("%w: command %s is executing", ErrReplay, p.Command)
 	}
 
 	hc := hashPackage(raw)
@@ -71,31 +82,9 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 	}
 	out := Outcome{Kind: Replied, Peer: p.Sender, Session: s.ID, Command: p.Command, Epoch: s.Current.Gen}
 
-	// Time errors change nothing: the command may be sent again once the clocks agree.
-	switch {
-	case p.Created > now+e.skew.Milliseconds():
-		out.Err = &RemoteError{Code: CodeClock, Time: time.UnixMilli(now), Detail: fmt.Sprintf("created-at is %s ahead of the responder's clock", time.Duration(p.Created-now)*time.Millisecond)}
-	case p.NotAfter-p.Created > e.ttl.Milliseconds():
-		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: fmt.Sprintf("lifetime above the responder's cap of %s", e.ttl)}
-	case now > p.NotAfter:
-		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: "not-after has passed"}
-	}
-	if out.Err != nil {
-		out.Reply, err = e.sealError(t, out.Err)
-		return out, err
-	}
-
-	le, ok, err := st.Ledger(p.Sender, p.Command)
-	if err != nil {
-		return Outcome{}, err
-	}
-	if ok && le.State == Executing {
-		// Running right now under another transmission; its answer will come.
-		return Outcome{}, fmt.Errorf("%w: command %s is executing", ErrReplay, p.Command)
-	}
-
-	// The package is authentic, fresh and timely: accept its sequence number, and let it
-	// confirm its epoch and session.
+	// The package is authentic and new: accept its sequence number, and let it confirm its epoch
+	// and session. Every answer from here on is recorded: a command id has one fate, which both
+	// sides agree on (THREATS row 34).
 	s.Window.mark(p.Seq)
 	if child >= 0 {
 		s.Current, s.Children = s.Children[child], nil
@@ -123,26 +112,40 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		}
 		out.Epoch = s.Current.Gen
 		return out, st.PutSession(s)
-	case !ok && e.hasFlr && p.Created < e.floor:
-		// Issued before our state was restored from an older copy: it may have run already.
-		out.Err = &RemoteError{Code: CodeOutcomeUnknown, Time: time.UnixMilli(now), Detail: "the responder's state was restored from an older copy; this command may or may not have run"}
-		if out.Reply, err = e.sealError(t, out.Err); err != nil {
-			return Outcome{}, err
-		}
-		if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: out.Reply, Err: out.Err}); err != nil {
-			return Outcome{}, err
-		}
-		return out, st.PutSession(s)
 	}
-	// A full window of children never refuses a command: its response carries the null share.
 	if err := st.PutSession(s); err != nil {
 		return Outcome{}, err
 	}
+	switch {
+	case e.hasFlr && p.Created < e.floor+e.skew.Milliseconds():
+		// Issued before our state was restored from an older copy, by a clock that may run up
+		// to the allowed skew ahead of ours (THREATS row 32): it may have run already.
+		out.Err = &RemoteError{Code: CodeOutcomeUnknown, Time: time.UnixMilli(now), Detail: "the responder's state was restored from an older copy; this command may or may not have run"}
+	case p.Created > now+e.skew.Milliseconds():
+		out.Err = &RemoteError{Code: CodeClock, Time: time.UnixMilli(now), Detail: fmt.Sprintf("created-at is %s ahead of the responder's clock", time.Duration(p.Created-now)*time.Millisecond)}
+	case p.NotAfter-p.Created > e.ttl.Milliseconds():
+		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: fmt.Sprintf("lifetime above the responder's cap of %s", e.ttl)}
+	case now > p.NotAfter:
+		out.Err = &RemoteError{Code: CodeExpired, Time: time.UnixMilli(now), Detail: "not-after has passed"}
+	}
+	if out.Err != nil {
+		if out.Reply, err = e.sealError(t, out.Err); err != nil {
+			return Outcome{}, err
+		}
+		return out, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: e.keepUntil(p), Answer: out.Reply, Err: out.Err, Sent: now})
+	}
+	// A full window of children never refuses a command: its response carries the null share.
 	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Executing, NotAfter: t.NotAfter, Ticket: t}); err != nil {
 		return Outcome{}, err
 	}
 	out.Kind, out.Ticket, out.Payload = Execute, t, bytes.Clone(payload)
 	return out, nil
+}
+
+// keepUntil is the not-after under which a refusal is recorded: the command's own, but no later
+// than the TTL cap from now, so that a lifetime refused as too long cannot keep its entry forever.
+func (e *Engine) keepUntil(p *Package) int64 {
+	return min(p.NotAfter, e.nowMS()+e.ttl.Milliseconds())
 }
 
 // Complete seals the response to an executed command, records it in the ledger, and creates the
@@ -170,7 +173,7 @@ func (e *Engine) Complete(st Store, t *Ticket, payload []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Payload: bytes.Clone(payload)})
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Payload: bytes.Clone(payload), Sent: e.nowMS()})
 }
 
 // sealResponse seals payload as the RESPONSE to transmission t with a fresh share, and adds the
@@ -229,7 +232,7 @@ func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Err: re})
+	return pkg, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: t.NotAfter, Answer: pkg, Err: re, Sent: e.nowMS()})
 }
 
 func (e *Engine) checkExecuting(st Store, t *Ticket) error {

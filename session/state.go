@@ -132,6 +132,10 @@ type LedgerEntry struct {
 	Answer   []byte       `json:"answer,omitempty"`
 	Payload  []byte       `json:"payload,omitempty"`
 	Err      *RemoteError `json:"err,omitempty"`
+	// Sent is when Answer was last handed out (Unix ms): when it was recorded, and when a
+	// duplicate of the transmission was last answered with it. Duplicates get it again at most
+	// once per Config.ResendInterval.
+	Sent int64 `json:"sent,omitempty"`
 }
 
 // PairingMode says how an armed pairing authenticates the peer's PAIR package.

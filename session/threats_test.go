@@ -112,14 +112,21 @@ func TestThreat04DuplicateCommandRunsOnce(t *testing.T) {
 	pkg := send(t, a, b, 1, "date")
 	resp := execute(t, b, pkg)
 
-	// The very same mail again: no second execution, the cached response, no state change.
+	// The very same mail again, at once: no second execution, and nothing sent (the answer just
+	// went out), with no state change.
 	before := b.st.Snapshot()
 	out, err := b.eng.Receive(b.st, pkg)
-	if err != nil || out.Kind != session.Replied || !bytes.Equal(out.Reply, resp) {
-		t.Fatalf("duplicate: Receive = %v, %v (reply equal: %v); want replied with the cached response", out.Kind, err, bytes.Equal(out.Reply, resp))
+	if err != nil || out.Kind != session.Replied || !out.Duplicate || out.Reply != nil {
+		t.Fatalf("duplicate: Receive = %v, %v (duplicate %v, reply %d bytes); want replied with nothing", out.Kind, err, out.Duplicate, len(out.Reply))
 	}
 	if b.st.Snapshot() != before {
 		t.Fatal("duplicate changed the responder's state")
+	}
+	// Past the resend interval the same mail gets the cached response, unchanged.
+	b.clock.Advance(session.DefaultResendInterval)
+	out, err = b.eng.Receive(b.st, pkg)
+	if err != nil || out.Kind != session.Replied || !bytes.Equal(out.Reply, resp) {
+		t.Fatalf("duplicate: Receive = %v, %v (reply equal: %v); want replied with the cached response", out.Kind, err, bytes.Equal(out.Reply, resp))
 	}
 	// A retry by the requester (new sequence number, same command id): answered from the ledger.
 	retry, err := a.eng.Retry(a.st, cmdID(1))
@@ -154,7 +161,15 @@ func TestThreat06ReplayAfterNotAfter(t *testing.T) {
 	c1 := send(t, a, b, 1, "one")
 	resp := execute(t, b, c1)
 	b.clock.Advance(2 * time.Hour) // the command's lifetime was one hour
-	mustReject(t, b, c1, session.ErrExpired)
+	// Still in the ledger: the recorded answer, never a second run (and never "expired", row 33).
+	if out, err := b.eng.Receive(b.st, c1); err != nil || out.Kind != session.Replied || !bytes.Equal(out.Reply, resp) {
+		t.Fatalf("replay past not-after: Receive = %v, %v; want the recorded answer", out.Kind, err)
+	}
+	// Once the ledger has let the entry go, the replay is below nothing it can answer: rejected.
+	if _, err := b.st.PurgeLedger(b.clock.now.Add(-session.LedgerRetention + time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	mustReject(t, b, c1, session.ErrReplay)
 	deliver(t, a, resp)
 }
 
@@ -698,16 +713,17 @@ func TestThreat22ClockSkew(t *testing.T) {
 }
 
 // assertAuthError checks that b answers pkg with an authenticated error of the given code without
-// changing state or running anything, and that a opens it.
+// running anything, that the refusal is recorded as the command's fate (a replay and a retry get
+// the same error, whatever the clocks say by then: THREATS row 34), and that a opens it.
 func assertAuthError(t *testing.T, a, b *node, pkg []byte, code session.ErrorCode) session.Outcome {
 	t.Helper()
-	before := b.st.Snapshot()
 	out, err := b.eng.Receive(b.st, pkg)
 	if err != nil || out.Kind != session.Replied || out.Err == nil || out.Err.Code != code || out.Reply == nil {
 		t.Fatalf("Receive = %v, %v, %v; want replied with %v", out.Kind, out.Err, err, code)
 	}
-	if b.st.Snapshot() != before {
-		t.Fatal("an error reply changed the responder's state")
+	le, ok, err := b.st.Ledger(a.fp(), out.Command)
+	if err != nil || !ok || le.State != session.Done || le.Err == nil || le.Err.Code != code {
+		t.Fatalf("ledger after a %v refusal: %+v, %v, %v; want it recorded as the command's answer", code, le, ok, err)
 	}
 	got, err := a.eng.Receive(a.st, out.Reply)
 	if err != nil || got.Kind != session.Failed || got.Err.Code != code {
@@ -778,7 +794,7 @@ func TestThreat26RestoredStateFloor(t *testing.T) {
 		}
 	}
 	// After a new handshake, a retry of the in-flight command is answered "outcome unknown";
-	// new commands run.
+	// new commands created once the floor plus the allowed skew has passed run.
 	handshake(t, a, restored)
 	retry, err := a.eng.Retry(a.st, cmdID(5))
 	if err != nil {
@@ -788,6 +804,7 @@ func TestThreat26RestoredStateFloor(t *testing.T) {
 	if err != nil || out.Err == nil || out.Err.Code != session.CodeOutcomeUnknown {
 		t.Fatalf("retry after restore: %v, %v, %v; want outcome-unknown", out.Kind, out.Err, err)
 	}
+	a.clock.Advance(session.DefaultSkew)
 	roundTrip(t, a, restored, 6)
 }
 
