@@ -33,6 +33,9 @@ const (
 	EventResult   EventKind = "result"
 )
 
+// emit hands e to Options.Events, one event at a time (commands run concurrently), with the text
+// made printable: the peer of an unauthenticated mail is its From header, and details may quote
+// what a mail said (THREATS row 41).
 func (n *Node) emit(e Event) {
 	if n.opts.Events == nil {
 		return
@@ -40,6 +43,9 @@ func (n *Node) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = n.now()
 	}
+	e.Peer, e.Status, e.Detail = printable(e.Peer), printable(e.Status), printable(e.Detail)
+	n.emitMu.Lock()
+	defer n.emitMu.Unlock()
 	n.opts.Events(e)
 }
 

@@ -44,6 +44,9 @@ type Options struct {
 	RetryAfter time.Duration
 	// HandshakeTimeout is how long an unanswered handshake waits before a new one; zero means RetryAfter.
 	HandshakeTimeout time.Duration
+	// MaxParallel is how many peers' commands run at once (one at a time per peer, in order);
+	// zero means DefaultMaxParallel.
+	MaxParallel int
 	// KeepProcessed is how long the agent keeps processed mail in the processed folder before
 	// deleting it (looked at once a day, to the day); zero means DefaultKeepProcessed (30 days),
 	// negative keeps it forever.
@@ -82,9 +85,12 @@ type Node struct {
 	failMu  sync.Mutex
 	failing mailFailures // the mail at the inbox's head that keeps failing
 
+	exec   *executor  // runs cleared commands, concurrently across peers
+	emitMu sync.Mutex // one Options.Events call at a time
+
 	lastPrune time.Time // when Serve last looked for old processed mail (also kept in the state)
 
-	beforeExecute func()                      // tests: simulate a crash between "executing" and the run
+	beforeExecute func() bool                 // tests: true simulates a crash between "executing" and the run
 	failHandle    func(mailbox.Message) error // tests: state trouble while handling a mail
 }
 
@@ -180,6 +186,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second}
+	n.exec = newExecutor(n, opts.MaxParallel)
 	if err := n.load(); err != nil {
 		st.Close()
 		return nil, err
@@ -240,8 +247,10 @@ func (n *Node) load() error {
 	})
 }
 
-// Close releases the state and the transport.
+// Close ends the commands still running (that is their result), then releases the state and the
+// transport.
 func (n *Node) Close() error {
+	n.exec.stop()
 	n.trMu.Lock()
 	if n.tr != nil && n.opts.Transport == nil {
 		n.tr.Close()

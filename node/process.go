@@ -32,16 +32,34 @@ type execution struct {
 
 // Pump reads one batch of mail and applies it. With wait it blocks until mail arrives, waitFor
 // passes (zero: no bound) or ctx ends; the bound applies to the wait only, never to handling the
-// mail or running the commands it brings. It returns how many sealpost messages it handled.
+// mail. The commands the mail clears run in the executor (exec.go): while Serve runs, Pump goes on
+// with the next mail as they run; otherwise it waits for them before it returns, so that a Pump
+// of its own ends with every answer queued. It returns how many sealpost messages it handled.
+//
+// Each mail commits with its effects the inbox cursor past it and a note that it is still to be
+// moved out of the inbox (docs/PROTOCOL.md section 11). The processed mail is moved in one batch
+// after that; a crash before the move leaves the notes, and the next Pump moves that mail without
+// reading it again, so a crash inside a batch neither re-reads the batch nor mails its answers
+// again.
 func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int, error) {
+	if !n.serving.Load() {
+		defer n.exec.wait(ctx)
+	}
 	tr, err := n.transport()
 	if err != nil {
 		return 0, err
 	}
-	var cur mailbox.Cursor
+	var (
+		cur  mailbox.Cursor
+		owed []mailbox.Message
+	)
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		c, _, err := tx.Cursor(inboxCursor)
 		cur = mailbox.Cursor{UIDValidity: c.UIDValidity, LastUID: c.LastUID}
+		if err != nil {
+			return err
+		}
+		owed, err = owedAcks(tx)
 		return err
 	}); err != nil {
 		return 0, err
@@ -53,45 +71,63 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 			d = math.MaxInt64 // until mail comes or ctx ends
 		}
 	}
+	if len(owed) > 0 {
+		d = 0 // mail committed before a crash is still to be moved: do that first
+	}
 	msgs, next, err := tr.Receive(ctx, cur, d, 0)
 	if err != nil {
 		return 0, err
 	}
 	var handleErr error
-	var acks []mailbox.Message
+	acks := owed
 	for _, m := range msgs {
 		committed, err := n.handle(ctx, tr, m)
 		if committed {
 			acks = append(acks, m)
+			continue
 		}
-		if err != nil && !committed && n.givingUp(m) {
+		if err == nil {
+			continue // rejected and moved aside
+		}
+		if n.givingUp(m) {
 			// The same mail has failed too long to blame passing trouble: move it aside so that
 			// the mail behind it gets its turn. Nothing of it was committed, so for the protocol
 			// it is a lost mail; its sender's retry brings the command again.
 			n.reject(ctx, tr, m, fmt.Errorf("%w (%d attempts over %s; moved aside so that the mail after it is not held up)", err, poisonAttempts, poisonAfter))
 			continue
 		}
-		if err != nil {
-			// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
-			// cursor does not pass it; the caller backs off before reading it again.
-			n.log.Error("handling mail failed; it stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
-			next.LastUID = m.UID - 1
-			handleErr = fmt.Errorf("handle mail %d: %w", m.UID, err)
-			break
-		}
+		// State trouble, not the mail's fault: leave it in the inbox and stop here, so the
+		// cursor does not pass it; the caller backs off before reading it again.
+		n.log.Error("handling mail failed; it stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
+		next.LastUID = m.UID - 1
+		handleErr = fmt.Errorf("handle mail %d: %w", m.UID, err)
+		break
 	}
-	if next != cur {
+	// The processed mail leaves the inbox in one batch, one server round trip instead of one per
+	// mail. Its state is committed: if this fails, or we crash first, the notes make the next
+	// Pump try again, and the ledger recognises the mail if it is ever read again.
+	moved := true
+	if err := tr.Ack(ctx, acks...); err != nil && !errors.Is(err, mailbox.ErrStaleMessage) {
+		// (Stale ones cannot be moved any more: their UIDs may name other mail now.)
+		n.log.Warn("could not move processed mail; will try again", "op", "ack", "count", len(acks), "err", err)
+		moved = false
+	}
+	// One commit for the cursor past what this batch rejected or skipped, and the notes of the
+	// mail just moved. Nothing to write after a quiet wait.
+	if next != cur || (moved && len(acks) > 0) {
 		if err := n.store.Update(func(tx *keystore.Tx) error {
-			return tx.PutCursor(inboxCursor, keystore.Cursor{UIDValidity: next.UIDValidity, LastUID: next.LastUID})
+			if next != cur {
+				if err := putCursorForward(tx, next); err != nil {
+					return err
+				}
+			}
+			if moved {
+				return clearOwedAcks(tx, acks)
+			}
+			return nil
 		}); err != nil {
 			return len(msgs), err
 		}
-	}
-	// The processed mail leaves the inbox in one batch, one server round trip instead of one per
-	// mail. Its state is committed: if this fails, or we crash first, the mail is read again and
-	// the protocol recognises it.
-	if err := tr.Ack(ctx, acks...); err != nil {
-		n.log.Warn("could not move processed mail", "op", "ack", "count", len(acks), "err", err)
 	}
 	if err := n.flushSoon(ctx); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
@@ -155,8 +191,10 @@ func (n *Node) givingUp(m mailbox.Message) bool {
 	return true
 }
 
-// handle applies one mail and runs the command it clears, if any. committed: the mail's state
-// change committed, so the mail is to be acknowledged (Pump does it for the whole batch).
+// handle applies one mail and hands the command it clears, if any, to the executor. committed:
+// the mail's state change committed, so the mail is to be acknowledged (Pump does it for the whole
+// batch). A mail the protocol refuses is moved aside here, and handle returns (false, nil); an
+// error is trouble of the node's own, and the mail stays in the inbox.
 func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Message) (committed bool, err error) {
 	if n.failHandle != nil {
 		if err := n.failHandle(m); err != nil {
@@ -164,20 +202,19 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		}
 	}
 	if m.Err != nil {
-		return false, n.reject(ctx, tr, m, m.Err)
+		n.reject(ctx, tr, m, m.Err)
+		return false, nil
 	}
 	var (
 		rejectErr error
-		run       *execution
-		done      []session.CommandID
-		events    []Event
+		eff       effects
 	)
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
 			rejected, keep := session.Rejection(err)
 			if !rejected {
-				return err // our state's trouble: the mail stays in the inbox
+				return err // our own trouble: the mail stays in the inbox
 			}
 			rejectErr = err
 			if keep {
@@ -185,54 +222,68 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 			}
 			return errRejected
 		}
-		return n.apply(tx, st, out, m.Package, &run, &done, &events)
+		if eff, err = n.apply(tx, st, out, m.Package); err != nil {
+			return refusal(err)
+		}
+		return markRead(tx, m)
 	})
-	if rejectErr != nil && (err == nil || errors.Is(err, errRejected)) {
-		return false, n.reject(ctx, tr, m, rejectErr)
+	if rejectErr == nil && errors.Is(err, session.ErrRefusedRecord) {
+		rejectErr = err // the store refused what the package made us record: the package's fault
+	}
+	if rejectErr != nil && (err == nil || errors.Is(err, errRejected) || err == rejectErr) {
+		n.reject(ctx, tr, m, rejectErr)
+		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	for _, e := range events {
+	for _, e := range eff.events {
 		n.emit(e)
 	}
-	n.notify(done...)
-	if run != nil {
-		if n.beforeExecute != nil {
-			n.beforeExecute()
-		}
-		return true, n.execute(ctx, run) // which flushes the answer it queues
+	n.notify(eff.done...)
+	if eff.run != nil {
+		n.exec.dispatch(eff.run)
 	}
-	// What this mail queued (a handshake or pairing reply, an authenticated refusal) goes now.
-	if err := n.flushSoon(ctx); err != nil {
-		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+	// What this mail queued (a handshake or pairing reply, an authenticated refusal) goes now
+	// while Serve runs; a Pump of its own flushes once at its end.
+	if n.serving.Load() {
+		_ = n.flushSoon(ctx)
 	}
 	return true, nil
 }
 
-func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) error {
-	n.log.Info("mail rejected and moved aside", "op", "reject", "uid", m.UID, "from", m.From, "err", why)
+// reject logs a refused mail and moves it aside. A failure to move it is logged too: the cursor
+// passes the mail all the same, so it is not read again, and nothing of it was committed.
+func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) {
+	n.log.Info("mail rejected and moved aside", "op", "reject", "uid", m.UID, "from", printable(m.From), "err", why)
 	n.emit(Event{Kind: EventRejected, Peer: m.From, Package: packageType(m.Package), Bytes: len(m.Package), Detail: why.Error()})
 	if err := tr.Reject(ctx, m, why.Error()); err != nil {
-		n.log.Warn("could not move rejected mail", "op", "reject", "uid", m.UID, "err", err)
+		n.log.Warn("could not move rejected mail; it stays in the inbox, read no more", "op", "reject", "uid", m.UID, "err", err)
 	}
-	return nil
+}
+
+// effects is what one accepted package asks of the node once its transaction committed.
+type effects struct {
+	run    *execution          // a command to run
+	done   []session.CommandID // commands of ours whose result is final: wake their waiters
+	events []Event
 }
 
 // apply records what one accepted package means, inside its transaction.
-func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byte, run **execution, done *[]session.CommandID, events *[]Event) error {
+func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byte) (effects, error) {
+	var eff effects
 	peer, pinned, err := tx.PeerByFingerprint(out.Peer)
 	if err != nil {
-		return err
+		return eff, err
 	}
 	if !pinned {
-		return fmt.Errorf("package from unpinned peer %s", out.Peer)
+		return eff, fmt.Errorf("package from unpinned peer %s", out.Peer)
 	}
 	ev := func(e Event) {
 		if e.Peer == "" {
 			e.Peer = peer.Name
 		}
-		*events = append(*events, e)
+		eff.events = append(eff.events, e)
 	}
 	reply := func(pkg []byte) error {
 		if pkg == nil {
@@ -246,47 +297,47 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 	case session.Paired:
 		ev(Event{Kind: EventPaired, Detail: "pinned " + out.Peer.String()})
 		if err := reply(out.Reply); err != nil {
-			return err
+			return eff, err
 		}
 	case session.HandshakeAccepted:
 		ev(Event{Kind: EventSession, Status: "Initializing", Detail: "inbound session " + out.Session.String()[:8]})
 		if err := reply(out.Reply); err != nil {
-			return err
+			return eff, err
 		}
 	case session.SessionConfirmed:
 		ev(Event{Kind: EventSession, Status: "Confirmed", Epoch: 0, Detail: "outbound session " + out.Session.String()[:8]})
 		if err := n.sendQueued(tx, st, peer); err != nil {
-			return err
+			return eff, err
 		}
 	case session.Execute:
 		req, derr := decodeRequest(out.Payload)
 		if derr != nil {
 			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeBadCommand, derr.Error())
 			if err != nil {
-				return err
+				return eff, err
 			}
-			return reply(pkg)
+			return eff, reply(pkg)
 		}
 		pol, err := n.policyFor(tx, peer.Name)
 		if err != nil {
-			return err
+			return eff, err
 		}
 		checked, cerr := n.reg.Check(req, pol)
 		if cerr != nil {
 			ev(Event{Kind: EventDenied, Command: out.Command, Detail: cerr.Error()})
 			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeDenied, cerr.Error())
 			if err != nil {
-				return err
+				return eff, err
 			}
-			return reply(pkg)
+			return eff, reply(pkg)
 		}
-		*run = &execution{ticket: out.Ticket, req: checked, policy: pol, peer: peer}
+		eff.run = &execution{ticket: out.Ticket, req: checked, policy: pol, peer: peer}
 	case session.Replied:
-		if out.Err != nil {
+		if out.Err != nil && !out.Duplicate {
 			ev(Event{Kind: EventDenied, Command: out.Command, Detail: out.Err.Error()})
 		}
 		if err := reply(out.Reply); err != nil {
-			return err
+			return eff, err
 		}
 	case session.Delivered:
 		res, derr := decodeResult(out.Payload)
@@ -311,17 +362,17 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 				r.Error = joinNote(r.Error, "timed out on the peer")
 			}
 		}); err != nil {
-			return err
+			return eff, err
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
-		*done = append(*done, out.Command)
+		eff.done = append(eff.done, out.Command)
 		if out.Rekey {
 			// The peer holds a full window of unconfirmed epochs and none of their responses
 			// reached us: the session cannot rotate any more. Pending commands go out again
 			// under the new session once it is confirmed.
 			ev(Event{Kind: EventSession, Status: "rekey", Detail: "peer's epoch window is full; starting a new handshake"})
 			if err := n.ensureHandshake(tx, st, peer, true); err != nil {
-				return err
+				return eff, err
 			}
 		}
 	case session.Failed:
@@ -331,18 +382,18 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 				r.Error = out.Err.Error()
 			}
 		}); err != nil {
-			return err
+			return eff, err
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
-		*done = append(*done, out.Command)
+		eff.done = append(eff.done, out.Command)
 	case session.RekeyRequested:
 		ev(Event{Kind: EventSession, Status: "rekey", Detail: "peer asked for a new handshake"})
 		if err := n.ensureHandshake(tx, st, peer, true); err != nil {
-			return err
+			return eff, err
 		}
 	}
 	peer.LastSeen = n.now()
-	return tx.PutPeer(peer)
+	return eff, tx.PutPeer(peer)
 }
 
 func joinNote(a, b string) string {
@@ -353,10 +404,10 @@ func joinNote(a, b string) string {
 }
 
 // execute runs a cleared command after its Executing record committed, then commits the answer.
+// ctx is the executor's: it ends only when the agent stops, and then the command is ended (its
+// whole process tree) and that is its result.
 func (n *Node) execute(ctx context.Context, x *execution) error {
-	// The command's own timeout bounds it; stopping the agent or the end of a mail wait must not
-	// kill it half-way and record that as its result.
-	res := n.reg.Run(context.WithoutCancel(ctx), x.req, x.policy)
+	res := n.reg.Run(ctx, x.req, x.policy)
 	n.emit(Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))})
 	frame, err := encodeResult(res)
 	if err != nil {
@@ -373,7 +424,7 @@ func (n *Node) execute(ctx context.Context, x *execution) error {
 		n.unsettled.Store(true) // left Executing: the next maintenance round answers it
 		return err
 	}
-	if err := n.flushSoon(ctx); err != nil {
+	if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
 	return nil
@@ -393,7 +444,7 @@ func (n *Node) Recover(ctx context.Context) error {
 	any := false
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		return tx.ForEachLedger(func(_, _ [16]byte, blob []byte) error {
-			if e, err := decode[session.LedgerEntry](blob, "ledger entry"); err == nil && e.State == session.Executing {
+			if e, err := decode[session.LedgerEntry](blob, "ledger entry"); err == nil && e.State == session.Executing && !n.exec.holds(e.Peer, e.Command) {
 				any = true
 			}
 			return nil
@@ -408,7 +459,7 @@ func (n *Node) Recover(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if e.State == session.Executing {
+			if e.State == session.Executing && !n.exec.holds(e.Peer, e.Command) {
 				stuck = append(stuck, e)
 			}
 			return nil

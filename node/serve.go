@@ -13,6 +13,9 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		n.serving.Store(true)
 		defer n.serving.Store(false)
 		defer n.startSender(ctx)()
+		// Runs before the sender's last flush: the commands still running are ended with the
+		// agent (THREATS row 39), and their answers are recorded and queued for that flush.
+		defer n.exec.stop()
 	}
 	failures := 0
 	for {

@@ -28,6 +28,17 @@ func decode[T any](blob []byte, what string) (*T, error) {
 	return v, nil
 }
 
+// refusal marks keystore's refusals of a value (ErrInvalid, ErrConflict) as the package's fault
+// for session.Rejection: the values the protocol hands its Store come from a package, so when the
+// store will not take one, the mail is rejected instead of holding up the inbox (THREATS row 30).
+// Every other error (I/O, a damaged record) stays the node's own.
+func refusal(err error) error {
+	if errors.Is(err, keystore.ErrInvalid) || errors.Is(err, keystore.ErrConflict) {
+		return fmt.Errorf("%w: %w", session.ErrRefusedRecord, err)
+	}
+	return err
+}
+
 // ignoreMissing makes deletes idempotent: the protocol only deletes what it just read, but a
 // missing record is no reason to fail a whole transaction.
 func ignoreMissing(err error) error {
@@ -49,20 +60,20 @@ func (s TxStore) Peer(fp session.Fingerprint) (session.PinnedPeer, bool, error) 
 func (s TxStore) PinPeer(pp session.PinnedPeer) error {
 	p, _, err := s.Tx.Peer(pp.Name)
 	if err != nil {
-		return err
+		return refusal(err)
 	}
 	p.Name, p.Address, p.PublicKey = pp.Name, pp.Address, []byte(pp.PublicKey)
 	p.Fingerprint = session.FingerprintOf(pp.PublicKey)
 	if p.AddedAt.IsZero() {
 		p.AddedAt = time.Now()
 	}
-	return s.Tx.PutPeer(p)
+	return refusal(s.Tx.PutPeer(p))
 }
 
 func (s TxStore) Pairing(addr string) (*session.Pairing, bool, error) {
 	b, ok, err := s.Tx.Pairing(addr)
 	if err != nil || !ok {
-		return nil, false, err
+		return nil, false, refusal(err)
 	}
 	p, err := decode[session.Pairing](b, "pairing")
 	return p, err == nil, err
@@ -73,10 +84,12 @@ func (s TxStore) PutPairing(p *session.Pairing) error {
 	if err != nil {
 		return err
 	}
-	return s.Tx.PutPairing(p.Address, b)
+	return refusal(s.Tx.PutPairing(p.Address, b))
 }
 
-func (s TxStore) DeletePairing(addr string) error { return ignoreMissing(s.Tx.DeletePairing(addr)) }
+func (s TxStore) DeletePairing(addr string) error {
+	return refusal(ignoreMissing(s.Tx.DeletePairing(addr)))
+}
 
 func (s TxStore) Session(id session.SessionID) (*session.State, bool, error) {
 	b, ok, err := s.Tx.Session(id)
@@ -92,7 +105,7 @@ func (s TxStore) PutSession(st *session.State) error {
 	if err != nil {
 		return err
 	}
-	return s.Tx.PutSession(st.ID, st.Peer, b)
+	return refusal(s.Tx.PutSession(st.ID, st.Peer, b))
 }
 
 func (s TxStore) DeleteSession(id session.SessionID) error {
@@ -122,7 +135,7 @@ func (s TxStore) PutLedger(e *session.LedgerEntry) error {
 	if err != nil {
 		return err
 	}
-	return s.Tx.PutLedger(e.Peer, e.Command, time.UnixMilli(e.NotAfter), b)
+	return refusal(s.Tx.PutLedger(e.Peer, e.Command, time.UnixMilli(e.NotAfter), b))
 }
 
 func (s TxStore) Pending(cmd session.CommandID) (*session.Pending, bool, error) {
@@ -139,7 +152,7 @@ func (s TxStore) PutPending(p *session.Pending) error {
 	if err != nil {
 		return err
 	}
-	return s.Tx.PutPending(p.Command, p.Peer, b)
+	return refusal(s.Tx.PutPending(p.Command, p.Peer, b))
 }
 
 func (s TxStore) DeletePending(cmd session.CommandID) error {

@@ -1,0 +1,159 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/sealpost/sealpost/session"
+)
+
+// The executor runs the commands the protocol cleared, each after its Executing record committed
+// (docs/PROTOCOL.md section 11): one at a time per peer, in the order their mail arrived, and
+// commands of up to Options.MaxParallel peers at once, so that one peer's long command holds up no
+// other peer's commands or pings, and the agent goes on reading and answering mail while commands
+// run (THREATS row 40). The exactly-once records are as before: a command runs only after its
+// Executing record committed, its answer commits as Done, and one left Executing by a crash is
+// answered outcome-unknown at the next start and never run again (Recover skips the ones this
+// executor still holds).
+
+// DefaultMaxParallel is how many peers' commands run at once when Options.MaxParallel is zero.
+const DefaultMaxParallel = 4
+
+// errAgentStopped is the cause given to running commands when the agent stops: they are ended,
+// with every process they started, and that is recorded as their result.
+var errAgentStopped = errors.New("the agent stopped while the command ran")
+
+type ledgerKey struct {
+	peer session.Fingerprint
+	cmd  session.CommandID
+}
+
+type executor struct {
+	n     *Node
+	slots chan struct{} // one token per command running
+
+	mu     sync.Mutex
+	ctx    context.Context // the commands' context: it ends when the agent stops
+	cancel context.CancelCauseFunc
+	queues map[session.Fingerprint][]*execution // per peer, oldest first; the head may be running
+	held   map[ledgerKey]bool                   // every command queued or running
+	idle   *sync.Cond                           // broadcast when held empties
+}
+
+func newExecutor(n *Node, parallel int) *executor {
+	if parallel <= 0 {
+		parallel = DefaultMaxParallel
+	}
+	x := &executor{n: n, slots: make(chan struct{}, parallel),
+		queues: map[session.Fingerprint][]*execution{}, held: map[ledgerKey]bool{}}
+	x.idle = sync.NewCond(&x.mu)
+	x.ctx, x.cancel = context.WithCancelCause(context.Background())
+	return x
+}
+
+// dispatch queues a cleared command behind the peer's earlier ones.
+func (x *executor) dispatch(e *execution) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	fp := e.ticket.Peer
+	x.held[ledgerKey{fp, e.ticket.Command}] = true
+	x.queues[fp] = append(x.queues[fp], e)
+	if len(x.queues[fp]) == 1 {
+		go x.work(fp) // no worker for this peer yet
+	}
+}
+
+// work runs the peer's queue until it is empty, one command at a time.
+func (x *executor) work(fp session.Fingerprint) {
+	for {
+		x.mu.Lock()
+		e := x.queues[fp][0]
+		x.mu.Unlock()
+
+		x.slots <- struct{}{}
+		x.mu.Lock()
+		ctx := x.ctx
+		x.mu.Unlock()
+		x.run(ctx, e)
+		<-x.slots
+
+		x.mu.Lock()
+		q := x.queues[fp][1:]
+		delete(x.held, ledgerKey{fp, e.ticket.Command})
+		if len(q) == 0 {
+			delete(x.queues, fp)
+		} else {
+			x.queues[fp] = q
+		}
+		if len(x.held) == 0 {
+			x.idle.Broadcast()
+		}
+		x.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+	}
+}
+
+func (x *executor) run(ctx context.Context, e *execution) {
+	n := x.n
+	if n.beforeExecute != nil && n.beforeExecute() {
+		return // tests: the process "died" between the Executing commit and the run
+	}
+	if err := n.execute(ctx, e); err != nil {
+		n.log.Error("recording a command's answer failed; it is answered outcome-unknown", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
+	}
+}
+
+// holds reports whether the command is queued or running here.
+func (x *executor) holds(peer session.Fingerprint, cmd session.CommandID) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.held[ledgerKey{peer, cmd}]
+}
+
+// wait returns when no command is queued or running. When ctx ends first, the running commands
+// are ended (that is their result) and wait still waits for their answers to be recorded.
+func (x *executor) wait(ctx context.Context) {
+	x.mu.Lock()
+	current := x.ctx
+	x.mu.Unlock()
+	// Only the commands of this wait are ended: if ctx ends after drain renewed the context, the
+	// commands that come later are none of this wait's business.
+	stop := context.AfterFunc(ctx, func() { x.end(current, errAgentStopped) })
+	defer stop()
+	x.drain()
+}
+
+// stop ends every running command and waits for their answers to be recorded; commands still
+// queued behind them are answered the same way, without running.
+func (x *executor) stop() {
+	x.mu.Lock()
+	current := x.ctx
+	x.mu.Unlock()
+	x.end(current, errAgentStopped)
+	x.drain()
+}
+
+// end ends the commands running under ctx, if it is still the current context.
+func (x *executor) end(ctx context.Context, cause error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ctx == ctx {
+		x.cancel(cause)
+	}
+}
+
+// drain waits until nothing is held, then gives the commands that come later a fresh context if
+// the last one was ended (a node may serve again after it stopped).
+func (x *executor) drain() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for len(x.held) > 0 {
+		x.idle.Wait()
+	}
+	if x.ctx.Err() != nil {
+		x.ctx, x.cancel = context.WithCancelCause(context.Background())
+	}
+}

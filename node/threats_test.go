@@ -1,0 +1,147 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/fixtures"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
+)
+
+// forgedPair is an unsigned PAIR package (a zero signature) from a fresh key, carrying address:
+// well-formed enough to reach the pairing lookup, where the address is first used.
+func forgedPair(t *testing.T, address string) []byte {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := append([]byte{1}, pub...) // mode 1: code-based initial PAIR
+	body = append(body, byte(len(address)))
+	body = append(body, address...)
+	body = append(body, make([]byte, 32)...) // the MAC
+	now := time.Now().UnixMilli()
+	p := session.Package{
+		Header: session.Header{Type: session.TypePair, Sender: session.FingerprintOf(pub), Created: now, NotAfter: now + 3600_000,
+			BodyLen: uint32(len(body)), SigLen: 64},
+		Body: body, Sig: make([]byte, 64),
+	}
+	return p.Marshal()
+}
+
+// TestThreat30ForgedMailDoesNotStallTheInbox: PAIR mails whose address passed the protocol's
+// check and failed the store's held up every mail behind them for a minute or more (5 attempts).
+// Now they are rejected at once, and the command behind them is answered in the same pass.
+func TestThreat30ForgedMailDoesNotStallTheInbox(t *testing.T) {
+	l := newLab(t)
+	tr, err := l.alice.transport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := []string{"x", "a b@c", "a\x01@c", "\u00a0x@c"}
+	for _, addr := range forged {
+		if err := tr.Send(l.ctx, "bob@example.test", forgedPair(t, addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One pass over bob's inbox handles all of it: no attempt is left for later.
+	inspect := fixtures.IMAPInspector(l.relay.IMAPAddr(), l.users, nil)
+	before := len(inspect(t, "bob@example.test", "sealpost/rejected"))
+	n, err := l.bob.Pump(l.ctx, false, 0)
+	if err != nil || n < len(forged)+1 {
+		t.Fatalf("bob's Pump = %d, %v; want the %d forged mails rejected and the ping (and its handshake) handled", n, err, len(forged))
+	}
+	if got := len(inspect(t, "bob@example.test", "sealpost/rejected")) - before; got != len(forged) {
+		t.Fatalf("%d mails moved to bob's rejected folder, want the %d forged ones", got, len(forged))
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
+	l.serveBob()
+	if r, err := l.alice.Wait(ctx, id, nil); err != nil || r.Status != StatusDone {
+		t.Fatalf("ping behind forged mail: %+v, %v", r, err)
+	}
+}
+
+// FuzzAddressRulesAgree: every address the protocol accepts (session.ValidAddress, applied to
+// PAIR packages) is one the state store takes, so that an address decoded from a package can never
+// fail in the store and be mistaken for the node's own trouble (THREATS row 30).
+func FuzzAddressRulesAgree(f *testing.F) {
+	for _, s := range []string{"bob@example.test", "x", "a b@c", "a\x01@c", "@c", "a@", "ä@ö.de", "a@b@c", strings.Repeat("a", 250) + "@b.c", "\u00a0x@c", "a\u2028@c"} {
+		f.Add(s)
+	}
+	st, err := keystore.Open(f.TempDir(), keystore.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { st.Close() })
+	f.Fuzz(func(t *testing.T, addr string) {
+		if session.ValidAddress(addr) != nil {
+			return
+		}
+		err := st.View(func(tx *keystore.Tx) error {
+			_, _, err := tx.Pairing(addr)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("session.ValidAddress(%q) = nil, but the store refuses it: %v", addr, err)
+		}
+		if err := st.Update(func(tx *keystore.Tx) error { return tx.PutPairing(addr, []byte("{}")) }); err != nil {
+			t.Fatalf("session.ValidAddress(%q) = nil, but the store refuses it: %v", addr, err)
+		}
+	})
+}
+
+// TestThreat41EscapesInUnauthenticatedMail: the From header of a mail that does not authenticate
+// reaches the agent's event line and its log escaped, never as raw control characters.
+func TestThreat41EscapesInUnauthenticatedMail(t *testing.T) {
+	l := newLab(t)
+	var (
+		mu     sync.Mutex
+		events []Event
+		logBuf bytes.Buffer
+	)
+	l.bob.opts.Events = func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	l.bob.log = slog.New(slog.NewTextHandler(&logBuf, nil))
+	evil := "\x1b]0;owned\x07\x1b[2J\u202eevil@example.test"
+	raw := "From: " + evil + "\r\nTo: bob@example.test\r\nSubject: x\r\nX-Sealpost: 1\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n"
+	fixtures.SMTPInjector(l.relay.SMTPAddr(), "x@example.test")(t, "bob@example.test", []byte(raw))
+	if _, err := l.bob.Pump(l.ctx, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var seen bool
+	for _, e := range events {
+		if e.Kind != EventRejected {
+			continue
+		}
+		seen = true
+		for _, s := range []string{e.Peer, e.Detail, formatForTest(e)} {
+			if strings.ContainsAny(s, "\x1b\x07\u202e") {
+				t.Errorf("event text %q holds raw control characters", s)
+			}
+		}
+	}
+	if !seen {
+		t.Fatal("the forged mail was not rejected")
+	}
+	if strings.ContainsAny(logBuf.String(), "\x1b\x07\u202e") {
+		t.Errorf("log holds raw control characters:\n%s", logBuf.String())
+	}
+}
+
+func formatForTest(e Event) string { return e.Peer + " " + e.Status + " " + e.Detail }
