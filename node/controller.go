@@ -343,6 +343,9 @@ type queued struct {
 	Peer     session.Fingerprint `json:"peer"`
 	Frame    []byte              `json:"frame"`
 	NotAfter time.Time           `json:"not_after"`
+	// Queued orders the commands waiting for a session: they go out, and so run, in the order
+	// they were issued (records written before it had this field come first).
+	Queued time.Time `json:"queued,omitzero"`
 }
 
 type retryState struct {
@@ -378,7 +381,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 			return fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
 		}
 		r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
-		q := queued{Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL)}
+		q := queued{Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
 		pkg, err := n.eng.Send(st, peer.Fingerprint, id, frame, q.NotAfter)
 		switch {
 		case errors.Is(err, session.ErrNoSession):
@@ -504,6 +507,7 @@ func (n *Node) sendQueued(tx *keystore.Tx, st TxStore, peer keystore.Peer) error
 	}); err != nil {
 		return err
 	}
+	slices.SortStableFunc(items, func(a, b item) int { return a.q.Queued.Compare(b.q.Queued) })
 	pending, err := tx.PendingOf(peer.Fingerprint)
 	if err != nil {
 		return err

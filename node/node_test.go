@@ -41,14 +41,14 @@ func newLabTB(t testing.TB) *lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	l := &lab{t: t, ctx: ctx, dirs: map[string]string{}, users: map[string]string{"alice@example.test": "pw-a", "bob@example.test": "pw-b"}}
+	l := &lab{t: t, ctx: ctx, dirs: map[string]string{}, users: map[string]string{"alice@example.test": "pw-a", "bob@example.test": "pw-b", "carol@example.test": "pw-c"}}
 	var err error
 	l.relay, err = mailbox.StartRelay(ctx, mailbox.RelayConfig{Users: l.users})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.relay.Close() })
-	for _, name := range []string{"alice", "bob"} {
+	for _, name := range []string{"alice", "bob", "carol"} {
 		l.dirs[name] = filepath.Join(t.TempDir(), name)
 	}
 	l.alice = l.open("alice", nil, true)

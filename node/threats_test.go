@@ -6,8 +6,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -145,3 +148,108 @@ func TestThreat41EscapesInUnauthenticatedMail(t *testing.T) {
 }
 
 func formatForTest(e Event) string { return e.Peer + " " + e.Status + " " + e.Detail }
+
+// TestThreat40OneLongCommandBlocksNoOtherPeer: while one peer's command runs, another peer's ping
+// is answered, and the first peer's next command waits its turn (per-peer order).
+func TestThreat40OneLongCommandBlocksNoOtherPeer(t *testing.T) {
+	l := newLab(t)
+	carol := l.open("carol", nil, true)
+	added, err := carol.AddPeer(l.ctx, PeerSpec{Name: "bob", Address: "bob@example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "carol", Address: "carol@example.test", Code: added.GeneratedCode}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		carol.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+	}
+
+	// Alice's long command: it says it started, then blocks until the test releases it.
+	dir := t.TempDir()
+	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	for _, f := range []string{started, release} {
+		if err := syscall.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := filepath.Join(dir, "long")
+	os.WriteFile(long, []byte("#!/bin/sh\necho up > "+started+"\nread x < "+release+"\necho done\n"), 0o755)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{"echo", long}}); err != nil {
+		t.Fatal(err)
+	}
+	l.serveBob()
+	actx, stopAlice := context.WithCancel(l.ctx)
+	aliceDone := make(chan struct{})
+	go func() { defer close(aliceDone); l.alice.Serve(actx, false) }()
+	defer func() { stopAlice(); <-aliceDone }()
+	first, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{long}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{"echo", "second"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(l.ctx, 10*time.Second)
+	defer scancel()
+	if _, err := readFIFO(sctx, started); err != nil {
+		t.Fatalf("the long command never started: %v", err)
+	}
+
+	// Carol's ping is answered while Alice's command still runs.
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
+	r, err := carol.Run(ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}, true, nil)
+	if err != nil || r.Status != StatusDone {
+		t.Fatalf("carol's ping while alice's command runs: %+v, %v", r, err)
+	}
+	// Bob has not run Alice's second command either: it waits behind her first.
+	if bobRan(t, l.bob, second) {
+		t.Fatal("alice's second command ran before her first ended")
+	}
+	if err := os.WriteFile(release, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []session.CommandID{first, second} {
+		if r, err := l.alice.Wait(ctx, id, nil); err != nil || r.Status != StatusDone {
+			t.Fatalf("alice's command after the release: %+v, %v", r, err)
+		}
+	}
+}
+
+// bobRan reports whether b's ledger has the command done.
+func bobRan(t *testing.T, b *Node, id session.CommandID) bool {
+	t.Helper()
+	done := false
+	if err := b.view(func(tx *keystore.Tx, st TxStore) error {
+		return tx.ForEachLedger(func(_, cmd [16]byte, blob []byte) error {
+			if cmd == id {
+				e, err := decode[session.LedgerEntry](blob, "ledger entry")
+				done = err == nil && e.State == session.Done
+
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return done
+}
+
+// readFIFO reads what the writer of the named pipe writes, until it closes it or ctx ends.
+func readFIFO(ctx context.Context, path string) ([]byte, error) {
+	type res struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { b, err := os.ReadFile(path); ch <- res{b, err} }()
+	select {
+	case r := <-ch:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
