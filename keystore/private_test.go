@@ -121,6 +121,14 @@ func TestThreat36UnsafeStateDir(t *testing.T) {
 			chown(t, parent)
 			return setup{dir: filepath.Join(parent, "state"), bad: parent}
 		}, UnsafeParent},
+		{"missing parent inside another user's directory (like /var/tmp/sealpost-UID)", true, func(t *testing.T) setup {
+			theirs := filepath.Join(t.TempDir(), "sealpost-1000")
+			if err := os.Mkdir(theirs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			chown(t, theirs)
+			return setup{dir: t.TempDir(), witness: filepath.Join(theirs, "witness"), bad: theirs}
+		}, UnsafeParent},
 		{"parent writable by everyone with the sticky bit (like /tmp)", false, func(t *testing.T) setup {
 			parent := t.TempDir()
 			chmod(t, parent, 0o777|os.ModeSticky)

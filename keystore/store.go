@@ -139,13 +139,37 @@ func makePrivateDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		// Something is in the way (a file, a link to nowhere): say what it is rather than
 		// "file exists".
+		// Or a missing parent could not be made inside another user's directory: name it.
 		var ue *UnsafeDirError
 		if cerr := CheckPrivateDir(dir); errors.As(cerr, &ue) {
 			return cerr
 		}
+		if uerr := foreignAncestor(dir); uerr != nil {
+			return uerr
+		}
 		return fmt.Errorf("keystore: create %s: %w", dir, err)
 	}
 	return CheckPrivateDir(dir)
+}
+
+// foreignAncestor returns an *UnsafeDirError (UnsafeParent) for the nearest existing ancestor of
+// dir if another user (not root) owns it, else nil.
+func foreignAncestor(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil {
+			if uid := fileOwner(fi); uid > 0 && uid != os.Geteuid() {
+				return &UnsafeDirError{Path: p, Dir: dir, UID: uid, Mode: fi.Mode(), Reason: UnsafeParent}
+			}
+			return nil
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 // checkWitnessDir makes and checks the witness directory and returns its absolute path. It must
