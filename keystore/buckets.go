@@ -36,6 +36,8 @@ var (
 	metaSchema     = []byte("schema")     // 8-byte big-endian schema version
 	metaGeneration = []byte("generation") // 8-byte big-endian commit counter
 	metaRollback   = []byte("rollback")   // JSON RollbackInfo, present only while a rollback is unacknowledged
+	metaStoreID    = []byte("store_id")   // 16 random bytes, made at the first Open; names the witness file
+	metaWitness    = []byte("witness")    // absolute witness directory whose file for this store exists durably
 )
 
 // identityKey is the single key of the identity bucket.

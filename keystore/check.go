@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -110,6 +112,14 @@ func (c *checker) meta() {
 			var info RollbackInfo
 			if err := json.Unmarshal(v, &info); err != nil || !info.Detected {
 				c.fail("meta/rollback does not decode to a detected rollback")
+			}
+		case bytes.Equal(k, metaStoreID):
+			if len(v) != 16 || bytes.Equal(v, make([]byte, 16)) {
+				c.fail("meta/store_id is %d bytes or zero", len(v))
+			}
+		case bytes.Equal(k, metaWitness):
+			if !utf8.Valid(v) || !filepath.IsAbs(string(v)) || filepath.Clean(string(v)) != string(v) {
+				c.fail("meta/witness %q is not a clean absolute path", v)
 			}
 		default:
 			c.fail("meta: unknown key %q", k)

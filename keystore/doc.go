@@ -1,5 +1,19 @@
 // Package keystore is a sealpost node's persistent state: one bbolt file,
-// DIR/state.db, per node. It implements docs/PROTOCOL.md, section "State".
+// DIR/state.db, per node. It implements docs/PROTOCOL.md, sections "State" and
+// "Restored state".
+//
+// # Files
+//
+//	DIR/                     the state directory: ours, 0700 (CheckPrivateDir)
+//	DIR/state.db             the bbolt database, 0600
+//	DIR/state.gen            the sidecar: the last recorded generation (genfile.go)
+//	DIR/state.pid            the PID of the process holding the lock, while it does
+//	DIR/*.tmp                a replacement being written (state.gen.tmp, state.pid.tmp)
+//	WITNESSDIR/              Options.WitnessDir (DefaultWitnessDir), outside DIR, 0700
+//	WITNESSDIR/<id>.gen      the witness: the same record as state.gen, for the store
+//	                         whose meta/store_id is <id> (32 hex digits)
+//
+// The node keeps its control socket in DIR too; it checks it with CheckOwnedFile.
 //
 // # What it owns and what it does not
 //
@@ -24,6 +38,8 @@
 //	meta              "schema"     -> uint64 schema version (1)
 //	                  "generation" -> uint64 count of committed transactions
 //	                  "rollback"   -> JSON RollbackInfo (only while unacknowledged)
+//	                  "store_id"   -> 16 random bytes, made at the first Open
+//	                  "witness"    -> absolute WITNESSDIR whose witness file exists durably
 //	sessions          session id            -> peer id || session blob
 //	sessions_by_peer  peer id || session id -> ""
 //	ledger            peer id || cmd id     -> T(notAfter) || ledger blob
@@ -51,12 +67,26 @@
 //   - Every index is kept in the same transaction as its main bucket, and
 //     Store.Check verifies them both ways together with every key's shape.
 //   - Generation and rollback: each commit increments meta/generation and then
-//     copies it to the sidecar DIR/state.gen. On Open, a sidecar ahead of the
-//     database means the database was restored from an older copy (threat row
-//     26); Open persists a RollbackInfo that Store.Rollback reports until the
-//     caller has dropped every session and calls Tx.ClearRollback.
+//     writes it to the sidecar DIR/state.gen and, with Options.WitnessDir set,
+//     to the witness outside DIR; these may lag the database, never lead it. On
+//     Open a file ahead of the database, a sidecar missing or garbled beside a
+//     database with history, or a witness missing that meta/witness says was
+//     made, means the state was restored from an older copy (threat rows 26
+//     and 31); Open persists a RollbackInfo, whose Reason says which, that
+//     Store.Rollback reports until the caller has dropped every session and
+//     calls Tx.ClearRollback. rollback.go says why our own crashes never cause
+//     a report and what cannot be detected (a restore that brings the witness
+//     back too).
+//   - A private directory (threat row 36): Open refuses, with *UnsafeDirError
+//     (errors.Is ErrUnsafeStateDir), a state or witness directory that is a
+//     symbolic link, is not owned by this uid, is writable by group or others,
+//     or whose parent another user may write without the sticky bit (the rule
+//     in private.go); and a symbolic link, a hard-linked file or a file of
+//     another user where it keeps its files. It opens its files with
+//     O_NOFOLLOW, creates new ones with O_EXCL, and removes a leftover *.tmp
+//     (never writing through it) before replacing a file.
 //   - Permissions: state.db is 0600 (an existing looser file is tightened, with
-//     a warning) and a directory keystore creates is 0700.
+//     a warning); directories and files keystore creates are 0700 and 0600.
 //   - Locking: bbolt's flock makes one Store per file. Open waits at most
 //     Options.LockTimeout (2s by default) and then returns *InUseError naming
 //     the PID recorded in DIR/state.pid; it never hangs.

@@ -1,11 +1,11 @@
 package keystore
 
 // Fuzz targets for the decoders of what keystore reads back from its own files: the outbox and
-// result records (bucket key and JSON value), the order-preserving time keys, and the state.gen
-// sidecar. The store writes these itself, but a damaged or hand-edited file must give an error,
+// result records (bucket key and JSON value), the order-preserving time keys, and the
+// generation record of the state.gen sidecar and the witness. The store writes these itself, but a damaged or hand-edited file must give an error,
 // not a panic or a wrong value. Seeds are records written by a real Store (plus hand-made damaged
-// ones); the targets assert: no panic; an error wraps ErrCorrupt (the sidecar: is not
-// fs.ErrNotExist) and comes with the zero value; a success encodes again the way the store
+// ones); the targets assert: no panic; an error wraps ErrCorrupt (the generation record:
+// errGarbledGen, never fs.ErrNotExist) and comes with the zero value; a success encodes again the way the store
 // writes it and decodes to an equal value under the same key. Run one with, e.g.:
 //
 //	go test -run '^$' -fuzz '^FuzzDecodeOutbox$' -fuzztime 60s ./keystore/
@@ -195,36 +195,48 @@ func FuzzParseTimeKey(f *testing.F) {
 	})
 }
 
-// FuzzParseSidecar: state.gen as recordGeneration writes it is a zero-padded decimal number and a
-// newline (older versions wrote it unpadded).
-// A success is the number the digits spell (what recordGeneration would write for it parses
-// back to it); an error is never fs.ErrNotExist, which tells Open the file is absent.
-func FuzzParseSidecar(f *testing.F) {
+// FuzzParseGenRecord: a generation file (state.gen, the witness) holds a 30-byte record — 20
+// digits, a space, the digits' CRC-32C in 8 hex digits, a newline — or, written by older
+// versions, the digits alone (zero-padded or not) and a newline.
+// A success is the number the digits spell, and the current form re-marshals to the same bytes;
+// an error wraps errGarbledGen (never fs.ErrNotExist, which tells Open the file is absent) and
+// comes with a zero result.
+func FuzzParseGenRecord(f *testing.F) {
 	s := fuzzStore(f)
 	written, err := os.ReadFile(filepath.Join(s.Dir(), genFile))
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(written)
-	for _, b := range []string{"", "\n", "0\n", "18446744073709551615\n", "18446744073709551616\n", " 42\r\n", "007", "-1\n", "+1\n", "1_000\n", "0x10\n", "1\n2\n", "\x00"} {
+	f.Add(genRecord(0))
+	f.Add(genRecord(math.MaxUint64))
+	torn := genRecord(12345)
+	torn[3] = '9'
+	f.Add(torn)
+	for _, b := range []string{"", "\n", "0\n", "18446744073709551615\n", "18446744073709551616\n", " 42\r\n", "007", "-1\n", "+1\n", "1_000\n", "0x10\n", "1\n2\n", "\x00",
+		"00000000000000000042\n", "00000000000000000042 00000000\n", "00000000000000000042 ABCDEF01\n", strings.Repeat("\x00", genRecordLen)} {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g, err := parseSidecar(b)
+		g, legacy, err := parseGenRecord(b)
 		if err != nil {
-			if g != 0 || errors.Is(err, fs.ErrNotExist) || !(errors.Is(err, strconv.ErrSyntax) || errors.Is(err, strconv.ErrRange)) {
-				t.Fatalf("parseSidecar(%q) = %d, %v: want 0 and a syntax or range error", b, g, err)
+			if g != 0 || legacy || errors.Is(err, fs.ErrNotExist) || !errors.Is(err, errGarbledGen) {
+				t.Fatalf("parseGenRecord(%q) = %d, %v, %v: want 0 and errGarbledGen", b, g, legacy, err)
+			}
+			return
+		}
+		if !legacy {
+			if string(genRecord(g)) != string(b) {
+				t.Fatalf("parseGenRecord(%q) = %d; genRecord gives %q", b, g, genRecord(g))
 			}
 			return
 		}
 		digits := strings.TrimLeft(strings.TrimSpace(string(b)), "0")
 		if want := strconv.FormatUint(g, 10); digits != want && !(g == 0 && digits == "") {
-			t.Fatalf("parseSidecar(%q) = %d, not the number the input spells", b, g)
+			t.Fatalf("parseGenRecord(%q) = %d, not the number the input spells", b, g)
 		}
-		for _, written := range [][]byte{sidecarText(g), []byte(strconv.FormatUint(g, 10) + "\n")} {
-			if back, err := parseSidecar(written); err != nil || back != g {
-				t.Fatalf("parseSidecar(%q), generation %d as written = %d, %v", written, g, back, err)
-			}
+		if back, legacy, err := parseGenRecord(genRecord(g)); err != nil || legacy || back != g {
+			t.Fatalf("parseGenRecord(genRecord(%d)) = %d, %v, %v", g, back, legacy, err)
 		}
 	})
 }

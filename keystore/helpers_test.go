@@ -147,11 +147,20 @@ func dbGeneration(t testing.TB, s *Store) uint64 {
 
 func sidecar(t testing.TB, dir string) uint64 {
 	t.Helper()
-	g, err := readSidecar(dir)
-	if err != nil {
-		t.Fatalf("read sidecar: %v", err)
+	return genFileValue(t, filepath.Join(dir, genFile))
+}
+
+// genFileValue reads a generation file (sidecar or witness), which must hold a current record.
+func genFileValue(t testing.TB, path string) uint64 {
+	t.Helper()
+	r, err := readGenFile(path)
+	if err == nil {
+		err = r.err
 	}
-	return g
+	if err != nil || r.legacy {
+		t.Fatalf("read %s: %v (legacy %v)", path, err, r.legacy)
+	}
+	return r.gen
 }
 
 func copyFile(t testing.TB, from, to string) {

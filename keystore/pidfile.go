@@ -11,17 +11,19 @@ import (
 // writePID records this process as the lock holder. It is written only after
 // bbolt's flock is held, so the file never names a process that does not
 // own the lock — except briefly after a crash, until the next Open rewrites
-// it; a stale PID in an error message is a hint, not a decision.
+// it; a stale PID in an error message is a hint, not a decision. No fsync:
+// after a crash a stale or missing PID costs only that hint.
 func writePID(dir string) error {
-	if err := writeFileAtomic(dir, pidFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+	if err := writeFileAtomic(dir, pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), false); err != nil {
 		return fmt.Errorf("keystore: write pid file: %w", err)
 	}
 	return nil
 }
 
-// readPID returns the PID in DIR/state.pid, or 0 if it is missing or garbled.
+// readPID returns the PID in DIR/state.pid, or 0 if it is missing, garbled,
+// a link or not ours.
 func readPID(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, pidFile))
+	b, err := readPrivate(filepath.Join(dir, pidFile), 32)
 	if err != nil {
 		return 0
 	}
@@ -30,20 +32,4 @@ func readPID(dir string) int {
 		return 0
 	}
 	return pid
-}
-
-// writeFileAtomic writes DIR/name via a temporary file and rename, so a
-// reader sees the old content or the new, never a torn mix. It does not
-// fsync; each caller says why that is acceptable. The temporary name is
-// fixed because only the lock holder ever writes these files.
-func writeFileAtomic(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
 }
