@@ -47,6 +47,15 @@
 //     loopback server (checked on the connected address, not just the configured name).
 //   - No call hangs on a silent server: every exchange runs under a watchdog
 //     (Config.CommandTimeout of silence closes the connection) and the caller's context.
+//   - No server makes the client hold more than a cap (caps.go, THREATS.md row 35): the IMAP
+//     and SMTP clients read through a connection that follows the framing and closes it at the
+//     first byte past a cap, and the call returns a *TooLongError (ErrServerTooLong) naming the
+//     server and the cap. IMAP: one response, outside its literals, 64 KiB (all its lines, as
+//     go-imap reads quoted strings and response codes over line breaks; a SEARCH or ESEARCH
+//     response up to 8 MiB, past 64 KiB only with ascending UIDs); the literals of one FETCH
+//     response together MaxMessageBytes, a literal elsewhere counts towards the 64 KiB, and a
+//     literal announced over its cap is not read at all. SMTP: one reply line 1000 bytes, one
+//     reply (all its lines) 64 KiB. The plaintext before STARTTLS is capped too (64 KiB).
 //
 // # Library pitfalls handled
 //
@@ -77,6 +86,15 @@
 //   - go-imap matches a FETCH answer to its command by the UID, which it needs before any
 //     literal: a mail whose body arrives unmatched is reported as an error, never handed out
 //     half-read.
+//   - go-imap keeps a response line, a quoted string or a literal in memory until it ends,
+//     and net/textproto (under go-smtp) a whole multi-line reply: an endless one grows the heap
+//     without bound while the watchdog sees bytes moving. Hence the caps above.
+//   - Both libraries do STARTTLS by wrapping their own TLS client around the connection they
+//     were given, which would put the caps under TLS: STARTTLS is done here (starttls.go), and
+//     the library gets a capped connection over TLS that begins with a stand-in greeting (the
+//     server's came before STARTTLS); data injected between the STARTTLS answer and the TLS
+//     handshake is refused. go-smtp's TLSConnectionState then sees no TLS: the plaintext guard
+//     asks the connection itself.
 //   - go-smtp's client sends AUTH PLAIN over plaintext without complaint, and resets the
 //     deadlines it sets after every command (so it does not bound the DATA transfer): the
 //     plaintext guard and the watchdog here cover both.

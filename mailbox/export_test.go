@@ -38,3 +38,11 @@ func SetSMTPIdle(t interface{ Cleanup(func()) }, d time.Duration) {
 	smtpIdle = d
 	t.Cleanup(func() { smtpIdle = old })
 }
+
+// The caps of THREATS.md row 35, for the tests that check them.
+const (
+	MaxIMAPLine   = maxIMAPLine
+	MaxIMAPSearch = maxIMAPSearch
+	MaxSMTPLine   = maxSMTPLine
+	MaxSMTPReply  = maxSMTPReply
+)

@@ -22,6 +22,7 @@ import (
 // imapConn is one authenticated IMAP connection and what is known about it.
 type imapConn struct {
 	raw         *watchedConn
+	capped      *cappedConn // what the client reads from: raw or TLS over it, under the caps
 	c           *imapclient.Client
 	caps        imap.CapSet
 	processed   string // folder names in the server's hierarchy
@@ -74,12 +75,18 @@ func (t *IMAPSMTP) connect(ctx context.Context) (*imapConn, error) {
 	}
 	if err != nil {
 		raw.Close()
+		var tooLong error
 		if c != nil {
-			c.c.Close()
+			if c.c != nil {
+				c.c.Close()
+			}
+			tooLong = c.capped.tooLong()
 		}
 		switch {
 		case cancelled && ctx.Err() != nil:
 			err = ctx.Err()
+		case tooLong != nil:
+			err = tooLong
 		case timedOut:
 			err = fmt.Errorf("%w (silent for %s)", ErrTimeout, s.CommandTimeout)
 		}
@@ -101,6 +108,12 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 			},
 		},
 	}
+	// The client reads through a cappedConn above TLS (see caps.go and starttls.go).
+	c := &imapConn{raw: raw, folders: map[string]bool{}}
+	capped := func(nc net.Conn, pre string) *cappedConn {
+		c.capped = newCappedConn(nc, raw, "IMAP", s.IMAPAddr, newIMAPFramer(s.MaxMessageBytes), pre)
+		return c.capped
+	}
 	var client *imapclient.Client
 	switch s.TLS {
 	case TLSImplicit:
@@ -108,19 +121,19 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 		conf.NextProtos = []string{"imap"}
 		tc := tls.Client(raw, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return nil, tlsError(err, s.IMAPAddr)
+			return c, tlsError(err, s.IMAPAddr)
 		}
-		client = imapclient.New(tc, opts)
+		client = imapclient.New(capped(tc, ""), opts)
 	case TLSStartTLS:
-		opts.TLSConfig = s.imapTLS
-		var err error
-		if client, err = imapclient.NewStartTLS(raw, opts); err != nil {
-			return nil, tlsError(err, s.IMAPAddr)
+		tc, err := imapStartTLS(ctx, capped(raw, ""), raw, s.imapTLS)
+		if err != nil {
+			return c, fmt.Errorf("STARTTLS: %w", tlsError(err, s.IMAPAddr))
 		}
+		client = imapclient.New(capped(tc, imapStandIn), opts)
 	default:
-		client = imapclient.New(raw, opts)
+		client = imapclient.New(capped(raw, ""), opts)
 	}
-	c := &imapConn{raw: raw, c: client, folders: map[string]bool{}}
+	c.c = client
 	if err := client.WaitGreeting(); err != nil {
 		return c, err
 	}

@@ -46,6 +46,8 @@ var smtpIdle = 10 * time.Second
 // smtpConn is an open, authenticated submission connection.
 type smtpConn struct {
 	raw    *watchedConn
+	capped *cappedConn // what the client reads from: raw or TLS over it, under the caps
+	tls    bool        // the client runs over TLS
 	c      *smtp.Client
 	broken bool        // the watchdog closed it (set by watched)
 	idle   *time.Timer // ends the connection after smtpIdle unused
@@ -158,8 +160,13 @@ func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) er
 	w := sc.raw.watch(ctx, t.s.CommandTimeout)
 	err := f()
 	timedOut, cancelled := w.stop()
-	if timedOut || cancelled {
+	tooLong := sc.capped.tooLong()
+	if timedOut || cancelled || tooLong != nil {
 		sc.broken = true
+	}
+	if err != nil && tooLong != nil && !(cancelled && ctx.Err() != nil) {
+		// Whatever the library made of the closed connection: say which cap the server broke.
+		return &SendError{Temporary: true, Err: tooLong}
 	}
 	var se *SendError
 	if err == nil || !errors.As(err, &se) {
@@ -199,6 +206,11 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 	s := t.s
 	// EHLO names the domain of our address, which the mail shows anyway, not this host.
 	helo, _ := addrSpec(s.Address) // validated by New
+	// The client reads through a cappedConn above TLS (see caps.go and starttls.go).
+	capped := func(c net.Conn, pre string) *cappedConn {
+		sc.capped = newCappedConn(c, sc.raw, "SMTP", s.SMTPAddr, newSMTPFramer(), pre)
+		return sc.capped
+	}
 	var c *smtp.Client
 	switch s.TLS {
 	case TLSImplicit:
@@ -206,29 +218,29 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return &SendError{Temporary: true, Err: tlsError(err, s.SMTPAddr)}
 		}
-		c = smtp.NewClient(tc)
+		sc.tls = true
+		c = smtp.NewClient(capped(tc, ""))
 	case TLSStartTLS:
-		var err error
-		if c, err = smtp.NewClientStartTLS(sc.raw, s.smtpTLS); err != nil {
+		tc, err := smtpStartTLS(ctx, capped(sc.raw, ""), sc.raw, s.smtpTLS, helo)
+		if err != nil {
 			return setupErr("STARTTLS", tlsError(err, s.SMTPAddr))
 		}
+		sc.tls = true
+		c = smtp.NewClient(capped(tc, smtpStandIn))
 	default:
-		c = smtp.NewClient(sc.raw)
+		c = smtp.NewClient(capped(sc.raw, ""))
 	}
 	sc.c = c
 	// The watchdog is the bound; go-smtp's own deadlines are a looser backstop.
 	c.CommandTimeout, c.SubmissionTimeout = 2*s.CommandTimeout, 2*s.CommandTimeout
 	if err := c.Hello(helo); err != nil {
-		step := "EHLO"
-		if s.TLS == TLSStartTLS {
-			step = "EHLO and STARTTLS" // go-smtp sends STARTTLS with the first EHLO
-		}
-		return setupErr(step, tlsError(err, s.SMTPAddr))
+		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
 	}
 	if s.Username == "" && s.Password == "" {
 		return nil
 	}
-	if _, encrypted := c.TLSConnectionState(); !encrypted && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
+	// go-smtp's TLSConnectionState sees only the cappedConn, not the TLS under it.
+	if !sc.tls && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
 		return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
 	}
 	user := s.Username

@@ -125,7 +125,7 @@ func (t *IMAPSMTP) Verify(ctx context.Context) error {
 		if se := (*SendError)(nil); errors.As(err, &se) {
 			err = se.Err
 		}
-		if !strings.HasPrefix(err.Error(), "connect to SMTP server") {
+		if !strings.HasPrefix(err.Error(), "connect to SMTP server") && !errors.Is(err, ErrServerTooLong) {
 			err = fmt.Errorf("SMTP server %s: %w", t.s.SMTPAddr, err)
 		}
 		return err
@@ -166,7 +166,11 @@ func (t *IMAPSMTP) ensure(ctx context.Context) (*imapConn, error) {
 	if c := t.conn; c != nil {
 		select {
 		case <-c.c.Closed():
-			t.s.log.Info("IMAP connection was closed; reconnecting", "op", "connect", "mailbox", t.s.Inbox)
+			if err := c.capped.tooLong(); err != nil {
+				t.s.log.Info("IMAP connection was closed at a cap; reconnecting", "op", "connect", "mailbox", t.s.Inbox, "err", err)
+			} else {
+				t.s.log.Info("IMAP connection was closed; reconnecting", "op", "connect", "mailbox", t.s.Inbox)
+			}
 			t.drop()
 		default:
 			return c, nil
@@ -216,6 +220,7 @@ func (t *IMAPSMTP) do(ctx context.Context, op string, f func(c *imapConn) error)
 	w := c.raw.watch(ctx, t.s.CommandTimeout)
 	err := f(c)
 	timedOut, cancelled := w.stop()
+	tooLong := c.capped.tooLong()
 	if err == nil && !timedOut && !cancelled {
 		t.fails = 0
 		return nil
@@ -228,6 +233,8 @@ func (t *IMAPSMTP) do(ctx context.Context, op string, f func(c *imapConn) error)
 	switch {
 	case cancelled && ctx.Err() != nil:
 		err = ctx.Err()
+	case tooLong != nil:
+		err = tooLong
 	case timedOut:
 		err = fmt.Errorf("%w (silent for %s; connection closed)", ErrTimeout, t.s.CommandTimeout)
 	case err == nil:
