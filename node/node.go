@@ -20,6 +20,10 @@ import (
 	"github.com/sealpost/sealpost/session"
 )
 
+// DefaultWitnessDir is where a node keeps its restore witness unless told otherwise:
+// /var/lib/sealpost/witness for root, /var/tmp/sealpost-UID/witness for other users.
+func DefaultWitnessDir() string { return keystore.DefaultWitnessDir() }
+
 // ErrNotInitialized: the state directory has no identity yet.
 var ErrNotInitialized = errors.New("this state directory has no identity yet: run `sealpost init` first")
 
@@ -37,6 +41,11 @@ type Options struct {
 	Events func(Event)
 	// Version is reported by sysinfo.
 	Version string
+	// WitnessDir is where the state store keeps its restore witness, a copy of its commit counter
+	// outside the state directory, so that restoring the whole directory (database and sidecar
+	// together) is detected (docs/PROTOCOL.md section 16). Empty: no witness. The CLI passes
+	// DefaultWitnessDir unless told otherwise.
+	WitnessDir string
 	// LockTimeout bounds the wait for the state lock; zero means 2s.
 	LockTimeout time.Duration
 	// RetryAfter is how long a command waits for its answer before it is sent again (doubling
@@ -143,7 +152,7 @@ func Init(opts Options, cfg MailConfig) (*Node, error) {
 	if cfg.Address == "" {
 		return nil, fmt.Errorf("init: --address is required")
 	}
-	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now})
+	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now, WitnessDir: opts.WitnessDir})
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +190,7 @@ func Open(opts Options) (*Node, error) {
 	if _, err := os.Stat(filepath.Join(opts.Dir, "state.db")); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s: %w", opts.Dir, ErrNotInitialized)
 	}
-	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now})
+	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now, WitnessDir: opts.WitnessDir})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +210,8 @@ func (n *Node) load() error {
 		// The database was restored from an older copy (docs/PROTOCOL.md section 16): drop every
 		// session so nothing opens under restored epochs, and remember when, so that commands
 		// issued before now that the restored ledger does not know are never run.
-		n.log.Warn("state was restored from an older copy; all sessions dropped, peers must handshake again", "op", "restore")
+		n.log.Warn("restore detected: the state was put back from an older copy; all sessions dropped, peers must handshake again, and commands issued before now that the state does not know are answered outcome-unknown",
+			"op", "restore", "reason", rb.Reason.String(), "path", rb.Path, "db_generation", rb.DBGeneration, "seen_generation", rb.SeenGeneration)
 		err := n.store.Update(func(tx *keystore.Tx) error {
 			if _, err := tx.DeleteAllSessions(); err != nil {
 				return err
