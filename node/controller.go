@@ -285,7 +285,10 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 	}
 	for _, p := range peers {
 		pi := PeerInfo{Name: p.Name, Address: p.Address, Fingerprint: session.Fingerprint(p.Fingerprint).String(), Status: "paired", LastSeen: p.LastSeen}
-		pol, _ := n.policyFor(tx, p.Name)
+		pol, err := n.policyFor(tx, p.Name)
+		if err != nil {
+			return nil, err
+		}
 		pi.Allow = pol.Allow
 		ids, err := st.SessionsOf(p.Fingerprint)
 		if err != nil {
@@ -317,7 +320,10 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 		if err != nil {
 			return err
 		}
-		pol, _ := n.policyFor(tx, pr.Name)
+		pol, err := n.policyFor(tx, pr.Name)
+		if err != nil {
+			return err
+		}
 		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow})
 		return nil
 	})
@@ -433,10 +439,23 @@ func (n *Node) pairingArmed(tx *keystore.Tx, name string) bool {
 	return armed
 }
 
+// configJSON reads the JSON record under key into v; a record that does not decode is an error
+// naming it, never a silent zero value.
+func configJSON(tx *keystore.Tx, key string, v any) (bool, error) {
+	b, ok, err := tx.Config(key)
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("stored %s does not decode: %w", key, err)
+	}
+	return true, nil
+}
+
 func (n *Node) markSent(tx *keystore.Tx, id session.CommandID) error {
 	var rs retryState
-	if b, ok, _ := tx.Config(prefixRetry + id.String()); ok {
-		_ = json.Unmarshal(b, &rs)
+	if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
+		return err
 	}
 	rs.Last, rs.Count = n.now(), rs.Count+1
 	b, _ := json.Marshal(rs)
@@ -611,8 +630,8 @@ func (n *Node) Maintain(ctx context.Context) error {
 					continue
 				}
 				var rs retryState
-				if b, ok, _ := tx.Config(prefixRetry + id.String()); ok {
-					_ = json.Unmarshal(b, &rs)
+				if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
+					return err
 				}
 				if now.Sub(rs.Last) < backoff(n.opts.RetryAfter, 6*time.Hour, rs.Count) {
 					continue

@@ -244,8 +244,14 @@ func (n *Node) load() error {
 				return fmt.Errorf("stored mailbox settings: %w", err)
 			}
 		}
-		if b, ok, _ := tx.Config(configFloor); ok {
-			_ = floor.UnmarshalText(b)
+		// A floor that cannot be read must not read as "no floor": that would let commands from
+		// before a restore run again.
+		if b, ok, err := tx.Config(configFloor); err != nil {
+			return err
+		} else if ok {
+			if err := floor.UnmarshalText(b); err != nil {
+				return fmt.Errorf("stored restore floor %q does not decode (repair or delete the state): %w", b, err)
+			}
 		}
 		n.cfg.Address = ident.Address
 		n.eng, err = session.NewEngine(session.Config{Identity: n.id, Address: ident.Address, Now: n.now, Floor: floor})

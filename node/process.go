@@ -162,12 +162,13 @@ func (n *Node) givingUp(m mailbox.Message) bool {
 	f := n.failing
 	if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
 		var stored mailFailures
-		_ = n.store.View(func(tx *keystore.Tx) error {
-			if b, ok, err := tx.Config(configFailingMail); err == nil && ok {
-				_ = json.Unmarshal(b, &stored)
-			}
-			return nil
-		})
+		if err := n.store.View(func(tx *keystore.Tx) error {
+			_, err := configJSON(tx, configFailingMail, &stored)
+			return err
+		}); err != nil {
+			// The count starts over: a damaged count only delays moving the mail aside.
+			n.log.Warn("failing-mail count unreadable; counting again", "op", "receive", "err", err)
+		}
 		f = stored
 		if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
 			f = mailFailures{UIDValidity: m.UIDValidity, UID: m.UID, First: now}
