@@ -207,17 +207,10 @@ func Open(opts Options) (*Node, error) {
 func (n *Node) load() error {
 	var floor time.Time
 	if rb := n.store.Rollback(); rb.Detected {
-		// The database was restored from an older copy (docs/PROTOCOL.md section 16): drop every
-		// session so nothing opens under restored epochs, and remember when, so that commands
-		// issued before now that the restored ledger does not know are never run.
 		n.log.Warn("restore detected: the state was put back from an older copy; all sessions dropped, peers must handshake again, and commands issued before now that the state does not know are answered outcome-unknown",
 			"op", "restore", "reason", rb.Reason.String(), "path", rb.Path, "db_generation", rb.DBGeneration, "seen_generation", rb.SeenGeneration)
 		err := n.store.Update(func(tx *keystore.Tx) error {
-			if _, err := tx.DeleteAllSessions(); err != nil {
-				return err
-			}
-			b, _ := n.now().UTC().MarshalText()
-			if err := tx.PutConfig(configFloor, b); err != nil {
+			if err := n.restored(tx); err != nil {
 				return err
 			}
 			return tx.ClearRollback()

@@ -17,6 +17,10 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		// agent (THREATS row 39), and their answers are recorded and queued for that flush.
 		defer n.exec.stop()
 	}
+	// Before the first mail: is the state older than the mailbox (docs/PROTOCOL.md section 16)?
+	if _, err := n.checkProcessed(ctx); err != nil {
+		return err
+	}
 	failures := 0
 	for {
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {

@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"math"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,8 +70,7 @@ type Engine struct {
 	skew   time.Duration
 	ttl    time.Duration
 	hsTTL  time.Duration
-	floor  int64
-	hasFlr bool
+	floor  atomic.Int64 // Unix ms; noFloor when the state was never found restored
 	resend time.Duration
 }
 
@@ -106,10 +107,25 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if e.resend = cfg.ResendInterval; e.resend <= 0 {
 		e.resend = DefaultResendInterval
 	}
+	e.floor.Store(noFloor)
 	if !cfg.Floor.IsZero() {
-		e.floor, e.hasFlr = cfg.Floor.UnixMilli(), true
+		e.SetFloor(cfg.Floor)
 	}
 	return e, nil
+}
+
+const noFloor = math.MinInt64
+
+// SetFloor sets the restore floor (Config.Floor) of a running engine, when a restore is detected
+// after it was made. A floor never moves back.
+func (e *Engine) SetFloor(t time.Time) {
+	ms := t.UnixMilli()
+	for {
+		old := e.floor.Load()
+		if old >= ms || e.floor.CompareAndSwap(old, ms) {
+			return
+		}
+	}
 }
 
 // Fingerprint is this node's fingerprint.

@@ -117,7 +117,7 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		return Outcome{}, err
 	}
 	switch {
-	case e.hasFlr && p.Created < e.floor+e.skew.Milliseconds():
+	case e.floor.Load() != noFloor && p.Created < e.floor.Load()+e.skew.Milliseconds():
 		// Issued before our state was restored from an older copy, by a clock that may run up
 		// to the allowed skew ahead of ours (THREATS row 32): it may have run already.
 		out.Err = &RemoteError{Code: CodeOutcomeUnknown, Time: time.UnixMilli(now), Detail: "the responder's state was restored from an older copy; this command may or may not have run"}

@@ -1,0 +1,145 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
+)
+
+// A state put back from an older copy (docs/PROTOCOL.md section 16) is detected by the state store
+// (its sidecar and its witness outside the state directory, keystore.RollbackInfo) when the node
+// opens, and by the agent at start from the processed folder on the mail server: the newest mail
+// there is mail whose effects committed, so a command in it that the ledger does not know means
+// the state is older than the mailbox, even when the whole host, witness included, came back from
+// a snapshot.
+
+// restored drops every session, so that nothing opens under restored epochs, and sets the restore
+// floor to now, so that commands issued before it that the restored ledger does not know are
+// answered outcome-unknown and never run. It runs inside the detecting transaction.
+func (n *Node) restored(tx *keystore.Tx) error {
+	if _, err := tx.DeleteAllSessions(); err != nil {
+		return err
+	}
+	b, err := n.now().UTC().MarshalText()
+	if err != nil {
+		return err
+	}
+	if err := tx.PutConfig(configFloor, b); err != nil {
+		return err
+	}
+	// The processed folder holds the lost interval's commands, which the restored ledger will
+	// never know: the next check takes them as explained by this detection.
+	m, err := json.Marshal(processedMark{Rebase: true})
+	if err != nil {
+		return err
+	}
+	return tx.PutConfig(configProcessedMark, m)
+}
+
+// processedLook is how many of the newest processed mails the agent compares with its ledger.
+const processedLook = 20
+
+// configProcessedMark is where the check records the newest processed mail it has explained by a
+// detected restore: mail up to it is not counted again at the next start (the restored ledger
+// will never know the lost interval's commands).
+const configProcessedMark = "processed-mark"
+
+type processedMark struct {
+	UIDValidity uint32 `json:"uidvalidity"`
+	UID         uint32 `json:"uid"`
+	// Rebase: a restore was detected otherwise; the next check records the newest processed
+	// mail as the mark and finds nothing.
+	Rebase bool `json:"rebase,omitempty"`
+}
+
+// processedReader is the part of the transport the check needs.
+type processedReader interface {
+	Processed(ctx context.Context, n int) ([]mailbox.Message, error)
+}
+
+// checkProcessed compares the newest processed mail with the ledger and, when a command there is
+// unknown to it, treats the state as restored. It reports whether it found a restore. A mail server
+// it cannot ask is no evidence either way: the check is skipped with a warning.
+func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
+	tr, err := n.transport()
+	if err != nil {
+		return false, err
+	}
+	pr, ok := tr.(processedReader)
+	if !ok {
+		return false, nil
+	}
+	ms, err := pr.Processed(ctx, processedLook)
+	if err != nil {
+		n.log.Warn("could not read the processed folder to check the state against it; skipped", "op", "restore", "err", err)
+		return false, nil
+	}
+	now := n.now()
+	fp := n.Fingerprint()
+	var (
+		unknown *session.Package
+		newest  processedMark
+	)
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		var mark processedMark
+		if _, err := configJSON(tx, configProcessedMark, &mark); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.UIDValidity == mark.UIDValidity && m.UID <= mark.UID {
+				continue // explained by an earlier detection
+			}
+			if m.UIDValidity != newest.UIDValidity || m.UID > newest.UID {
+				newest = processedMark{UIDValidity: m.UIDValidity, UID: m.UID}
+			}
+			if m.Err != nil || unknown != nil {
+				continue
+			}
+			p, err := session.Parse(m.Package)
+			if err != nil || p.Type != session.TypeCommand || p.Recipient != fp {
+				continue
+			}
+			if now.After(time.UnixMilli(p.NotAfter).Add(session.LedgerRetention)) {
+				continue // its entry may have been purged
+			}
+			if _, ok, err := st.Ledger(p.Sender, p.Command); err != nil {
+				return err
+			} else if !ok {
+				unknown = p
+			}
+		}
+		if mark.Rebase {
+			unknown = nil
+			b, err := json.Marshal(newest)
+			if err != nil {
+				return err
+			}
+			return tx.PutConfig(configProcessedMark, b)
+		}
+		if unknown == nil {
+			return nil
+		}
+		n.log.Warn("restore detected: the processed folder holds a command this state does not know, so the state is older than the mailbox; all sessions dropped, peers must handshake again, and commands issued before now that the state does not know are answered outcome-unknown",
+			"op", "restore", "reason", "processed-folder", "cmd_id", unknown.Command.String())
+		if err := n.restored(tx); err != nil {
+			return err
+		}
+		b, err := json.Marshal(newest)
+		if err != nil {
+			return err
+		}
+		return tx.PutConfig(configProcessedMark, b)
+	})
+	if err != nil {
+		return false, fmt.Errorf("check the state against the processed folder: %w", err)
+	}
+	if unknown != nil {
+		n.eng.SetFloor(now)
+	}
+	return unknown != nil, nil
+}
