@@ -165,3 +165,14 @@ func parseCgroupName(name string) (pid int, start uint64, ok bool) {
 func cgroupName(pid int, start uint64, random string) string {
 	return cgroupPrefix + strconv.Itoa(pid) + "-" + strconv.FormatUint(start, 10) + "-" + random
 }
+
+// kernelAtLeast compares a release such as "6.8.0-45-generic" with major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	f := strings.FieldsFunc(release, func(r rune) bool { return r < '0' || r > '9' })
+	if len(f) < 2 {
+		return false
+	}
+	a, err1 := strconv.Atoi(f[0])
+	b, err2 := strconv.Atoi(f[1])
+	return err1 == nil && err2 == nil && (a > major || a == major && b >= minor)
+}

@@ -148,8 +148,8 @@ func (r *Registry) Reaping() string {
 // --- cgroup v2 ---
 
 var (
-	cgroupOnce sync.Once
-	cgroupMu   sync.Mutex
+	cgroupOnce  sync.Once
+	cgroupMu    sync.Mutex
 	cgroupDirV  string // where per-command cgroups are made
 	cgroupPathV string // the same cgroup as /proc/<pid>/cgroup names it
 	cgroupErr   error  // why none are
@@ -210,17 +210,6 @@ func detectCgroup() (dir, path string, err error) {
 	return dir, path, nil
 }
 
-// kernelAtLeast compares a release such as "6.8.0-45-generic" with major.minor.
-func kernelAtLeast(release string, major, minor int) bool {
-	f := strings.FieldsFunc(release, func(r rune) bool { return r < '0' || r > '9' })
-	if len(f) < 2 {
-		return false
-	}
-	a, err1 := strconv.Atoi(f[0])
-	b, err2 := strconv.Atoi(f[1])
-	return err1 == nil && err2 == nil && (a > major || a == major && b >= minor)
-}
-
 // cgroupStartError: the cgroup was made but the program could not be started in it.
 type cgroupStartError struct{ err error }
 
@@ -231,6 +220,7 @@ func (e *cgroupStartError) Unwrap() error { return e.err }
 type cgroupGroup struct {
 	dir, path string // path: as /proc/<pid>/cgroup names it
 	log       *slog.Logger
+	done      func() // forgets the program as a root
 }
 
 // startInCgroup makes the command's cgroup and starts the program directly in it (clone3 with
@@ -256,10 +246,12 @@ func startInCgroup(newCmd func() *exec.Cmd, parent, parentPath string, killed *a
 		killed.Store(true)
 		return g.kill(cmd.Process.Pid)
 	}
-	if err := cmd.Start(); err != nil {
+	done, err := trees.startRoot(cmd)
+	if err != nil {
 		removeCgroup(dir)
 		return nil, nil, &cgroupStartError{err}
 	}
+	g.done = done
 	return cmd, g, nil
 }
 
@@ -275,6 +267,7 @@ func (g *cgroupGroup) end() int {
 	if err != nil {
 		g.log.Warn("processes of a finished command may survive", "op", "reap", "err", err)
 	}
+	g.done()
 	return n
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,8 +39,12 @@ const scanEvery = 50 * time.Millisecond
 
 // treeReaper is the process-wide state of the mechanism.
 type treeReaper struct {
-	mu        sync.Mutex
-	groups    map[*treeGroup]struct{}
+	mu     sync.Mutex
+	groups map[*treeGroup]struct{}
+	// roots holds the program of every running command, whatever its mechanism: a program
+	// is never another command's descendant. Programs start with mu held and are added
+	// before it is released, so no assignment ever sees one unregistered.
+	roots     map[int]struct{}
 	scanning  bool
 	subreaper error // from prctl, once
 	once      sync.Once
@@ -67,7 +72,30 @@ func (t *treeReaper) init() {
 			t.subreaper = e
 		}
 		t.groups = map[*treeGroup]struct{}{}
+		if t.roots == nil {
+			t.roots = map[int]struct{}{}
+		}
 	})
+}
+
+// startRoot starts a command's program for another mechanism (a cgroup) with t.mu held and
+// registers it as a root, so the process tree never takes it for an orphan; done forgets it.
+func (t *treeReaper) startRoot(cmd *exec.Cmd) (done func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	if t.roots == nil {
+		t.roots = map[int]struct{}{}
+	}
+	t.roots[pid] = struct{}{}
+	return func() {
+		t.mu.Lock()
+		delete(t.roots, pid)
+		t.mu.Unlock()
+	}, nil
 }
 
 func subreaperNote() string {
@@ -112,6 +140,7 @@ func startInTree(newCmd func() *exec.Cmd, killed *atomic.Bool, log *slog.Logger)
 	}
 	g.members[root] = g.rootStart
 	t.groups[g] = struct{}{}
+	t.roots[root] = struct{}{}
 	if !t.scanning {
 		t.scanning = true
 		go t.scan()
@@ -125,8 +154,8 @@ func (t *treeReaper) scan() {
 	tick := time.NewTicker(scanEvery)
 	defer tick.Stop()
 	for range tick.C {
-		procs, _ := readProcs() // outside the lock: a program started meanwhile is registered by the time it is used
 		t.mu.Lock()
+		procs, _ := readProcs() // under the lock: a snapshot older than another's would undo it
 		if len(t.groups) == 0 {
 			t.scanning = false
 			t.mu.Unlock()
@@ -153,10 +182,6 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 			delete(g.members, pid) // ended and reaped, or the pid is another process now
 		}
 	}
-	roots := make(map[int]bool, len(t.groups))
-	for h := range t.groups {
-		roots[h.root] = true
-	}
 	owned := func(p procStat) bool {
 		for h := range t.groups {
 			if s, ok := h.members[p.pid]; ok && s == p.start {
@@ -173,12 +198,14 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 	for changed := true; changed; {
 		changed = false
 		for _, p := range procs {
-			if _, in := g.members[p.pid]; in || roots[p.pid] || p.pid == me.pid || p.start < g.rootStart {
+			_, in := g.members[p.pid]
+			_, root := t.roots[p.pid]
+			if in || root || p.pid == me.pid || p.start < g.rootStart {
 				continue
 			}
 			_, inSession := g.sids[p.sid]
 			ok := isMember(p.ppid) || inSession && p.sid != me.sid
-			orphan := p.ppid == me.pid && p.sid != me.sid && !owned(p)
+			orphan := p.ppid == me.pid && p.sid != me.sid && !owned(p) && !inCommandCgroup(p.pid)
 			if !ok && orphan && g.holdsPipe(p.pid) {
 				ok = true
 			}
@@ -203,6 +230,13 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 }
 
 func (g *treeGroup) kill(root int) error { return killPgrp(root) }
+
+// inCommandCgroup reports whether pid is in a per-command cgroup: a command of the cgroup
+// mechanism's, never the process tree's.
+func inCommandCgroup(pid int) bool {
+	path, err := parseProcCgroup(readProc("/proc/" + strconv.Itoa(pid) + "/cgroup"))
+	return err == nil && strings.Contains(path+"/", "/"+cgroupPrefix)
+}
 
 // holdsPipe reports whether pid has one of g's output pipes open.
 func (g *treeGroup) holdsPipe(pid int) bool {
@@ -230,12 +264,13 @@ func (g *treeGroup) end() int {
 	killed := map[int]bool{}
 	deadline := time.Now().Add(reapWait)
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		t.mu.Lock()
 		procs, err := readProcs()
 		if err != nil {
+			t.mu.Unlock()
 			g.log.Warn("cannot read /proc; processes of a finished command may survive", "op", "reap", "err", err)
 			break
 		}
-		t.mu.Lock()
 		t.assign(g, procs, true)
 		live := 0
 		for pid, start := range g.members {
@@ -265,6 +300,7 @@ func (g *treeGroup) end() int {
 	}
 	t.mu.Lock()
 	delete(t.groups, g)
+	delete(t.roots, g.root)
 	t.mu.Unlock()
 	return len(killed)
 }
