@@ -130,7 +130,9 @@ func (r *Registry) startGroup(newCmd func() *exec.Cmd, killed *atomic.Bool) (*ex
 }
 
 // Reaping describes, for the agent's log, how exec ends what a program leaves behind: which
-// mechanism, and why not a cgroup when it is not one.
+// mechanism, and why not a cgroup when it is not one. Asking does what the first exec would:
+// it detects cgroup v2 and, when the process tree is the mechanism, makes the agent a child
+// subreaper, so an agent that asks at start adopts orphans from its first command on.
 func (r *Registry) Reaping() string {
 	if r.reap == ReapProcTree {
 		return "process tree: the agent is a child subreaper and follows /proc" + subreaperNote()
