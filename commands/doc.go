@@ -5,7 +5,8 @@
 // A controller encodes a [Request] with [EncodeRequest]; the protocol compresses and seals it
 // (packages compress and session, joined by node). The agent opens the package, decodes the
 // payload with [DecodeRequest], asks [Registry.Check] whether the peer's [Policy] allows it,
-// runs it with [Registry.Run], and sends back the [Result] encoded with [EncodeResult]; the
+// runs it with [Registry.Run] (which ends every process the program started when the command
+// ends; the agent calls [KillLeftovers] once when it starts), and sends back the [Result] encoded with [EncodeResult]; the
 // controller reads it with [DecodeResult] and shows it with [Result.Text].
 //
 // # Commands
@@ -42,16 +43,70 @@
 //     checks again itself, so a caller that skips Check cannot run a denied request (THREATS.md
 //     row 27). The error wraps ErrDenied and says which program and how to allow it.
 //   - Caps and timeouts always apply: every exec has a timeout (the request's, or the policy's
-//     default, never above the policy's maximum); on expiry its whole process group is killed
-//     with SIGKILL, and output still held open by an escaped background process is abandoned
-//     after [WaitDelay]. Each of stdout and stderr keeps at most Policy.MaxOutput bytes (never
-//     more than [MaxOutputLimit]) and reports truncation. Stdin is empty. The environment is
-//     the policy's (by default a minimal PATH, LANG and HOME), never the agent's; the working
-//     directory is the policy's ("/" by default).
-//   - Processes a program leaves behind in the background after it exited normally are not
-//     killed; they lose their output pipes after WaitDelay.
+//     default, never above the policy's maximum); on expiry the program and every process it
+//     started are killed with SIGKILL, and output still held open by a process that escaped
+//     (see "Descendants") is abandoned after [WaitDelay]. Each of stdout and stderr keeps at
+//     most Policy.MaxOutput bytes (never more than [MaxOutputLimit]) and reports truncation.
+//     Stdin is empty. The environment is the policy's (by default a minimal PATH, LANG and
+//     HOME), never the agent's; the working directory is the policy's ("/" by default).
+//   - Nothing a program started outlives its command (THREATS.md row 39): when the program
+//     exits, times out or is cancelled, every process it started is killed, background
+//     children and those that left its process group or session included, before Run
+//     returns. The limits of each mechanism are under "Descendants".
 //   - Run never fails: it returns a Result whose Error says what went wrong, and every Result
 //     it returns passes EncodeResult (given an Options.Now within the years 0-9999).
+//
+// # Descendants
+//
+// Every exec program runs as the leader of a new session (so its process group is its own)
+// with Pdeathsig SIGKILL: the kernel kills it if the agent dies (strictly, when the thread
+// that started it ends; the Go runtime ends a thread only with a goroutine locked to it). To find the rest of what it
+// starts, [Options].Reap chooses one of two Linux mechanisms; the zero value, [ReapAuto],
+// takes the first where it works and the second otherwise, and [Registry.Reaping] says which
+// one a registry uses, and why (for the agent's log at start).
+//
+// A cgroup per command ([ReapCgroup]): the preferred one. It needs cgroup v2 (found through
+// /proc/self/cgroup and /proc/self/mountinfo, so a hybrid layout with cgroup2 under
+// /sys/fs/cgroup/unified works too), the right to create a child cgroup in the agent's own
+// cgroup (root, or a systemd unit with Delegate=yes; no controller is enabled, so the "no
+// internal processes" rule is no obstacle) and Linux 5.7. The agent creates
+// sealpost-cmd-<its pid>-<its start time>-<random> there and starts the program directly in
+// it (clone3 with CLONE_INTO_CGROUP), so that no fork happens outside. When the command ends
+// it writes cgroup.kill (Linux 5.14; before, it freezes the cgroup and SIGKILLs each process
+// in cgroup.procs), waits until cgroup.events says it is empty, reaps the processes that were
+// re-parented to the agent (when it is a subreaper or pid 1; a zombie still names its
+// cgroup), and removes the cgroup with any a program made below it. Nothing can leave the
+// cgroup unseen except a program running as root that moves itself elsewhere on purpose: an
+// allowlisted program that privileged can do anything anyway. If the agent dies, the
+// program gets SIGKILL from Pdeathsig but the rest keeps running until the next agent calls
+// [KillLeftovers] at its start: it kills and removes every per-command cgroup under its own
+// cgroup whose maker (pid and start time) is gone, and leaves those of running agents alone.
+// When a program cannot be started in a cgroup although one was made, and starting it
+// without one works, [ReapAuto] stops using cgroups in that process.
+//
+// The process tree ([ReapProcTree]): the fallback. The agent makes itself a child subreaper
+// (prctl PR_SET_CHILD_SUBREAPER), so that a process whose parent ended is re-parented to the
+// agent instead of init; while commands run, it reads /proc every 50 ms and assigns each
+// process to a command: the program, a child of one of the command's processes, a process in
+// a session the command's processes made, an orphan that holds the command's output pipe,
+// and, when the command ends, an orphan (re-parented to the agent, outside the agent's
+// session) forked after the program while no other still-running command had started. When
+// the command ends it SIGKILLs everything assigned to it (checking each pid's start time
+// first) and repeats until nothing is left, and reaps those zombies that are its children
+// with wait4 on their pids (never wait(-1): os/exec's own children are not touched). Its
+// limits: a process whose ancestors all ended between two reads of /proc, that left the
+// command's session and let go of its output, while other commands overlapped it in time,
+// cannot be told apart: it is left to the one of them that ends last. A process that the
+// agent's own code (not a command) starts with a new session while a command runs could be
+// mistaken for that command's; sealpost's agent starts no such process. If the agent dies,
+// only the program gets SIGKILL (Pdeathsig): what it started survives, and there is no
+// record for the next agent to find. Outside Linux only the program's process group is
+// known: it is killed on timeout or cancel and again when the program has ended; processes
+// that left it are not found.
+//
+// Run reads the output until every process holding the pipes is gone; with either Linux
+// mechanism that is at once. Should something still hold them, it stops reading [WaitDelay]
+// after the descendants were killed and says so in Result.Error.
 //
 // # Payload
 //

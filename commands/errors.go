@@ -12,6 +12,10 @@ var (
 	// ErrUnknownCommand: the request names no built-in command. The registry is the allowlist
 	// of names, so an error wrapping ErrUnknownCommand also wraps ErrDenied.
 	ErrUnknownCommand = errors.New("commands: unknown command")
+	// ErrNoCgroup: this process cannot make a cgroup v2 per command (not Linux, no cgroup2
+	// mount, the hierarchy not writable, a kernel before 5.7). Only ReapCgroup makes it an
+	// error, and then no exec program runs.
+	ErrNoCgroup = errors.New("commands: no usable cgroup v2")
 )
 
 // DecodeError is the only error type DecodeRequest and DecodeResult return (and what

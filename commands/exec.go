@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// WaitDelay is how long Run keeps reading a program's output after it exited or was killed,
-// before it closes the pipes: a background process still holding them cannot hang the agent.
+// WaitDelay is how long Run keeps reading a program's output after it and everything it
+// started were ended, before it closes the pipes: a process that escaped (see the package
+// documentation, "Descendants") and still holds them cannot hang the agent.
 const WaitDelay = 2 * time.Second
 
 // errTimeout is the cause of an exec context that ran out of time.
@@ -31,26 +32,54 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 
 	ctx, cancel := context.WithTimeoutCause(ctx, req.Timeout, errTimeout)
 	defer cancel()
-	stdout := &cappedBuffer{max: p.maxOutput()}
-	stderr := &cappedBuffer{max: p.maxOutput()}
-	cmd := exec.CommandContext(ctx, path, req.Argv[1:]...) // absolute path: no PATH lookup, no shell
-	cmd.Env = p.env()                                      // never nil: nothing of the agent's leaks
-	cmd.Dir = dir
-	cmd.Stdin = nil // reads from the null device
-	cmd.Stdout = stdout
-	cmd.Stderr = stderr
-	cmd.WaitDelay = WaitDelay
-	var killed atomic.Bool
-	setProcessGroup(cmd, &killed)
-
-	err := cmd.Run()
-	res := Result{
-		Stdout:          stdout.bytes(),
-		Stderr:          stderr.bytes(),
-		StdoutTruncated: stdout.truncated(),
-		StderrTruncated: stderr.truncated(),
+	// Our own pipes, not os/exec's: Wait then returns when the program ends, and the group is
+	// ended before the output is read to its end.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return Result{ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
 	}
-	if cmd.ProcessState == nil { // never started
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return Result{ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
+	}
+	newCmd := func() *exec.Cmd {
+		cmd := exec.CommandContext(ctx, path, req.Argv[1:]...) // absolute path: no PATH lookup, no shell
+		cmd.Env = p.env()                                      // never nil: nothing of the agent's leaks
+		cmd.Dir = dir
+		cmd.Stdin = nil // reads from the null device
+		cmd.Stdout = outW
+		cmd.Stderr = errW
+		cmd.WaitDelay = WaitDelay // SIGKILL again, by pid, if Cancel did not end it
+		return cmd
+	}
+	var killed atomic.Bool
+	cmd, group, err := r.startGroup(newCmd, &killed)
+	outW.Close() // the program holds its own copies now
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return Result{ExitCode: -1, Error: startError(path, err)}
+	}
+	stdout := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
+	stderr := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
+	drains := []*drain{startDrain(outR, stdout), startDrain(errR, stderr)}
+
+	err = cmd.Wait()
+	if n := group.end(); n > 0 {
+		r.log.Debug("ended processes the program left", "op", "reap", "cmd", CmdExec, "count", n)
+	}
+	abandoned := finishDrains(WaitDelay, drains...)
+	out, errOut := stdout.seal(), stderr.seal()
+	res := Result{
+		Stdout:          out.bytes(),
+		Stderr:          errOut.bytes(),
+		StdoutTruncated: out.truncated(),
+		StderrTruncated: errOut.truncated(),
+	}
+	if cmd.ProcessState == nil { // cannot happen after a successful Start
 		res.ExitCode = -1
 		res.Error = startError(path, err)
 		return res
@@ -60,13 +89,13 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 	switch {
 	case killed.Load() && context.Cause(ctx) == errTimeout:
 		res.TimedOut = true
-		res.Error = fmt.Sprintf("timed out after %v; the process group was killed", req.Timeout)
+		res.Error = fmt.Sprintf("timed out after %v; it and every process it started were killed", req.Timeout)
 	case killed.Load():
-		res.Error = fmt.Sprintf("cancelled (%v); the process group was killed", context.Cause(ctx))
+		res.Error = fmt.Sprintf("cancelled (%v); it and every process it started were killed", context.Cause(ctx))
 	case signal != "":
 		res.Error = "killed by signal " + signal
-	case errors.Is(err, exec.ErrWaitDelay):
-		res.Error = fmt.Sprintf("the program exited but a background process kept its output open; stopped reading after %v", WaitDelay)
+	case abandoned:
+		res.Error = fmt.Sprintf("the program exited but a process it started kept its output open; stopped reading after %v", WaitDelay)
 	}
 	if signal != "" {
 		res.ExitCode = -1

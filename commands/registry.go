@@ -18,6 +18,10 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives debug records of what ran; nil = silent.
 	Logger *slog.Logger
+	// Reap chooses how exec ends every process a program started when the command ends; the
+	// zero value, ReapAuto, takes a cgroup per command where the system allows it and the
+	// process tree otherwise. [Registry.Reaping] says which one it got.
+	Reap ReapMode
 }
 
 // builtin is one command the registry knows.
@@ -33,6 +37,7 @@ type Registry struct {
 	now     func() time.Time
 	log     *slog.Logger
 	sysinfo func(version string) SysInfo
+	reap    ReapMode
 }
 
 // NewRegistry returns the registry of built-in commands: ping, sysinfo and exec.
@@ -47,6 +52,7 @@ func NewRegistry(opts Options) *Registry {
 		now:     opts.Now,
 		log:     opts.Logger,
 		sysinfo: collectSysInfo,
+		reap:    opts.Reap,
 	}
 	if r.now == nil {
 		r.now = time.Now
