@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/session"
 )
 
@@ -98,6 +99,13 @@ func (x *executor) work(fp session.Fingerprint) {
 
 func (x *executor) run(ctx context.Context, e *execution) {
 	n := x.n
+	// Accepted -> Executing commits before the program starts: a crash before it leaves the
+	// command to run after the restart, a crash after it an outcome-unknown answer.
+	if err := n.update(func(_ *keystore.Tx, st TxStore) error { return n.eng.Start(st, e.ticket) }); err != nil {
+		n.unsettled.Store(true) // still Accepted: the next maintenance round dispatches it again
+		n.log.Error("could not start a command; it is tried again", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
+		return
+	}
 	if n.beforeExecute != nil && n.beforeExecute() {
 		return // tests: the process "died" between the Executing commit and the run
 	}

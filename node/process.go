@@ -311,28 +311,15 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 	case session.Execute:
-		req, derr := decodeRequest(out.Payload)
-		if derr != nil {
-			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeBadCommand, derr.Error())
-			if err != nil {
-				return eff, err
-			}
-			return eff, reply(pkg)
-		}
-		pol, err := n.policyFor(tx, peer.Name)
+		x, evs, pkg, err := n.clear(tx, st, peer, out.Ticket, out.Payload)
 		if err != nil {
 			return eff, err
 		}
-		checked, cerr := n.reg.Check(req, pol)
-		if cerr != nil {
-			ev(Event{Kind: EventDenied, Command: out.Command, Detail: cerr.Error()})
-			pkg, err := n.eng.Fail(st, out.Ticket, session.CodeDenied, cerr.Error())
-			if err != nil {
-				return eff, err
-			}
-			return eff, reply(pkg)
+		eff.events = append(eff.events, evs...)
+		eff.run = x
+		if err := reply(pkg); err != nil {
+			return eff, err
 		}
-		eff.run = &execution{ticket: out.Ticket, req: checked, policy: pol, peer: peer}
 	case session.Replied:
 		if out.Err != nil && !out.Duplicate {
 			ev(Event{Kind: EventDenied, Command: out.Command, Detail: out.Err.Error()})
@@ -397,6 +384,28 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 	return eff, tx.PutPeer(peer)
 }
 
+// clear decides whether an accepted command may run: its payload decodes and its peer's allow list
+// permits it. Then it returns the execution; otherwise it records the final answer (bad-command or
+// denied) and returns its package, to be mailed to the peer.
+func (n *Node) clear(tx *keystore.Tx, st TxStore, peer keystore.Peer, t *session.Ticket, payload []byte) (*execution, []Event, []byte, error) {
+	req, derr := decodeRequest(payload)
+	if derr != nil {
+		pkg, err := n.eng.Fail(st, t, session.CodeBadCommand, derr.Error())
+		return nil, nil, pkg, err
+	}
+	pol, err := n.policyFor(tx, peer.Name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	checked, cerr := n.reg.Check(req, pol)
+	if cerr != nil {
+		ev := Event{Kind: EventDenied, Peer: peer.Name, Command: t.Command, Detail: cerr.Error()}
+		pkg, err := n.eng.Fail(st, t, session.CodeDenied, cerr.Error())
+		return nil, []Event{ev}, pkg, err
+	}
+	return &execution{ticket: t, req: checked, policy: pol, peer: peer}, nil, nil, nil
+}
+
 func joinNote(a, b string) string {
 	if a == "" || b == "" {
 		return a + b
@@ -438,14 +447,20 @@ func describe(r commands.Request) string {
 	return r.Name
 }
 
-// Recover answers every command a crash left Executing with "outcome unknown" (THREATS row 25):
-// it may have run, so it never runs again by itself.
+// Recover settles the commands a crash (or a failed commit) left in the ledger: one left
+// Executing may have run, so it is answered "outcome unknown" and never runs again by itself
+// (THREATS row 25); one left Accepted never started, so it is handed to the executor again, its
+// peer's allow list checked anew. Commands the executor holds are left alone.
 func (n *Node) Recover(ctx context.Context) error {
 	// A read-only look first: after a clean start it finds nothing, and then writes nothing.
 	any := false
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		return tx.ForEachLedger(func(_, _ [16]byte, blob []byte) error {
-			if e, err := decode[session.LedgerEntry](blob, "ledger entry"); err == nil && e.State == session.Executing && !n.exec.holds(e.Peer, e.Command) {
+			e, err := decode[session.LedgerEntry](blob, "ledger entry")
+			if err != nil {
+				return err
+			}
+			if e.State != session.Done && !n.exec.holds(e.Peer, e.Command) {
 				any = true
 			}
 			return nil
@@ -453,6 +468,10 @@ func (n *Node) Recover(ctx context.Context) error {
 	}); err != nil || !any {
 		return err
 	}
+	var (
+		runs   []*execution
+		events []Event
+	)
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		var stuck []*session.LedgerEntry
 		if err := tx.ForEachLedger(func(peer, cmd [16]byte, blob []byte) error {
@@ -460,7 +479,7 @@ func (n *Node) Recover(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if e.State == session.Executing && !n.exec.holds(e.Peer, e.Command) {
+			if e.State != session.Done && !n.exec.holds(e.Peer, e.Command) {
 				stuck = append(stuck, e)
 			}
 			return nil
@@ -468,25 +487,51 @@ func (n *Node) Recover(ctx context.Context) error {
 			return err
 		}
 		for _, e := range stuck {
-			pkg, err := n.eng.Fail(st, e.Ticket, session.CodeOutcomeUnknown, "the agent stopped while the command ran; it may or may not have completed and will not run again")
-			if err != nil {
-				return err
-			}
 			peer, ok, err := tx.PeerByFingerprint(e.Peer)
 			if err != nil {
 				return err
 			}
-			if ok {
+			var pkg []byte
+			switch {
+			case e.State == session.Accepted && ok:
+				x, ev, answer, err := n.clear(tx, st, peer, e.Ticket, e.Payload)
+				if err != nil {
+					return err
+				}
+				events = append(events, ev...)
+				if x != nil {
+					runs = append(runs, x)
+					n.log.Info("command accepted before a restart runs now", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
+					continue
+				}
+				pkg = answer
+			case e.State == session.Accepted:
+				// Its peer was removed meanwhile: it does not run, and there is no one to tell.
+				if pkg, err = n.eng.Fail(st, e.Ticket, session.CodeDenied, "the peer was removed before the command ran"); err != nil {
+					return err
+				}
+			default:
+				if pkg, err = n.eng.Fail(st, e.Ticket, session.CodeOutcomeUnknown, "the agent stopped while the command ran; it may or may not have completed and will not run again"); err != nil {
+					return err
+				}
+				n.log.Warn("command left executing answered outcome-unknown", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
+			}
+			if ok && pkg != nil {
 				if err := enqueue(tx, peer.Address, pkg); err != nil {
 					return err
 				}
 			}
-			n.log.Warn("command left executing answered outcome-unknown", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
+	}
+	for _, e := range events {
+		n.emit(e)
+	}
+	for _, x := range runs {
+		n.exec.dispatch(x)
 	}
 	return n.flushSoon(ctx)
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"time"
+
+	"github.com/sealpost/sealpost/commands"
 )
 
 // Serve is the agent: it answers commands from peers, delivers answers to commands this node
@@ -17,6 +19,13 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		// agent (THREATS row 39), and their answers are recorded and queued for that flush.
 		defer n.exec.stop()
 	}
+	// What a previous agent's commands left running when it died ends now (THREATS row 39).
+	if k, err := commands.KillLeftovers(); err != nil {
+		n.log.Warn("could not end what an earlier agent's commands left running", "op", "serve", "err", err)
+	} else if k > 0 {
+		n.log.Warn("ended processes that commands of an earlier agent left running", "op", "serve", "count", k)
+	}
+	n.log.Info("a command's processes end with it", "op", "serve", "reaping", n.reg.Reaping())
 	// Before the first mail: is the state older than the mailbox (docs/PROTOCOL.md section 16)?
 	if _, err := n.checkProcessed(ctx); err != nil {
 		return err

@@ -70,8 +70,8 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		out.Reply = bytes.Clone(le.Answer)
 		return out, st.PutLedger(le)
 	}
-	if ok && le.State == Executing {
-		// Running right now under another transmission; its answer will come.
+	if ok && le.State != Done {
+		// Accepted or running under another transmission; its answer will come.
 		return Outcome{}, fmt.Errorf("%w: command %s is executing", ErrReplay, p.Command)
 	}
 
@@ -135,11 +135,26 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		return out, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: e.keepUntil(p), Answer: out.Reply, Err: out.Err, Sent: now})
 	}
 	// A full window of children never refuses a command: its response carries the null share.
-	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Executing, NotAfter: t.NotAfter, Ticket: t}); err != nil {
+	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Accepted, NotAfter: t.NotAfter, Ticket: t, Payload: bytes.Clone(payload)}); err != nil {
 		return Outcome{}, err
 	}
 	out.Kind, out.Ticket, out.Payload = Execute, t, bytes.Clone(payload)
 	return out, nil
+}
+
+// Start records that an accepted command is handed to its program now: from here on a crash
+// leaves it answered outcome-unknown instead of run after the restart. A caller that queues
+// accepted commands calls it, and commits, just before each runs.
+func (e *Engine) Start(st Store, t *Ticket) error {
+	le, ok, err := st.Ledger(t.Peer, t.Command)
+	if err != nil {
+		return err
+	}
+	if !ok || le.State != Accepted {
+		return fmt.Errorf("command %s is not waiting to run", t.Command)
+	}
+	le.State, le.Payload = Executing, nil
+	return st.PutLedger(le)
 }
 
 // keepUntil is the not-after under which a refusal is recorded: the command's own, but no later
@@ -240,8 +255,8 @@ func (e *Engine) checkExecuting(st Store, t *Ticket) error {
 	if err != nil {
 		return err
 	}
-	if !ok || le.State != Executing {
-		return fmt.Errorf("command %s is not executing", t.Command)
+	if !ok || (le.State != Executing && le.State != Accepted) {
+		return fmt.Errorf("command %s is not accepted or executing", t.Command)
 	}
 	return nil
 }

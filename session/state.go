@@ -100,8 +100,14 @@ type Pending struct {
 type LedgerState uint8
 
 const (
+	// Executing: the command was handed to its program (Engine.Start). After a crash it may or
+	// may not have run, so it is answered outcome-unknown and never run again.
 	Executing LedgerState = 1
-	Done      LedgerState = 2
+	// Done: answered; the answer is recorded.
+	Done LedgerState = 2
+	// Accepted: cleared to run and waiting for its turn; it has not run. After a crash it is run
+	// then (Payload holds the command), once.
+	Accepted LedgerState = 3
 )
 
 // Ticket is what the responder needs to answer one command after running it. It is stored with
@@ -119,8 +125,8 @@ type Ticket struct {
 	NotAfter       int64       `json:"not_after"`
 }
 
-// LedgerEntry is the responder's record of one command id: Executing (with the Ticket), or Done
-// with the answer. A redelivery of the very transmission that ran gets Answer, the sealed bytes,
+// LedgerEntry is the responder's record of one command id: Accepted (with the Ticket and the
+// command's payload), Executing (with the Ticket), or Done with the answer. A redelivery of the very transmission that ran gets Answer, the sealed bytes,
 // again; any other transmission (a retry, perhaps in a later session) gets Payload or Err sealed
 // anew for it, because the requester may have forgotten the keys of the transmission that ran.
 type LedgerEntry struct {
@@ -130,7 +136,8 @@ type LedgerEntry struct {
 	NotAfter int64        `json:"not_after"`
 	Ticket   *Ticket      `json:"ticket,omitempty"`
 	Answer   []byte       `json:"answer,omitempty"`
-	Payload  []byte       `json:"payload,omitempty"`
+	// Payload is the command's payload while Accepted, and the response payload once Done.
+	Payload []byte `json:"payload,omitempty"`
 	Err      *RemoteError `json:"err,omitempty"`
 	// Sent is when Answer was last handed out (Unix ms): when it was recorded, and when a
 	// duplicate of the transmission was last answered with it. Duplicates get it again at most

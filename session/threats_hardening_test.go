@@ -107,3 +107,26 @@ func TestThreat38ReplaysDoNotMultiplyAnswers(t *testing.T) {
 		t.Fatalf("10 replays after the resend interval mailed the answer %d times, want 1", n)
 	}
 }
+
+// TestAcceptedCommandStartsOnce: an accepted command waits for its turn as Accepted, with its
+// payload, and Start moves it to Executing once; it cannot be started twice.
+func TestAcceptedCommandStartsOnce(t *testing.T) {
+	a, b := pair(t)
+	out, err := b.eng.Receive(b.st, send(t, a, b, 1, "later"))
+	if err != nil || out.Kind != session.Execute {
+		t.Fatal(out.Kind, err)
+	}
+	le, ok, _ := b.st.Ledger(a.fp(), cmdID(1))
+	if !ok || le.State != session.Accepted || string(le.Payload) != "later" {
+		t.Fatalf("ledger after Receive: %+v; want Accepted with the payload", le)
+	}
+	if err := b.eng.Start(b.st, out.Ticket); err != nil {
+		t.Fatal(err)
+	}
+	if le, _, _ := b.st.Ledger(a.fp(), cmdID(1)); le.State != session.Executing || le.Payload != nil {
+		t.Fatalf("ledger after Start: %+v; want Executing without the payload", le)
+	}
+	if err := b.eng.Start(b.st, out.Ticket); err == nil {
+		t.Fatal("a command was started twice")
+	}
+}

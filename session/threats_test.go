@@ -739,7 +739,12 @@ func TestThreat25CrashAfterExecuting(t *testing.T) {
 	if err != nil || out.Kind != session.Execute {
 		t.Fatal(out.Kind, err)
 	}
-	// Crash: no Complete. A redelivery and a retry are not run again.
+	// Accepted, not yet started: a redelivery is not run a second time.
+	mustReject(t, b, pkg, session.ErrReplay)
+	if err := b.eng.Start(b.st, out.Ticket); err != nil {
+		t.Fatal(err)
+	}
+	// Crash after the start: no Complete. A redelivery and a retry are not run again.
 	mustReject(t, b, pkg, session.ErrReplay)
 	retry, _ := a.eng.Retry(a.st, cmdID(1))
 	mustReject(t, b, retry, session.ErrReplay)
