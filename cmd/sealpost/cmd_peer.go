@@ -56,7 +56,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 		return usagef("give --code or --fingerprint, not both")
 	}
 	spec.Name, spec.Allow = pos[0], allow
-	api, done, err := openAPI(g)
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 func runPeerList(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status and key epoch.", "sealpost peer list --json")
 	asJSON := fs.Bool("json", false, "print JSON")
-	api, done, err := parseAndOpen(g, fs, args)
+	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func runPeerRemove(ctx context.Context, g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usagef("peer remove needs exactly one NAME")
 	}
-	api, done, err := openAPI(g)
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
