@@ -2,21 +2,29 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
 )
 
 // The control socket: a running agent owns the state (bbolt allows one process), so the CLI asks
 // it to act instead. A Unix socket in the state directory, mode 0600, one JSON request and one
-// JSON response per connection. Only the state directory's owner can reach it.
+// JSON response per connection. Only the state directory's owner can reach it, and a client
+// talks only to a socket that no other user can have put there (THREATS.md row 36): one owned
+// by it, in a directory owned by it that others may not write to.
 
 // SocketName is the control socket's file name inside the state directory.
 const SocketName = "agent.sock"
@@ -40,37 +48,80 @@ type controlResponse struct {
 	Status   *Status           `json:"status,omitempty"`
 }
 
-// ListenControl starts serving the control socket until ctx ends.
-func (n *Node) ListenControl(ctx context.Context) error {
-	path := filepath.Join(n.opts.Dir, SocketName)
-	// We hold the state lock, so a socket file left here belongs to a dead agent.
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
+// ControlServer is a node's control socket being served (ListenControl). Wait tells when the
+// accept loop and every request handler have returned, so that the node is closed only after:
+// a handler still running would otherwise meet a closed store.
+type ControlServer struct {
+	wg       sync.WaitGroup
+	handling func(op string) // tests: called in a handler once its request is read
+}
+
+// Wait returns once the context given to ListenControl has ended and every request in progress
+// has finished (requests follow that context, so one waiting for an answer by mail ends too).
+// Call it before closing the node.
+func (s *ControlServer) Wait() { s.wg.Wait() }
+
+// ListenControl starts serving the control socket until ctx ends; Wait on the result before
+// closing the node. The state directory must be private to this user (checkPrivateDir), and
+// the socket appears under its name with mode 0600 already set: it is bound in a private
+// temporary directory, restricted, and then renamed into place, so no other user can connect
+// in between.
+func (n *Node) ListenControl(ctx context.Context) (*ControlServer, error) {
+	return n.listenControl(ctx, nil)
+}
+
+func (n *Node) listenControl(ctx context.Context, handling func(op string)) (*ControlServer, error) {
+	dir := n.opts.Dir
+	if err := checkPrivateDir(dir); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	path := filepath.Join(dir, SocketName)
+	tmp, err := os.MkdirTemp(dir, ".ctl") // mode 0700; short, for the socket path length limit
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bound := filepath.Join(tmp, "s")
+	ln, err := net.Listen("unix", bound)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // it is unlinked under its final name below
+	// We hold the state lock, so a socket file already at path belongs to a dead agent: the
+	// rename replaces it.
+	if err := os.Chmod(bound, 0o600); err == nil {
+		err = os.Rename(bound, path)
+	}
+	if err != nil {
 		ln.Close()
-		return err
+		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	// From now on requests may arrive: this process serves the mailbox, and waiters must leave
 	// reading it to the serving loop.
 	n.serving.Store(true)
+	s := &ControlServer{handling: handling}
+	s.wg.Add(2)
 	go func() {
+		defer s.wg.Done()
 		<-ctx.Done()
 		ln.Close()
 		os.Remove(path)
 	}()
 	go func() {
+		defer s.wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go n.serveControl(ctx, c)
+			s.wg.Add(1) // before this loop's own Done: Wait cannot return in between
+			go func() {
+				defer s.wg.Done()
+				n.serveControl(ctx, c, s.handling)
+			}()
 		}
 	}()
-	return nil
+	return s, nil
 }
 
 // maxControlRequest caps a control request. The largest real one is a run with its argv, far
@@ -109,9 +160,12 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 	return req, nil
 }
 
-func (n *Node) serveControl(ctx context.Context, c net.Conn) {
+func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op string)) {
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(controlReadTimeout))
+	c.SetDeadline(time.Now().Add(controlReadTimeout))
+	// A client still sending its request when the agent stops is cut off at once.
+	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
+	defer stop()
 	req, err := decodeControlRequest(c)
 	if err != nil {
 		// Answer, so that the client prints why instead of "agent answered: EOF".
@@ -119,6 +173,10 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if handling != nil {
+		handling(req.Op)
+	}
+	agentCtx := ctx // ctx below may be the request's, with its timeout
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
@@ -152,8 +210,76 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn) {
 	if err != nil {
 		resp.Error = err.Error()
 		resp.Timeout = errors.Is(err, context.DeadlineExceeded)
+		if agentCtx.Err() != nil {
+			resp.Error, resp.Timeout = "the agent stopped before it had the answer", false
+		}
 	}
+	// The answer is written within a bound too: a client that stops reading must not keep the
+	// handler, and so ControlServer.Wait, waiting.
+	c.SetWriteDeadline(time.Now().Add(controlReadTimeout))
 	_ = json.NewEncoder(c).Encode(resp)
+}
+
+// UnsafeSocketError: the control socket, or the directory holding it, may be another user's, so
+// a request sent there (a pairing code, a command) could reach that user. Nothing was sent.
+type UnsafeSocketError struct {
+	Path    string // the socket or its directory
+	UID     int    // the owner of Path
+	Problem string // what is wrong with it
+}
+
+func (e *UnsafeSocketError) Error() string {
+	return fmt.Sprintf("refusing to use the agent's control socket: %s %s (owner %s; you are %s)", e.Path, e.Problem, userName(e.UID), userName(euid()))
+}
+
+// userName shows a uid as "name (uid N)" when the name is known.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
+// checkPrivateDir checks that dir is a directory owned by this user that no one else may write
+// to, so that no one else can put a file in it or replace one.
+func checkPrivateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	uid, ok := fileOwner(fi)
+	switch {
+	case !fi.IsDir():
+		return &UnsafeSocketError{Path: dir, UID: uid, Problem: "is not a directory"}
+	case !ok || !ownerChecks:
+		return nil
+	case uid != euid():
+		return &UnsafeSocketError{Path: dir, UID: uid, Problem: "is owned by another user"}
+	case fi.Mode().Perm()&0o022 != 0:
+		return &UnsafeSocketError{Path: dir, UID: uid, Problem: fmt.Sprintf("may be written by other users (mode %v; chmod go-w it)", fi.Mode().Perm())}
+	}
+	return nil
+}
+
+// checkControlSocket checks the socket at path before a client connects to it: it must be a
+// socket (not a symlink) owned by this user, in a directory checkPrivateDir accepts. A missing
+// socket is an error wrapping fs.ErrNotExist.
+func checkControlSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if err := checkPrivateDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	uid, ok := fileOwner(fi)
+	switch {
+	case fi.Mode().Type() != fs.ModeSocket:
+		return &UnsafeSocketError{Path: path, UID: uid, Problem: fmt.Sprintf("is not a socket (%v)", fi.Mode().Type())}
+	case ok && ownerChecks && uid != euid():
+		return &UnsafeSocketError{Path: path, UID: uid, Problem: "is owned by another user"}
+	}
+	return nil
 }
 
 // Client talks to a running agent through its control socket.
@@ -161,9 +287,14 @@ type Client struct {
 	path string
 }
 
-// DialControl returns a client if an agent is listening in dir, else an error.
+// DialControl returns a client if an agent is listening in dir, else an error: one wrapping
+// fs.ErrNotExist when there is no socket, an *UnsafeSocketError when the socket or dir could be
+// another user's (never connected to), else the dial's.
 func DialControl(dir string) (*Client, error) {
 	path := filepath.Join(dir, SocketName)
+	if err := checkControlSocket(path); err != nil {
+		return nil, err
+	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err != nil {
 		return nil, err
@@ -174,14 +305,41 @@ func DialControl(dir string) (*Client, error) {
 
 var _ API = (*Client)(nil)
 
+// FateUnknownError: a run request went to the agent, but no answer came back (the agent stopped
+// or died, or ctx ended first). The agent may have recorded the command, and mailed it, or not.
+// ID is the command's id: look it up in the results once the agent is back, or submit again with
+// the same ID, which never sends it twice (Submit is idempotent per ID).
+type FateUnknownError struct {
+	ID  session.CommandID
+	Err error // what ended the conversation
+}
+
+func (e *FateUnknownError) Error() string {
+	return fmt.Sprintf("command %s went to the agent but no answer came back (%v): it may have been recorded and sent, or not", e.ID, e.Err)
+}
+
+func (e *FateUnknownError) Unwrap() error { return e.Err }
+
+// call sends one request and reads the answer. For a run, a failure after the connection was made
+// is a *FateUnknownError: from then on the agent may have acted on it.
 func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse, error) {
 	var resp controlResponse
+	// Checked before every connection, not only in DialControl: a Client may outlive the socket.
+	if err := checkControlSocket(cl.path); err != nil {
+		return resp, fmt.Errorf("reach the agent: %w", err)
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", cl.path)
 	if err != nil {
 		return resp, fmt.Errorf("reach the agent: %w", err)
 	}
 	defer c.Close()
+	unknown := func(err error) error {
+		if req.Op == "run" {
+			return &FateUnknownError{ID: req.Run.ID, Err: err}
+		}
+		return err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(dl)
 		c.SetDeadline(dl.Add(5 * time.Second))
@@ -189,13 +347,16 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return resp, err
+		if ctx.Err() != nil {
+			return resp, unknown(ctx.Err())
+		}
+		return resp, unknown(err)
 	}
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
 		if ctx.Err() != nil {
-			return resp, ctx.Err()
+			return resp, unknown(ctx.Err())
 		}
-		return resp, fmt.Errorf("agent answered: %w", err)
+		return resp, unknown(fmt.Errorf("agent answered: %w", err))
 	}
 	if resp.Error != "" {
 		if resp.Timeout {
@@ -232,7 +393,13 @@ func (cl *Client) RemovePeer(ctx context.Context, name string) error {
 	return err
 }
 
+// Run makes spec.ID when it is zero, so that a *FateUnknownError can name the command.
 func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(keystore.Result)) (keystore.Result, error) {
+	if spec.ID.IsZero() {
+		if _, err := rand.Read(spec.ID[:]); err != nil {
+			return keystore.Result{}, err
+		}
+	}
 	r, err := cl.call(ctx, controlRequest{Op: "run", Run: &spec, Wait: wait})
 	if r.Result == nil {
 		return keystore.Result{}, err

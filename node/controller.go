@@ -340,9 +340,13 @@ func cmp(a, b *SessionInfo) *SessionInfo {
 
 // RunSpec is one command to send.
 type RunSpec struct {
-	Peer    string           `json:"peer"`
-	Request commands.Request `json:"request"`
-	TTL     time.Duration    `json:"ttl,omitempty"` // zero: 24 hours
+	// ID is the command's id; zero makes a fresh one. A caller that makes it itself (the CLI
+	// does) knows what to look up when the node that records the command stops answering, and
+	// can submit again with the same ID: Submit is idempotent per ID.
+	ID      session.CommandID `json:"id,omitzero"`
+	Peer    string            `json:"peer"`
+	Request commands.Request  `json:"request"`
+	TTL     time.Duration     `json:"ttl,omitempty"` // zero: 24 hours
 }
 
 type queued struct {
@@ -361,10 +365,16 @@ type retryState struct {
 
 // Submit records a command for a peer and mails it, starting a handshake first when there is no
 // session. It returns the command id; the answer arrives through the mailbox (Wait).
+//
+// Submit is idempotent per spec.ID: when a result is already recorded under it (an earlier
+// Submit whose caller never heard the answer), it returns the ID and sends nothing; the
+// command is the one recorded then, and one for another peer or command line is refused.
 func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, error) {
-	var id session.CommandID
-	if _, err := rand.Read(id[:]); err != nil {
-		return id, err
+	id := spec.ID
+	if id.IsZero() {
+		if _, err := rand.Read(id[:]); err != nil {
+			return id, err
+		}
 	}
 	if spec.TTL <= 0 {
 		spec.TTL = 24 * time.Hour
@@ -375,7 +385,17 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	if err != nil {
 		return id, err
 	}
+	again := false
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if r, ok, err := tx.Result(id); err != nil {
+			return err
+		} else if ok {
+			if r.Peer != spec.Peer || !slices.Equal(r.Command, commandLine(spec.Request)) {
+				return fmt.Errorf("command id %s is already used by another command (%s on %s)", id, strings.Join(r.Command, " "), r.Peer)
+			}
+			again = true
+			return nil
+		}
 		peer, ok, err := tx.Peer(spec.Peer)
 		if err != nil {
 			return err
@@ -411,7 +431,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 		}
 		return tx.PutResult(r)
 	})
-	if err != nil {
+	if err != nil || again {
 		return id, err
 	}
 	if err := n.Flush(ctx); err != nil {

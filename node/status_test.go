@@ -74,7 +74,7 @@ func TestStatus(t *testing.T) {
 	if st, _ = l.alice.Status(l.ctx); st.Outbox != 2 || st.LastError != "451 rate limited" {
 		t.Fatalf("status with two failed mails: outbox %d, last error %q; want 2 and the later failure", st.Outbox, st.LastError)
 	}
-	if err := l.bob.ListenControl(l.ctx); err != nil {
+	if _, err := l.bob.ListenControl(l.ctx); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := DialControl(l.dirs["bob"])

@@ -31,9 +31,15 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 	}
 	defer n.Close()
 	if !*once {
-		if err := n.ListenControl(ctx); err != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		ctl, err := n.ListenControl(ctx)
+		if err != nil {
+			cancel()
 			return err
 		}
+		// Before Close (deferred above, so run after this): stop taking requests and let the ones
+		// in progress finish, also when Serve returns on its own.
+		defer func() { cancel(); ctl.Wait() }()
 		fmt.Fprintf(g.stderr, "sealpost agent %s serving %s (Ctrl-C to stop)\n", n.Fingerprint(), n.Address())
 	}
 	return n.Serve(ctx, *once)

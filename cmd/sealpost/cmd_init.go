@@ -72,7 +72,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 func runID(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "id", "[--json]", "Print this node's fingerprint, to compare out of band or to pair with --fingerprint.", "sealpost id")
 	asJSON := fs.Bool("json", false, "print JSON")
-	api, done, err := parseAndOpen(g, fs, args)
+	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

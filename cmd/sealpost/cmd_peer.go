@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/sealpost/sealpost/node"
 )
@@ -17,7 +22,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runPeer(ctx context.Context, g *globals, args []string) error {
 	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" {
-		fmt.Fprint(g.stderr, "Usage: sealpost peer add NAME --address ADDR [--code CODE | --fingerprint FP] [--allow PROGRAM ...]\n       sealpost peer list [--json]\n       sealpost peer remove NAME\n\nExample:\n  sealpost peer add bob --address bob@example.test --allow uptime\n")
+		fmt.Fprint(g.stderr, "Usage: sealpost peer add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]\n       sealpost peer list [--json]\n       sealpost peer remove NAME\n\nExample:\n  sealpost peer add bob --address bob@example.test --allow uptime\n")
 		if len(args) == 0 {
 			return usagef("peer needs a subcommand: add or list")
 		}
@@ -35,13 +40,15 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer add", "NAME --address ADDR [--code CODE | --fingerprint FP] [--allow PROGRAM ...]",
-		"Pair with a peer, or change what it may run here. Without --code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over).",
-		"sealpost peer add bob --address bob@example.test --code 7KQ2-M9XD-4HTC-P0WZ-8RNB-1EJF --allow uptime")
+	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]",
+		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over).",
+		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime")
 	var spec node.PeerSpec
 	var allow multiFlag
+	var codeFile string
 	fs.StringVar(&spec.Address, "address", "", "the peer's mail `address`")
-	fs.StringVar(&spec.Code, "code", "", "pairing `CODE` shared with the peer's operator")
+	fs.StringVar(&codeFile, "code-file", "", "read the pairing code shared with the peer's operator from the first line of\n`FILE`; - is standard input, where a terminal is asked for it without showing it")
+	fs.StringVar(&spec.Code, "code", "", "the pairing `CODE` on the command line, where other local users can read it\n(in the process list) and your shell history keeps it: prefer --code-file")
 	fs.StringVar(&spec.Fingerprint, "fingerprint", "", "pin the peer's `FINGERPRINT` (from `sealpost id` on the peer) instead of a code")
 	fs.Var(&allow, "allow", "`PROGRAM` the peer may run here (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -52,11 +59,23 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usagef("peer add needs exactly one NAME")
 	}
-	if spec.Code != "" && spec.Fingerprint != "" {
-		return usagef("give --code or --fingerprint, not both")
+	given := 0
+	for _, v := range []string{spec.Code, codeFile, spec.Fingerprint} {
+		if v != "" {
+			given++
+		}
+	}
+	if given > 1 {
+		return usagef("give one of --code-file, --code and --fingerprint")
 	}
 	spec.Name, spec.Allow = pos[0], allow
-	api, done, err := openAPI(g)
+	if codeFile != "" {
+		// Before the state is opened: the lock is not held while someone types.
+		if spec.Code, err = codeFrom(ctx, g, codeFile, spec.Name); err != nil {
+			return err
+		}
+	}
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -70,8 +89,8 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	}
 	if res.GeneratedCode != "" {
 		id, _ := api.Identity(ctx)
-		fmt.Fprintf(g.stdout, "Pairing code for %s: %s\n\nOn %s's node run:\n  sealpost peer add NAME --address %s --code %s\n(NAME is what that node calls this one.) Share the code privately; it expires in 24 hours.\n",
-			spec.Name, res.GeneratedCode, spec.Name, id.Address, res.GeneratedCode)
+		fmt.Fprintf(g.stdout, "Pairing code for %s: %s\n\nOn %s's node run:\n  sealpost peer add NAME --address %s --code-file -\nand type the code when it asks (so that it stays out of the process list and the shell history).\n(NAME is what that node calls this one.) Share the code privately; it expires in 24 hours.\n",
+			spec.Name, res.GeneratedCode, spec.Name, id.Address)
 	} else if res.Pairing {
 		fmt.Fprintf(g.stdout, "Pairing with %s armed and mailed; it completes when the agents exchange mail.\n", spec.Name)
 	}
@@ -84,7 +103,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 func runPeerList(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status and key epoch.", "sealpost peer list --json")
 	asJSON := fs.Bool("json", false, "print JSON")
-	api, done, err := parseAndOpen(g, fs, args)
+	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}
@@ -126,7 +145,7 @@ func runPeerRemove(ctx context.Context, g *globals, args []string) error {
 	if len(pos) != 1 {
 		return usagef("peer remove needs exactly one NAME")
 	}
-	api, done, err := openAPI(g)
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -136,4 +155,75 @@ func runPeerRemove(ctx context.Context, g *globals, args []string) error {
 	}
 	fmt.Fprintf(g.stdout, "Removed peer %s.\n", pos[0])
 	return nil
+}
+
+// maxCodeLine caps what --code-file reads: a pairing code is one short line.
+const maxCodeLine = 1024
+
+// errBadCodeInput: --code-file gave no usable code.
+var errBadCodeInput = errors.New("no pairing code")
+
+// readCode reads a pairing code: the first line of r (up to maxCodeLine bytes), without the
+// white space around it. A line with a control character in it is refused: it is not a code
+// that anyone typed or pasted on purpose.
+func readCode(r io.Reader) (string, error) {
+	line, err := bufio.NewReaderSize(io.LimitReader(r, maxCodeLine+1), maxCodeLine+1).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	if len(line) > maxCodeLine {
+		return "", fmt.Errorf("%w: the first line is longer than %d bytes", errBadCodeInput, maxCodeLine)
+	}
+	code := strings.TrimSpace(line)
+	switch {
+	case code == "":
+		return "", fmt.Errorf("%w: the first line is empty", errBadCodeInput)
+	case strings.ContainsFunc(code, unicode.IsControl):
+		return "", fmt.Errorf("%w: the first line holds a control character", errBadCodeInput)
+	}
+	return code, nil
+}
+
+// codeFrom reads the pairing code for --code-file: from the file, or with "-" from standard
+// input, asking for it without echo when that is a terminal.
+func codeFrom(ctx context.Context, g *globals, file, peer string) (string, error) {
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("--code-file: %w", err)
+		}
+		defer f.Close()
+		code, err := readCode(f)
+		if err != nil {
+			return "", fmt.Errorf("--code-file %s: %w", file, err)
+		}
+		return code, nil
+	}
+	in := g.stdin
+	if f, ok := in.(*os.File); ok && isTerminal(f) {
+		restore, err := echoOff(f)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "Pairing code for %s (typing is shown: %v): ", peer, err)
+		} else {
+			fmt.Fprintf(g.stderr, "Pairing code for %s (typing is not shown): ", peer)
+			defer func() { restore(); fmt.Fprintln(g.stderr) }()
+		}
+	}
+	// A reader blocked on a terminal does not see ctx: read aside, so that Ctrl-C still ends us
+	// (with the echo restored).
+	type read struct {
+		code string
+		err  error
+	}
+	ch := make(chan read, 1)
+	go func() { c, err := readCode(in); ch <- read{c, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return "", fmt.Errorf("--code-file -: %w", r.err)
+		}
+		return r.code, nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }

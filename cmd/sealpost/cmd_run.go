@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/session"
 )
 
 type runOptions struct {
@@ -20,16 +24,34 @@ type runOptions struct {
 	ttl      time.Duration
 	execTime time.Duration
 	json     bool
+	id       commandIDFlag
 }
 
-func (o *runOptions) addFlags(g *globals, fs interface {
-	BoolVar(*bool, string, bool, string)
-	DurationVar(*time.Duration, string, time.Duration, string)
-}, wait bool) {
+func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, wait bool) {
 	fs.BoolVar(&o.wait, "wait", wait, "wait for the answer and exit with the remote exit status")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long --wait waits; the command stays pending after it")
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the command may wait for the peer to run it (at most 720h)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.Var(&o.id, "id", "the command's `ID` (32 hex digits; default: a new one). Run again with the ID\nprinted by a run whose fate is unknown (exit 76): if that one was recorded, this\nreports it instead of sending it twice")
+}
+
+// commandIDFlag is --id: a command id in the 32-hex-digit form `results` prints.
+type commandIDFlag session.CommandID
+
+func (f *commandIDFlag) String() string {
+	if session.CommandID(*f).IsZero() {
+		return ""
+	}
+	return session.CommandID(*f).String()
+}
+
+func (f *commandIDFlag) Set(s string) error {
+	id, err := session.ParseCommandID(s)
+	if err != nil || id.IsZero() {
+		return errors.New("want the 32 hex digits of a command id, as `sealpost results --json` shows it")
+	}
+	*f = commandIDFlag(id)
+	return nil
 }
 
 func runRun(ctx context.Context, g *globals, args []string) error {
@@ -76,8 +98,18 @@ func runBuiltin(ctx context.Context, g *globals, args []string, name, about stri
 	return submit(ctx, g, pos[0], commands.Request{Name: name}, o, print)
 }
 
+// submit runs one command on peer. It makes the command's id itself, so that when the agent
+// stops answering in the middle (node.FateUnknownError) the user learns which id to look up
+// and can run again with it without running twice. A command that is recorded but has no final
+// answer (no answer within --timeout, not mailed yet, the agent stopped) exits exitPending.
 func submit(ctx context.Context, g *globals, peer string, req commands.Request, o runOptions, print func(*globals, string, keystore.Result)) error {
-	api, done, err := openAPI(g)
+	spec := node.RunSpec{ID: session.CommandID(o.id), Peer: peer, Request: req, TTL: o.ttl}
+	if spec.ID.IsZero() {
+		if _, err := rand.Read(spec.ID[:]); err != nil {
+			return err
+		}
+	}
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -89,12 +121,11 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 		defer cancel()
 	}
 	stopProgress := progress(g, peer, o.wait)
-	r, err := api.Run(wctx, node.RunSpec{Peer: peer, Request: req, TTL: o.ttl}, o.wait, nil)
+	r, err := api.Run(wctx, spec, o.wait, nil)
 	stopProgress()
-	if err != nil && r.Status != "" && !o.wait && !o.json {
-		fmt.Fprintf(g.stdout, "%s %s\n", hexID(r.CommandID), r.Status)
-	}
-	if err != nil && !(o.wait && errors.Is(err, context.DeadlineExceeded) && r.Status != "") {
+	var unknown *node.FateUnknownError
+	pending := err // why a recorded command has no final result
+	if err != nil && (errors.As(err, &unknown) || r.Status == "" || node.Final(r.Status)) {
 		return err
 	}
 	if o.json {
@@ -102,14 +133,25 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 			return err
 		}
 	}
+	if !node.Final(r.Status) {
+		id := hexID(r.CommandID)
+		if !o.wait && !o.json {
+			fmt.Fprintf(g.stdout, "%s %s\n", id, r.Status)
+		}
+		if pending == nil && !o.wait {
+			return nil
+		}
+		why := fmt.Sprintf("no answer from %s within %s", peer, o.timeout)
+		if pending != nil && !errors.Is(pending, context.DeadlineExceeded) {
+			why = pending.Error()
+		}
+		return exitCodeError{exitPending, fmt.Errorf("%s; command %s is recorded and stays %s (see `sealpost results --id %s`)", why, id, r.Status, id)}
+	}
 	if !o.wait {
 		if !o.json {
 			fmt.Fprintf(g.stdout, "%s %s\n", hexID(r.CommandID), r.Status)
 		}
 		return nil
-	}
-	if !node.Final(r.Status) {
-		return exitCodeError{exitPending, fmt.Errorf("no answer from %s within %s; command %s stays %s (see `sealpost results`)", peer, o.timeout, hexID(r.CommandID), r.Status)}
 	}
 	if !o.json {
 		print(g, peer, r)
@@ -197,10 +239,11 @@ func jsonResult(r keystore.Result) resultJSON {
 func hexID(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }
 
 func runResults(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "results", "[--json] [--limit N]", "List the commands this node sent, newest last.", "sealpost results --json")
+	fs := newFlags(g, "results", "[--json] [--limit N] [--id ID]", "List the commands this node sent, newest last.", "sealpost results --json")
 	asJSON := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 50, "show at most `N` (0: all)")
-	api, done, err := parseAndOpen(g, fs, args)
+	idPrefix := fs.String("id", "", "show only the command with this `ID`, or the ones whose ID starts with it\n(exit 1 when none: the command was never recorded)")
+	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}
@@ -208,6 +251,15 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 	rs, err := api.Results(ctx)
 	if err != nil {
 		return err
+	}
+	idWidth := 12
+	if *idPrefix != "" {
+		want := strings.ToLower(*idPrefix)
+		rs = slices.DeleteFunc(rs, func(r keystore.Result) bool { return !strings.HasPrefix(hexID(r.CommandID), want) })
+		if len(rs) == 0 {
+			return fmt.Errorf("no command %s in this node's history: it was never recorded, so running it again runs it once", *idPrefix)
+		}
+		idWidth = 32
 	}
 	if *limit > 0 && len(rs) > *limit {
 		rs = rs[len(rs)-*limit:]
@@ -237,7 +289,7 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 		if len(cmd) > 40 {
 			cmd = cmd[:37] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hexID(r.CommandID)[:12], r.Peer, cmd, r.Status, exit, r.Sent.Local().Format("2006-01-02 15:04:05"), took)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hexID(r.CommandID)[:idWidth], r.Peer, cmd, r.Status, exit, r.Sent.Local().Format("2006-01-02 15:04:05"), took)
 	}
 	return tw.Flush()
 }

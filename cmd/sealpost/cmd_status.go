@@ -15,7 +15,7 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 		"Show this node: whether an agent serves it, its mail servers, its peers, the commands\nwaiting for an answer, and the mail waiting in the outbox with the last reason it could\nnot be sent.",
 		"sealpost status --json")
 	asJSON := fs.Bool("json", false, "print JSON")
-	api, done, err := parseAndOpen(g, fs, args)
+	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
 		return err
 	}

@@ -148,6 +148,19 @@ func TestEndToEndCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
 	}
+	relayNode, imapAddr := startRelay(t)
+	runEndToEndCLI(t, cliScenario{
+		env:   []string{"PW=relay-password"},
+		alice: relayNode("alice@example.test"), bob: relayNode("bob@example.test"),
+		bobIMAP: imapAddr, bobPassword: "relay-password",
+	})
+}
+
+// startRelay starts a `sealpost relay` process for alice@example.test and bob@example.test
+// (password relay-password, taken from $PW) and returns the settings of a node on it and the
+// relay's IMAP address.
+func startRelay(t *testing.T) (relayNode func(addr string) cliNode, imapAddr string) {
+	t.Helper()
 	relay := start(t, nil, "relay", "--listen", "127.0.0.1", "--smtp-port", "0", "--imap-port", "0",
 		"--user", "alice@example.test:relay-password", "--user", "bob@example.test:relay-password")
 	line, err := relay.stdout.ReadString('\n')
@@ -159,15 +172,10 @@ func TestEndToEndCLI(t *testing.T) {
 		t.Fatalf("relay printed %q", line)
 	}
 	smtpAddr, imapAddr := m[1], m[2]
-	relayNode := func(addr string) cliNode {
+	return func(addr string) cliNode {
 		return cliNode{addr: addr, init: []string{"--imap", imapAddr, "--smtp", smtpAddr,
 			"--login", addr, "--password-env", "PW", "--tls", "none"}}
-	}
-	runEndToEndCLI(t, cliScenario{
-		env:   []string{"PW=relay-password"},
-		alice: relayNode("alice@example.test"), bob: relayNode("bob@example.test"),
-		bobIMAP: imapAddr, bobPassword: "relay-password",
-	})
+	}, imapAddr
 }
 
 // runEndToEndCLI is the end-to-end scenario: pairing, handshake, an allowed command, a denied

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func FuzzParseRelayUser(f *testing.F) {
@@ -36,6 +37,30 @@ func FuzzParseRelayUser(f *testing.F) {
 		}
 		if addr == "" || !strings.Contains(addr, "@") || strings.Contains(addr, ":") || addr+":"+pw != s {
 			t.Fatalf("parseRelayUser(%q) = %q, %q: want an address with '@' and no ':', and address:password = the value", s, addr, pw)
+		}
+	})
+}
+
+// FuzzReadCode: what --code-file reads. No panic; an error wraps errBadCodeInput and comes with
+// no code; a code is non-empty, has no control character or surrounding space, and is on the
+// first line of the input.
+//
+//	go test -run '^$' -fuzz '^FuzzReadCode$' -fuzztime 60s ./cmd/sealpost/
+func FuzzReadCode(f *testing.F) {
+	for _, s := range []string{"7KQ2-M9XD-4HTC-P0WZ-8RNB-1EJF\n", " code \r\n", "", "\n", "a\x00b", "é\u2028ü\n", "x\nsecond line"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		code, err := readCode(strings.NewReader(s))
+		if err != nil {
+			if code != "" || !errors.Is(err, errBadCodeInput) {
+				t.Fatalf("readCode(%q) = %q, %v: want no code and errBadCodeInput", s, code, err)
+			}
+			return
+		}
+		first, _, _ := strings.Cut(s, "\n")
+		if code == "" || code != strings.TrimSpace(code) || strings.ContainsFunc(code, unicode.IsControl) || !strings.Contains(first, code) {
+			t.Fatalf("readCode(%q) = %q: want the trimmed first line, without control characters", s, code)
 		}
 	})
 }

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/sealpost/sealpost/node"
 )
 
 // version is the sealpost release; set with -ldflags "-X main.version=..." when building a release.
@@ -24,7 +26,8 @@ const (
 	exitOK       = 0
 	exitError    = 1
 	exitUsage    = 2
-	exitPending  = 75  // run --wait: no answer within --timeout; the command stays pending
+	exitPending  = 75  // run: the command is recorded but has no final answer yet (--timeout ran out, not mailed yet)
+	exitUnknown  = 76  // run: the request went to the agent, which stopped answering; the command may be recorded
 	exitTimedOut = 124 // run --wait: the program timed out on the peer
 	exitSealpost = 125 // run: sealpost itself failed (usage, peer, mailbox)
 	exitRefused  = 126 // run: the peer refused the command (denied, expired, clock, ...)
@@ -60,6 +63,7 @@ func (e exitCodeError) Unwrap() error { return e.err }
 type globals struct {
 	state   string
 	verbose bool
+	stdin   io.Reader
 	stdout  io.Writer
 	stderr  io.Writer
 }
@@ -133,14 +137,14 @@ Try it all in seconds:  sealpost demo
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is main without the process: it parses, dispatches and maps errors to exit codes in one place.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{state: defaultState(), stdout: stdout, stderr: stderr}
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{state: defaultState(), stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	g.addFlags(fs)
@@ -154,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rest := fs.Args()
 	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" {
 		if len(rest) > 1 {
-			return run(ctx, []string{rest[1], "--help"}, stdout, stderr)
+			return run(ctx, []string{rest[1], "--help"}, stdin, stdout, stderr)
 		}
 		mainUsage(stdout)
 		if len(rest) == 0 {
@@ -174,29 +178,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+// exitCode is the one place that maps a command's error to its exit code (README.md, "Exit
+// codes") and prints the error.
 func exitCode(stderr io.Writer, name string, err error) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
 	var ue usageError
-	if errors.As(err, &ue) {
+	var ce exitCodeError
+	var unknown *node.FateUnknownError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
 		if !ue.printed {
 			fmt.Fprintf(stderr, "sealpost %s: %s\nRun \"sealpost %s --help\" for usage.\n", name, ue.msg, name)
 		}
 		return exitUsage
-	}
-	var ce exitCodeError
-	if errors.As(err, &ce) {
+	case errors.As(err, &ce):
 		if ce.err != nil {
 			fmt.Fprintf(stderr, "sealpost %s: %v\n", name, ce.err)
 		}
 		return ce.code
-	}
-	fmt.Fprintf(stderr, "sealpost %s: %v\n", name, err)
-	if name == "run" || name == "ping" || name == "sysinfo" {
+	case errors.As(err, &unknown):
+		// Not exitSealpost: a script that retries on that would run the command twice.
+		fmt.Fprintf(stderr, "sealpost %s: %v\nOnce the agent runs again, `sealpost results --id %s` shows whether it was recorded; `sealpost %s --id %s ...` with the same command sends it only if it was not.\n",
+			name, err, unknown.ID, name, unknown.ID)
+		return exitUnknown
+	case name == "run" || name == "ping" || name == "sysinfo":
+		fmt.Fprintf(stderr, "sealpost %s: %v\n", name, err)
 		return exitSealpost
+	default:
+		fmt.Fprintf(stderr, "sealpost %s: %v\n", name, err)
+		return exitError
 	}
-	return exitError
 }
 
 // newFlags makes a command's flag set with the shared options and a usage text with an example.
