@@ -25,7 +25,9 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 	if g.verbose {
 		events = func(e node.Event) { fmt.Fprintln(g.stderr, formatEvent("", e)) }
 	}
-	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version, Events: events, KeepProcessed: time.Duration(keep)})
+	opts := g.nodeOptions()
+	opts.Events, opts.KeepProcessed = events, time.Duration(keep)
+	n, err := node.Open(opts)
 	if err != nil {
 		return err
 	}

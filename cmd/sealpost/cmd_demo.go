@@ -119,7 +119,7 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		if err != nil {
 			return nil, err
 		}
-		return node.Init(node.Options{Dir: filepath.Join(dir, name), Transport: tr, Events: d.events(fmt.Sprintf("%-5s", name)), Version: version, RetryAfter: 5 * time.Second},
+		return node.Init(node.Options{Dir: filepath.Join(dir, name), WitnessDir: filepath.Join(dir, "witness"), Transport: tr, Events: d.events(fmt.Sprintf("%-5s", name)), Version: version, RetryAfter: 5 * time.Second},
 			node.MailConfig{Address: addr, IMAP: relay.IMAPAddr(), SMTP: relay.SMTPAddr(), Login: addr, TLS: "none", AllowPlaintextAuth: true})
 	}
 	alice, err := open("alice")

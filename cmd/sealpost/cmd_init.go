@@ -60,7 +60,9 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 			return fmt.Errorf("the mailbox settings do not work, so nothing was stored: %w\nFix the settings and run init again (or add --no-check to store them as they are)", err)
 		}
 	}
-	n, err := node.Init(node.Options{Dir: g.state, Logger: g.logger(), Version: version, LockTimeout: 2 * time.Second}, c)
+	opts := g.nodeOptions()
+	opts.LockTimeout = 2 * time.Second
+	n, err := node.Init(opts, c)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,7 @@ func (e exitCodeError) Unwrap() error { return e.err }
 // globals are the options every command shares.
 type globals struct {
 	state   string
+	witness string
 	verbose bool
 	stdin   io.Reader
 	stdout  io.Writer
@@ -70,14 +71,34 @@ type globals struct {
 
 func (g *globals) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
-	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr")
+	fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; default "+node.DefaultWitnessDir()+"; none turns it off)")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr (warnings and errors are logged without it)")
 }
 
-func (g *globals) logger() *slog.Logger {
-	if !g.verbose {
-		return nil
+// nodeOptions are the options every command opens its node with.
+func (g *globals) nodeOptions() node.Options {
+	w := g.witness
+	if w == "none" {
+		w = ""
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return node.Options{Dir: g.state, Logger: g.logger(), Version: version, WitnessDir: w}
+}
+
+func defaultWitness() string {
+	if s := os.Getenv("SEALPOST_WITNESS_DIR"); s != "" {
+		return s
+	}
+	return node.DefaultWitnessDir()
+}
+
+// logger logs warnings and errors (a detected restore, mail the agent could not move, a mail
+// server that keeps failing) to stderr; -v adds everything else.
+func (g *globals) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
 }
 
 func defaultState() string {
@@ -144,7 +165,7 @@ func main() {
 
 // run is main without the process: it parses, dispatches and maps errors to exit codes in one place.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{state: defaultState(), stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globals{state: defaultState(), witness: defaultWitness(), stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	g.addFlags(fs)

@@ -36,7 +36,9 @@ func openAPI(ctx context.Context, g *globals) (api node.API, close func(), err e
 	if errors.As(err, &unsafe) {
 		return nil, nil, err
 	}
-	n, err := node.Open(node.Options{Dir: g.state, Logger: g.logger(), Version: version, LockTimeout: stateLockTimeout})
+	opts := g.nodeOptions()
+	opts.LockTimeout = stateLockTimeout
+	n, err := node.Open(opts)
 	var inUse *keystore.InUseError
 	if errors.As(err, &inUse) {
 		// Perhaps an agent that is starting: it has the lock and is about to listen.
