@@ -33,6 +33,7 @@ type crashLab struct {
 	aliceAddr    string
 	bobAddr      string
 	imap         string
+	smtp         string
 	counter      string // one line per run of script: its first argument
 	gate         string // script 5 waits for this file to exist (bounded), see newCrashLab
 	script       string
@@ -68,7 +69,7 @@ func newCrashLab(t *testing.T) *crashLab {
 		t.Fatalf("relay printed %q", line)
 	}
 	smtpAddr := m[1]
-	l.imap = m[2]
+	l.imap, l.smtp = m[2], smtpAddr
 	l.inspect = fixtures.IMAPInspector(l.imap, map[string]string{l.aliceAddr: crashPassword, l.bobAddr: crashPassword}, nil)
 
 	// Script 5 holds still until the test opens the gate, so that a test can kill the agent

@@ -71,7 +71,7 @@ type globals struct {
 
 func (g *globals) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
-	fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; default "+node.DefaultWitnessDir()+"; none turns it off)")
+	fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; none turns it off)")
 	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr (warnings and errors are logged without it)")
 }
 
