@@ -129,8 +129,8 @@ func (e *SendError) Unwrap() error { return e.Err }
 // Stats counts what a transport has done since New; for tests, metrics and the benchmarks.
 type Stats struct {
 	Connects     int   // IMAP connections established
-	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included)
-	BodyBytes    int64 // bytes of whole sealpost mails fetched
+	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included; Processed's too)
+	BodyBytes    int64 // bytes of whole sealpost mails fetched (by Receive and Processed)
 	Sent         int   // mails submitted
 	SMTPConnects int   // SMTP connections opened (one serves consecutive mails)
 	IdleWakeups  int   // IDLE waits ended by the server's push

@@ -11,14 +11,14 @@ import (
 // MaxProcessed bounds how many messages one Processed call returns: a larger n counts as this.
 const MaxProcessed = 100
 
-// Processed implements Transport. In one exchange: a LIST of the processed folder (once per
-// connection, as Ack's), an EXAMINE of it (read-only: nothing there changes, not even \Recent),
-// one UID SEARCH NOT DELETED among its newest lookPerScan mails (by sequence number, so that the
-// answer stays short however full the folder is), the marker headers of those UIDs from the
-// highest down, in batches of 64, until n sealpost mails are found, then BODY.PEEK[] of these.
-// Like Receive, it downloads no mail larger than MaxMessageBytes (such a one is returned with
-// Err) and no more than 2 x MaxMessageBytes of mail in one call (at least one): past that the
-// list ends early, its newest part kept.
+// Processed implements Transport. In one exchange: a LIST of the processed folder (until this
+// connection has seen it exist), an EXAMINE of it (read-only: nothing there changes, not even
+// \Recent), one UID SEARCH NOT DELETED among its newest 1024 mails (by sequence number, so that
+// the answer stays short however full the folder is; older mail is not looked at), the marker
+// headers of the UIDs found from the highest down, in batches of 64, until n sealpost mails are
+// found, then BODY.PEEK[] of these. Like Receive, it downloads no mail larger than
+// MaxMessageBytes (such a one is returned with Err) and no more than 2 x MaxMessageBytes of mail
+// in one call (at least one mail): past that the list ends early, its newest part kept.
 func (t *IMAPSMTP) Processed(ctx context.Context, n int) ([]Message, error) {
 	if n <= 0 {
 		return nil, nil
