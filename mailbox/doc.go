@@ -14,7 +14,8 @@
 //   - [ComposeMail], [ReadMail], [ParseMail]: the mail format (mime.go) with hard limits.
 //   - [StartRelay]: an embedded in-process mail system (go-smtp server delivering into
 //     go-imap's imapmemserver) for demos, labs and tests. Loopback, no TLS by default, no
-//     disk; not a production mail server.
+//     disk; not a production mail server. Unlike bare imapmemserver it refuses changes to a
+//     folder opened with EXAMINE, as Dovecot does.
 //   - The shared behaviour every Transport must show is fixtures.RunTransportContract; the
 //     relay runs it in relay_test.go, and a real Dovecot + Postfix can run the same suite.
 //
@@ -41,6 +42,9 @@
 //     one is read header first (a header bomb costs 64 KiB), and its MIME structure (64 KiB of
 //     headers in all, 8 parts, nesting 4) is checked by a scan that decodes nothing before
 //     go-message parses it (THREATS.md row 23).
+//   - Transport.Processed, the agent's witness of its state on the server (THREATS.md row 31),
+//     changes nothing: EXAMINE, SEARCH and BODY.PEEK only, and a missing processed folder is
+//     not created. The next call that writes there SELECTs the folder again.
 //   - Moves touch only the UIDs asked for: MOVE, or UID COPY + UID STORE + UID EXPUNGE of that
 //     UID set; never a bare EXPUNGE, which would also remove the user's own deleted mail.
 //   - Credentials never cross the network unencrypted, except with explicit consent to a

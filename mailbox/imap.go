@@ -28,6 +28,7 @@ type imapConn struct {
 	processed   string // folder names in the server's hierarchy
 	rejected    string
 	selected    string
+	readOnly    bool // selected was opened with EXAMINE (Processed): select it again to write
 	uidValidity uint32
 	folders     map[string]bool // known to exist
 	idle        *imapclient.IdleCommand
@@ -184,7 +185,7 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 }
 
 func (c *imapConn) selectFolder(name string) error {
-	if c.selected == name {
+	if c.selected == name && !c.readOnly {
 		return nil
 	}
 	data, err := c.c.Select(name, nil).Wait()
@@ -192,7 +193,7 @@ func (c *imapConn) selectFolder(name string) error {
 		c.selected = ""
 		return fmt.Errorf("select %s: %w", name, err)
 	}
-	c.selected, c.uidValidity = name, data.UIDValidity
+	c.selected, c.uidValidity, c.readOnly = name, data.UIDValidity, false
 	return nil
 }
 
@@ -401,16 +402,11 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 				t.count(func(s *Stats) { s.ForeignSkips++ })
 				continue
 			}
-			m := Message{Mailbox: c.selected, UIDValidity: c.uidValidity, UID: uint32(uid), From: h.from}
-			switch {
-			case download:
+			m, _ := t.headMessage(c, uid, h)
+			if download {
 				want = append(want, uid)
 				index[uid] = len(out)
 				bytes += h.size
-			case h.size > t.s.MaxMessageBytes:
-				m.Err = mailErr(ReasonTooLarge, "%d bytes, the cap is %d; not downloaded", h.size, t.s.MaxMessageBytes)
-			default:
-				m.Err = mailErr(ReasonUnexpectedPart, "Content-Type %q; not downloaded", h.ctype)
 			}
 			out = append(out, m)
 		}
@@ -431,6 +427,22 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 		}
 	}
 	return out, cur, more, nil
+}
+
+// headMessage is the Message for a sealpost mail of the selected folder as far as its headers
+// tell; download says whether its body is to be fetched (fetchBodies fills in the package), else
+// Err says why not.
+func (t *IMAPSMTP) headMessage(c *imapConn, uid imap.UID, h head) (m Message, download bool) {
+	m = Message{Mailbox: c.selected, UIDValidity: c.uidValidity, UID: uint32(uid), From: h.from}
+	switch {
+	case h.size > t.s.MaxMessageBytes:
+		m.Err = mailErr(ReasonTooLarge, "%d bytes, the cap is %d; not downloaded", h.size, t.s.MaxMessageBytes)
+	case !plausibleType(h.ctype):
+		m.Err = mailErr(ReasonUnexpectedPart, "Content-Type %q; not downloaded", h.ctype)
+	default:
+		download = true
+	}
+	return m, download
 }
 
 // plausibleType accepts the top-level types a sealpost mail can have.
@@ -825,14 +837,7 @@ func (c *imapConn) ensureFolder(name string) error {
 	if c.folders[name] {
 		return nil
 	}
-	exists := func() (bool, error) {
-		l, err := c.c.List("", name, nil).Collect()
-		if err != nil {
-			return false, fmt.Errorf("list %s: %w", name, err)
-		}
-		return slices.ContainsFunc(l, func(d *imap.ListData) bool { return d.Mailbox == name }), nil
-	}
-	ok, err := exists()
+	ok, err := c.listed(name)
 	if err != nil {
 		return err
 	}
@@ -841,7 +846,7 @@ func (c *imapConn) ensureFolder(name string) error {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
 				// Perhaps another client created it between our LIST and CREATE.
-				if again, lerr := exists(); lerr != nil || !again {
+				if again, lerr := c.listed(name); lerr != nil || !again {
 					return fmt.Errorf("create %s: %w", name, err)
 				}
 			}
@@ -851,4 +856,13 @@ func (c *imapConn) ensureFolder(name string) error {
 	}
 	c.folders[name] = true
 	return nil
+}
+
+// listed reports whether a LIST names the folder.
+func (c *imapConn) listed(name string) (bool, error) {
+	l, err := c.c.List("", name, nil).Collect()
+	if err != nil {
+		return false, fmt.Errorf("list %s: %w", name, err)
+	}
+	return slices.ContainsFunc(l, func(d *imap.ListData) bool { return d.Mailbox == name }), nil
 }

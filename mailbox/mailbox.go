@@ -67,6 +67,19 @@ type Transport interface {
 	// a copy of it. Prune never touches the inbox, the rejected folder or any other folder; a
 	// missing processed folder is created and found empty.
 	Prune(ctx context.Context, before time.Time) (int, error)
+	// Processed returns the newest n sealpost messages in the processed folder, newest first (by
+	// UID), with their packages, at most MaxProcessed of them (n <= 0 returns none and needs no
+	// connection). Ack moves mail there only after its state committed, so the folder, which
+	// lives on the mail server, witnesses the state: the agent compares these messages with its
+	// state at start to detect a host put back from a snapshot (THREATS.md row 31). Processed
+	// changes nothing: the folder is opened read-only (EXAMINE) and read with BODY.PEEK, no flag
+	// is set, and a missing processed folder is not created; it holds no messages, which is no
+	// error. Mail there that is not sealpost's, or is flagged \Deleted (Prune cut off before its
+	// expunge), is skipped. Messages that cannot be used carry Err as Receive's do; Mailbox is
+	// the processed folder as the server spells it. They are for reading only: not to be given
+	// to Ack or Reject. Fewer than n come back when the folder holds fewer, or when the newest
+	// ones together exceed what one call downloads (the implementation's cap, the newest kept).
+	Processed(ctx context.Context, n int) ([]Message, error)
 	// Close ends the connections. Calls after Close return ErrClosed (but an Ack of no messages
 	// still returns nil).
 	Close() error
@@ -116,8 +129,8 @@ func (e *SendError) Unwrap() error { return e.Err }
 // Stats counts what a transport has done since New; for tests, metrics and the benchmarks.
 type Stats struct {
 	Connects     int   // IMAP connections established
-	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included)
-	BodyBytes    int64 // bytes of whole sealpost mails fetched
+	HeaderBytes  int64 // bytes of header fields fetched (every new mail, foreign included; Processed's too)
+	BodyBytes    int64 // bytes of whole sealpost mails fetched (by Receive and Processed)
 	Sent         int   // mails submitted
 	SMTPConnects int   // SMTP connections opened (one serves consecutive mails)
 	IdleWakeups  int   // IDLE waits ended by the server's push

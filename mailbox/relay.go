@@ -336,15 +336,75 @@ func (p printfLogger) Println(args ...any) {
 	p.l.Debug(strings.TrimSpace(fmt.Sprintln(args...)), "op", p.op)
 }
 
-// relayIMAPSession is imapmemserver's session with one fix: imapmemserver's IDLE writes only
+// relayIMAPSession is imapmemserver's session with two fixes. imapmemserver's IDLE writes only
 // the updates queued after IDLE began, so a mail delivered between a client's last command and
 // its IDLE was announced only with the next mail, which may never come (measured: a ping round
 // trip now and then took the client's whole 30 s wait). Real servers (Dovecot) send what is
-// pending when IDLE starts; so does this one.
+// pending when IDLE starts; so does this one. And imapmemserver lets a folder opened with
+// EXAMINE be changed; RFC 3501 (6.3.2) permits no change there, and Dovecot refuses STORE,
+// EXPUNGE and MOVE and sets no \Seen: so does this one, so that a client that writes to a
+// folder it examined fails here as it would on a real server.
 type relayIMAPSession struct {
 	*imapmemserver.UserSession // nil until login
 
-	r *Relay
+	r        *Relay
+	readOnly bool // the selected folder was opened with EXAMINE
+}
+
+// errReadOnly refuses a change to a folder opened with EXAMINE.
+var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is read-only"}
+
+func (s *relayIMAPSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	data, err := s.UserSession.Select(name, options)
+	s.readOnly = err == nil && options != nil && options.ReadOnly
+	return data, err
+}
+
+func (s *relayIMAPSession) Unselect() error {
+	s.readOnly = false
+	return s.UserSession.Unselect()
+}
+
+func (s *relayIMAPSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	if s.readOnly {
+		return errReadOnly
+	}
+	return s.UserSession.Store(w, numSet, flags, options)
+}
+
+func (s *relayIMAPSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	if s.readOnly {
+		return errReadOnly
+	}
+	return s.UserSession.Expunge(w, uids)
+}
+
+func (s *relayIMAPSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if s.readOnly {
+		return errReadOnly
+	}
+	return s.UserSession.Move(w, numSet, dest)
+}
+
+// Fetch in a folder opened with EXAMINE reads every body section as BODY.PEEK would.
+func (s *relayIMAPSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	if s.readOnly && options != nil {
+		o := *options
+		o.BodySection = make([]*imap.FetchItemBodySection, len(options.BodySection))
+		for i, bs := range options.BodySection {
+			peek := *bs
+			peek.Peek = true
+			o.BodySection[i] = &peek
+		}
+		o.BinarySection = make([]*imap.FetchItemBinarySection, len(options.BinarySection))
+		for i, bs := range options.BinarySection {
+			peek := *bs
+			peek.Peek = true
+			o.BinarySection[i] = &peek
+		}
+		options = &o
+	}
+	return s.UserSession.Fetch(w, numSet, options)
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*relayIMAPSession)(nil)

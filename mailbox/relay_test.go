@@ -3,6 +3,7 @@ package mailbox_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -286,5 +287,42 @@ func TestThreat15SpoofedFrom(t *testing.T) {
 	inspect := fixtures.IMAPInspector(r.IMAPAddr(), r.Users(), nil)
 	if n := len(inspect(t, alice, "INBOX")); n != 0 {
 		t.Errorf("%d mails reached the impersonated user", n)
+	}
+}
+
+// TestRelayExamineIsReadOnly: a folder opened with EXAMINE cannot be changed on the relay, as on
+// Dovecot (RFC 3501 6.3.2): STORE, EXPUNGE and MOVE are refused and a FETCH of BODY[] sets no
+// \Seen. A client that writes where it only examined fails here too.
+func TestRelayExamineIsReadOnly(t *testing.T) {
+	r := startRelay(t, mailbox.RelayConfig{})
+	appendMail(t, r, bob, "INBOX", nil, crlf("From: x@elsewhere.test\nTo: "+bob+"\nSubject: s\n\nhi\n"))
+	appendMail(t, r, bob, "Elsewhere", nil) // a folder to move to
+	c := relayClient(t, r, bob)
+	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	one := imap.SeqSetNum(1)
+	if _, err := c.Fetch(one, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect(); err != nil {
+		t.Fatalf("FETCH BODY[] after EXAMINE: %v", err)
+	}
+	for name, err := range map[string]error{
+		"STORE":   c.Store(one, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(),
+		"EXPUNGE": c.Expunge().Close(),
+		"MOVE":    func() error { _, err := c.Move(one, "Elsewhere").Wait(); return err }(),
+	} {
+		if ie := (*imap.Error)(nil); !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+			t.Errorf("%s after EXAMINE = %v, want NO", name, err)
+		}
+	}
+	inspect := fixtures.IMAPInspector(r.IMAPAddr(), r.Users(), nil)
+	if l := inspect(t, bob, "INBOX"); len(l) != 1 || len(l[0].Flags) != 0 {
+		t.Fatalf("INBOX after the refused changes: %v; want one mail without flags", flagsOf(l))
+	}
+	// SELECT makes it writable again.
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(one, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatalf("STORE after SELECT: %v", err)
 	}
 }

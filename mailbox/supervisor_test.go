@@ -78,6 +78,7 @@ func (p *freezeProxy) pipe(dst, src net.Conn, fromClient bool) {
 			closed := p.closed
 			if fromClient && !closed {
 				p.sent = append(p.sent, buf[:n]...)
+				p.cond.Broadcast() // for waitSent
 				if p.cutOn != "" && bytes.Contains(buf[:n], []byte(p.cutOn)) {
 					p.cutOn = ""
 					for _, c := range p.conns {
@@ -98,6 +99,28 @@ func (p *freezeProxy) pipe(dst, src net.Conn, fromClient bool) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// waitSent waits until the clients have sent text since the last commands() (text whole within
+// what was sent), and fails the test after 5 s.
+func (p *freezeProxy) waitSent(t *testing.T, text string) {
+	t.Helper()
+	late := false
+	timer := time.AfterFunc(5*time.Second, func() {
+		p.mu.Lock()
+		late = true
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for !bytes.Contains(p.sent, []byte(text)) && !late && !p.closed {
+		p.cond.Wait()
+	}
+	if !bytes.Contains(p.sent, []byte(text)) {
+		t.Fatalf("the client did not send %q within 5 s", text)
 	}
 }
 

@@ -15,8 +15,8 @@ import (
 // under a watchdog (Config.CommandTimeout), any failure closes the connection, and the next call
 // reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share one
 // SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use;
-// Receive calls run one at a time, and an Ack or Reject made while a Receive waits in IDLE
-// interrupts the IDLE and lets it resume.
+// Receive calls run one at a time, and an Ack, Reject, Prune or Processed made while a Receive
+// waits in IDLE interrupts the IDLE and lets it resume.
 type IMAPSMTP struct {
 	s *settings
 
