@@ -253,3 +253,82 @@ func readFIFO(ctx context.Context, path string) ([]byte, error) {
 		return nil, ctx.Err()
 	}
 }
+
+// TestThreat31ProcessedFolderShowsHostRestore: the whole state directory (database and sidecar
+// together, no witness: a snapshot of the whole host) is put back after a command ran, and the
+// command mail is replayed. The state store cannot tell; the newest mail in the processed folder,
+// which the agent moved there only after committing it, can: the command does not run again.
+func TestThreat31ProcessedFolderShowsHostRestore(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.run("echo", "warm-up")
+	l.stopBob()
+	l.bob.Close()
+	backup := t.TempDir()
+	copyDir(t, l.dirs["bob"], backup)
+
+	l.bob = l.open("bob", nil, false)
+	l.serveBob()
+	if r := l.run(countScript); r.Status != StatusDone || runs(t) != 1 {
+		t.Fatalf("count: %+v, runs %d", r, runs(t))
+	}
+	l.stopBob()
+	l.bob.Close()
+	if err := os.RemoveAll(l.dirs["bob"]); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, l.dirs["bob"])
+	if n := reinject(t, l); n == 0 {
+		t.Fatal("nothing was re-injected")
+	}
+	l.bob = l.open("bob", nil, false)
+	if rb := l.bob.store.Rollback(); rb.Detected {
+		t.Fatalf("the state store detected the restore (%v); this test is about what it cannot see", rb.Reason)
+	}
+	if err := l.bob.Serve(l.ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(t); n != 1 {
+		t.Fatalf("the command ran %d times after the host was restored and its mail replayed; want 1", n)
+	}
+	var floor bool
+	l.bob.store.View(func(tx *keystore.Tx) error {
+		_, floor, _ = tx.Config(configFloor)
+		return nil
+	})
+	if !floor {
+		t.Fatal("no restore floor was set")
+	}
+	// The next start does not take the same mail for another restore.
+	if found, err := l.bob.checkProcessed(l.ctx); err != nil || found {
+		t.Fatalf("second check: %v, %v; want nothing found", found, err)
+	}
+}
+
+// copyDir copies the regular files of src into dst (created 0700), keeping their modes.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
