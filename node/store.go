@@ -135,7 +135,15 @@ func (s TxStore) PutLedger(e *session.LedgerEntry) error {
 	if err != nil {
 		return err
 	}
-	return refusal(s.Tx.PutLedger(e.Peer, e.Command, time.UnixMilli(e.NotAfter), b))
+	// The ledger is purged by this time. A command not answered yet (waiting its turn behind a
+	// peer's long commands, or left by a crash for Recover) must outlive its not_after: purging
+	// it would leave it never run and never answered. Its answer, once recorded, puts the
+	// command's own not_after back.
+	keep := time.UnixMilli(e.NotAfter)
+	if e.State != session.Done {
+		keep = keep.Add(session.MaxTTL)
+	}
+	return refusal(s.Tx.PutLedger(e.Peer, e.Command, keep, b))
 }
 
 func (s TxStore) Pending(cmd session.CommandID) (*session.Pending, bool, error) {

@@ -171,3 +171,40 @@ func TestProtocolOverKeystore(t *testing.T) {
 		}
 	}
 }
+
+// TestUnansweredLedgerEntryOutlivesPurge: an entry still Accepted or Executing is not purged at
+// its not_after plus the retention (it would then never run nor be answered); once Done it is.
+func TestUnansweredLedgerEntryOutlivesPurge(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer closeStore(t, st)
+	now := time.Now()
+	e := &session.LedgerEntry{Peer: session.Fingerprint{1}, Command: session.CommandID{2}, State: session.Accepted, NotAfter: now.UnixMilli(), Payload: []byte("x")}
+	purge := func() int {
+		var n int
+		if err := st.Update(func(tx *keystore.Tx) error {
+			var err error
+			n, err = tx.PurgeLedger(now.Add(session.LedgerRetention + time.Hour))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	put := func() {
+		if err := st.Update(func(tx *keystore.Tx) error { return TxStore{tx}.PutLedger(e) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, state := range []session.LedgerState{session.Accepted, session.Executing} {
+		e.State = state
+		put()
+		if n := purge(); n != 0 {
+			t.Fatalf("an entry %v was purged past its not_after", state)
+		}
+	}
+	e.State = session.Done
+	put()
+	if n := purge(); n != 1 {
+		t.Fatalf("purge removed %d Done entries past the retention, want 1", n)
+	}
+}
