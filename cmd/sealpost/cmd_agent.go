@@ -12,10 +12,11 @@ import (
 )
 
 func runAgent(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME]",
+	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME] [--parallel N]",
 		"Serve this node's mailbox: run the commands peers send (within their allow lists), answer\nthem, and collect answers to the commands this node sent. While it runs, other sealpost\ncommands for the same state talk to it through its control socket.",
 		"sealpost agent -v")
 	once := fs.Bool("once", false, "process what is in the mailbox now, then exit")
+	parallel := fs.Int("parallel", node.DefaultMaxParallel, "run the commands of up to `N` peers at once (each peer's one at a time, in order)")
 	keep := keepFlag(node.DefaultKeepProcessed)
 	fs.Var(&keep, "keep-processed", "keep processed mail for `TIME` (like 30d or 12h), then delete it; checked once\na day; forever keeps it")
 	if _, err := parse(fs, args); err != nil {
@@ -26,7 +27,10 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 		events = func(e node.Event) { fmt.Fprintln(g.stderr, formatEvent("", e)) }
 	}
 	opts := g.nodeOptions()
-	opts.Events, opts.KeepProcessed = events, time.Duration(keep)
+	if *parallel < 1 {
+		return usagef("--parallel must be at least 1, not %d", *parallel)
+	}
+	opts.Events, opts.KeepProcessed, opts.MaxParallel = events, time.Duration(keep), *parallel
 	n, err := node.Open(opts)
 	if err != nil {
 		return err
