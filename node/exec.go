@@ -76,11 +76,18 @@ func (x *executor) work(fp session.Fingerprint) {
 		x.mu.Lock()
 		ctx := x.ctx
 		x.mu.Unlock()
-		x.run(ctx, e)
+		started := x.run(ctx, e)
 		<-x.slots
 
 		x.mu.Lock()
 		q := x.queues[fp][1:]
+		if !started {
+			// Keep the peer's order: what waits behind it is dispatched again with it.
+			for _, w := range q {
+				delete(x.held, ledgerKey{fp, w.ticket.Command})
+			}
+			q = nil
+		}
 		delete(x.held, ledgerKey{fp, e.ticket.Command})
 		if len(q) == 0 {
 			delete(x.queues, fp)
@@ -97,21 +104,63 @@ func (x *executor) work(fp session.Fingerprint) {
 	}
 }
 
-func (x *executor) run(ctx context.Context, e *execution) {
+// run starts and runs one command; false means it could not even be started (the state store's
+// trouble), and the peer's queue is to stop so that its order is kept (Recover dispatches the
+// rest again, in order).
+func (x *executor) run(ctx context.Context, e *execution) bool {
 	n := x.n
-	// Accepted -> Executing commits before the program starts: a crash before it leaves the
-	// command to run after the restart, a crash after it an outcome-unknown answer.
-	if err := n.update(func(_ *keystore.Tx, st TxStore) error { return n.eng.Start(st, e.ticket) }); err != nil {
+	if ctx.Err() != nil {
+		// The agent is stopping: the command has not started, so it stays Accepted and runs
+		// after the next start, instead of being answered as if it had failed.
+		n.unsettled.Store(true)
+		return true
+	}
+	// At its turn the command is checked again, in the transaction that records its start
+	// (Accepted -> Executing): its peer may have been removed, or its allow list changed, or its
+	// not-after passed while it waited. A crash before that commit leaves the command to run
+	// after the restart; a crash after it, an outcome-unknown answer.
+	var (
+		run *execution
+		evs []Event
+	)
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		var (
+			pkg []byte
+			err error
+		)
+		run, evs, pkg, err = n.atTurn(tx, st, e.ticket, e.raw)
+		if err != nil {
+			return err
+		}
+		if run == nil {
+			if pkg == nil {
+				return nil
+			}
+			return enqueue(tx, e.peer.Address, pkg)
+		}
+		return n.eng.Start(st, e.ticket)
+	})
+	if err != nil {
 		n.unsettled.Store(true) // still Accepted: the next maintenance round dispatches it again
 		n.log.Error("could not start a command; it is tried again", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
-		return
+		return false
+	}
+	for _, ev := range evs {
+		n.emit(ev)
+	}
+	if run == nil {
+		if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
+			n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+		}
+		return true
 	}
 	if n.beforeExecute != nil && n.beforeExecute() {
-		return // tests: the process "died" between the Executing commit and the run
+		return true // tests: the process "died" between the Executing commit and the run
 	}
-	if err := n.execute(ctx, e); err != nil {
+	if err := n.execute(ctx, run); err != nil {
 		n.log.Error("recording a command's answer failed; it is answered outcome-unknown", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
 	}
+	return true
 }
 
 // holds reports whether the command is queued or running here.

@@ -94,8 +94,9 @@ type Node struct {
 	failMu  sync.Mutex
 	failing mailFailures // the mail at the inbox's head that keeps failing
 
-	exec   *executor  // runs cleared commands, concurrently across peers
-	emitMu sync.Mutex // one Options.Events call at a time
+	exec      *executor   // runs cleared commands, concurrently across peers
+	owedTried atomic.Bool // the notes of mail still to be moved were acted on without waiting once
+	emitMu    sync.Mutex  // one Options.Events call at a time
 
 	lastPrune time.Time // when Serve last looked for old processed mail (also kept in the state)
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -25,7 +26,8 @@ var errRejected = errors.New("package rejected")
 // execution is a command the protocol cleared to run, run after its "executing" state committed.
 type execution struct {
 	ticket *session.Ticket
-	req    commands.Request
+	raw    commands.Request // as the peer sent it: checked again when its turn comes
+	req    commands.Request // as the allow list cleared it
 	policy commands.Policy
 	peer   keystore.Peer
 }
@@ -71,8 +73,8 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 			d = math.MaxInt64 // until mail comes or ctx ends
 		}
 	}
-	if len(owed) > 0 {
-		d = 0 // mail committed before a crash is still to be moved: do that first
+	if len(owed) > 0 && !n.owedTried.Swap(true) {
+		d = 0 // mail committed before a crash is still to be moved: do that first, once
 	}
 	msgs, next, err := tr.Receive(ctx, cur, d, 0)
 	if err != nil {
@@ -108,9 +110,12 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	// Pump try again, and the ledger recognises the mail if it is ever read again.
 	moved := true
 	if err := tr.Ack(ctx, acks...); err != nil && !errors.Is(err, mailbox.ErrStaleMessage) {
-		// (Stale ones cannot be moved any more: their UIDs may name other mail now.)
-		n.log.Warn("could not move processed mail; will try again", "op", "ack", "count", len(acks), "err", err)
+		// (Stale ones cannot be moved any more: their UIDs may name other mail now.) The notes
+		// stay, and the error makes Serve back off before it tries again.
 		moved = false
+		if handleErr == nil {
+			handleErr = fmt.Errorf("move %d processed mails out of the inbox: %w", len(acks), err)
+		}
 	}
 	// One commit for the cursor past what this batch rejected or skipped, and the notes of the
 	// mail just moved. Nothing to write after a quiet wait.
@@ -311,7 +316,7 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 	case session.Execute:
-		x, evs, pkg, err := n.clear(tx, st, peer, out.Ticket, out.Payload)
+		x, evs, pkg, err := n.clear(tx, st, out.Ticket, out.Payload)
 		if err != nil {
 			return eff, err
 		}
@@ -384,14 +389,34 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 	return eff, tx.PutPeer(peer)
 }
 
-// clear decides whether an accepted command may run: its payload decodes and its peer's allow list
-// permits it. Then it returns the execution; otherwise it records the final answer (bad-command or
-// denied) and returns its package, to be mailed to the peer.
-func (n *Node) clear(tx *keystore.Tx, st TxStore, peer keystore.Peer, t *session.Ticket, payload []byte) (*execution, []Event, []byte, error) {
+// clear decides whether an accepted command may run: its payload decodes, and atTurn allows it.
+// Then it returns the execution; otherwise it records the final answer and returns its package, to
+// be mailed to the peer.
+func (n *Node) clear(tx *keystore.Tx, st TxStore, t *session.Ticket, payload []byte) (*execution, []Event, []byte, error) {
 	req, derr := decodeRequest(payload)
 	if derr != nil {
 		pkg, err := n.eng.Fail(st, t, session.CodeBadCommand, derr.Error())
 		return nil, nil, pkg, err
+	}
+	return n.atTurn(tx, st, t, req)
+}
+
+// atTurn checks a decoded command as it is about to run, or to be queued: its peer is still
+// pinned, its not-after has not passed, and the peer's allow list permits it. Otherwise it
+// records the final answer (denied, expired) and returns its package (nil when the peer is gone:
+// there is no one to tell).
+func (n *Node) atTurn(tx *keystore.Tx, st TxStore, t *session.Ticket, req commands.Request) (*execution, []Event, []byte, error) {
+	peer, ok, err := tx.PeerByFingerprint(t.Peer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !ok {
+		_, err := n.eng.Fail(st, t, session.CodeDenied, "the peer was removed before the command ran")
+		return nil, nil, nil, err
+	}
+	if n.now().UnixMilli() > t.NotAfter {
+		pkg, err := n.eng.Fail(st, t, session.CodeExpired, "not-after passed while the command waited for its turn")
+		return nil, []Event{{Kind: EventDenied, Peer: peer.Name, Command: t.Command, Detail: "expired while it waited"}}, pkg, err
 	}
 	pol, err := n.policyFor(tx, peer.Name)
 	if err != nil {
@@ -403,7 +428,7 @@ func (n *Node) clear(tx *keystore.Tx, st TxStore, peer keystore.Peer, t *session
 		pkg, err := n.eng.Fail(st, t, session.CodeDenied, cerr.Error())
 		return nil, []Event{ev}, pkg, err
 	}
-	return &execution{ticket: t, req: checked, policy: pol, peer: peer}, nil, nil, nil
+	return &execution{ticket: t, raw: req, req: checked, policy: pol, peer: peer}, nil, nil, nil
 }
 
 func joinNote(a, b string) string {
@@ -486,6 +511,8 @@ func (n *Node) Recover(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		// Each peer's accepted commands run in the order they were accepted.
+		slices.SortStableFunc(stuck, func(a, b *session.LedgerEntry) int { return int(max(-1, min(1, a.AcceptedAt-b.AcceptedAt))) })
 		for _, e := range stuck {
 			peer, ok, err := tx.PeerByFingerprint(e.Peer)
 			if err != nil {
@@ -494,7 +521,7 @@ func (n *Node) Recover(ctx context.Context) error {
 			var pkg []byte
 			switch {
 			case e.State == session.Accepted && ok:
-				x, ev, answer, err := n.clear(tx, st, peer, e.Ticket, e.Payload)
+				x, ev, answer, err := n.clear(tx, st, e.Ticket, e.Payload)
 				if err != nil {
 					return err
 				}

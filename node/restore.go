@@ -87,8 +87,13 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 	)
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		var mark processedMark
-		if _, err := configJSON(tx, configProcessedMark, &mark); err != nil {
+		if ok, err := configJSON(tx, configProcessedMark, &mark); err != nil {
 			return err
+		} else if !ok {
+			// The first check of this state: the folder may hold mail that an earlier version
+			// handled without a ledger entry (it did not record clock and expiry refusals).
+			// What is there now is the baseline.
+			mark.Rebase = true
 		}
 		for _, m := range ms {
 			if m.UIDValidity == mark.UIDValidity && m.UID <= mark.UID {
@@ -104,8 +109,12 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 			if err != nil || p.Type != session.TypeCommand || p.Recipient != fp {
 				continue
 			}
-			if now.After(time.UnixMilli(p.NotAfter).Add(session.LedgerRetention)) {
-				continue // its entry may have been purged
+			// Only a command whose ledger entry cannot have been purged yet counts: entries are
+			// kept until not_after, a refusal's no longer than the TTL cap from when it was
+			// refused (at the earliest created-at minus the skew), then for the retention.
+			keep := min(p.NotAfter, p.Created-session.DefaultSkew.Milliseconds()+session.MaxTTL.Milliseconds())
+			if now.After(time.UnixMilli(keep).Add(session.LedgerRetention - session.DefaultSkew)) {
+				continue
 			}
 			if _, ok, err := st.Ledger(p.Sender, p.Command); err != nil {
 				return err

@@ -332,3 +332,28 @@ func copyDir(t *testing.T, src, dst string) {
 		}
 	}
 }
+
+// TestFirstProcessedCheckIsABaseline: a state that never checked its processed folder (written by
+// an earlier version, which did not record clock and expiry refusals in the ledger) takes what the
+// folder holds as its baseline instead of as a restore.
+func TestFirstProcessedCheckIsABaseline(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.run(countScript)
+	l.stopBob()
+	// As an earlier version would have left it: no mark, and a processed command the ledger
+	// does not know.
+	if err := l.bob.store.Update(func(tx *keystore.Tx) error {
+		if _, err := tx.PurgeLedger(time.Now().Add(100 * 365 * 24 * time.Hour)); err != nil {
+			return err
+		}
+		return tx.DeleteConfig(configProcessedMark)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if found, err := l.bob.checkProcessed(l.ctx); err != nil || found {
+			t.Fatalf("check %d: found a restore = %v, %v; want none", i+1, found, err)
+		}
+	}
+}

@@ -52,14 +52,18 @@ func (g guarded) Ledger(peer Fingerprint, cmd CommandID) (*LedgerEntry, bool, er
 	return le, ok, local("read ledger", err)
 }
 
-func (g guarded) PutLedger(e *LedgerEntry) error { return local("store ledger entry", g.st.PutLedger(e)) }
+func (g guarded) PutLedger(e *LedgerEntry) error {
+	return local("store ledger entry", g.st.PutLedger(e))
+}
 
 func (g guarded) Pending(cmd CommandID) (*Pending, bool, error) {
 	p, ok, err := g.st.Pending(cmd)
 	return p, ok, local("read pending command", err)
 }
 
-func (g guarded) PutPending(p *Pending) error { return local("store pending command", g.st.PutPending(p)) }
+func (g guarded) PutPending(p *Pending) error {
+	return local("store pending command", g.st.PutPending(p))
+}
 
 func (g guarded) DeletePending(cmd CommandID) error {
 	return local("delete pending command", g.st.DeletePending(cmd))

@@ -135,7 +135,7 @@ func (e *Engine) receiveCommand(st Store, p *Package, raw []byte) (Outcome, erro
 		return out, st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Done, NotAfter: e.keepUntil(p), Answer: out.Reply, Err: out.Err, Sent: now})
 	}
 	// A full window of children never refuses a command: its response carries the null share.
-	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Accepted, NotAfter: t.NotAfter, Ticket: t, Payload: bytes.Clone(payload)}); err != nil {
+	if err := st.PutLedger(&LedgerEntry{Peer: t.Peer, Command: t.Command, State: Accepted, NotAfter: t.NotAfter, Ticket: t, Payload: bytes.Clone(payload), AcceptedAt: now}); err != nil {
 		return Outcome{}, err
 	}
 	out.Kind, out.Ticket, out.Payload = Execute, t, bytes.Clone(payload)
@@ -229,11 +229,12 @@ func (e *Engine) sealResponse(s *State, t *Ticket, payload []byte) ([]byte, erro
 }
 
 // Fail answers an Execute outcome with an authenticated error instead of running it (code
-// CodeDenied for policy, CodeBadCommand for an undecodable payload) or after a crash left it
-// Executing (CodeOutcomeUnknown). The error becomes the ledger's answer for every duplicate.
+// CodeDenied for policy, CodeBadCommand for an undecodable payload, CodeExpired for one whose
+// not-after passed while it waited its turn) or after a crash left it Executing
+// (CodeOutcomeUnknown). The error becomes the ledger's answer for every duplicate.
 func (e *Engine) Fail(st Store, t *Ticket, code ErrorCode, detail string) ([]byte, error) {
 	switch code {
-	case CodeDenied, CodeBadCommand, CodeOutcomeUnknown:
+	case CodeDenied, CodeBadCommand, CodeOutcomeUnknown, CodeExpired:
 	default:
 		// The other codes are never recorded as a command's final answer (docs/PROTOCOL.md
 		// section 8); an unknown one would leave the requester unable to read it, forever.

@@ -28,7 +28,7 @@ func newGCM(key *Secret) cipher.AEAD {
 // and returns the package bytes.
 func sealInto(buf []byte, h *Header, secret *Secret, rand io.Reader) ([]byte, error) {
 	if _, err := io.ReadFull(rand, h.Nonce[:]); err != nil {
-		return nil, err
+		return nil, &LocalError{Op: "read randomness", Err: err}
 	}
 	plainLen := len(buf) - HeaderSize - tagSize
 	h.BodyLen = uint32(plainLen + tagSize)

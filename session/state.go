@@ -130,15 +130,18 @@ type Ticket struct {
 // again; any other transmission (a retry, perhaps in a later session) gets Payload or Err sealed
 // anew for it, because the requester may have forgotten the keys of the transmission that ran.
 type LedgerEntry struct {
-	Peer     Fingerprint  `json:"peer"`
-	Command  CommandID    `json:"command"`
-	State    LedgerState  `json:"state"`
-	NotAfter int64        `json:"not_after"`
-	Ticket   *Ticket      `json:"ticket,omitempty"`
-	Answer   []byte       `json:"answer,omitempty"`
+	Peer     Fingerprint `json:"peer"`
+	Command  CommandID   `json:"command"`
+	State    LedgerState `json:"state"`
+	NotAfter int64       `json:"not_after"`
+	Ticket   *Ticket     `json:"ticket,omitempty"`
+	Answer   []byte      `json:"answer,omitempty"`
 	// Payload is the command's payload while Accepted, and the response payload once Done.
-	Payload []byte `json:"payload,omitempty"`
-	Err      *RemoteError `json:"err,omitempty"`
+	Payload []byte       `json:"payload,omitempty"`
+	Err     *RemoteError `json:"err,omitempty"`
+	// AcceptedAt is when the command was accepted (Unix ms, the responder's clock): a node that
+	// runs accepted commands after a restart runs each peer's in this order.
+	AcceptedAt int64 `json:"accepted_at,omitempty"`
 	// Sent is when Answer was last handed out (Unix ms): when it was recorded, and when a
 	// duplicate of the transmission was last answered with it. Duplicates get it again at most
 	// once per Config.ResendInterval.
