@@ -344,7 +344,14 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 		req.Timeout = time.Until(dl)
 		c.SetDeadline(dl.Add(5 * time.Second))
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	// Cancelled (Ctrl-C): stop at once. A deadline that passes is the agent's to answer: it got
+	// the same timeout, started later, and answers "pending"; the socket deadline above leaves it
+	// time to, so that a timeout reads as one and not as an agent that stopped answering.
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			c.SetDeadline(time.Now())
+		}
+	})
 	defer stop()
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		if ctx.Err() != nil {
@@ -353,7 +360,7 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 		return resp, unknown(err)
 	}
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			return resp, unknown(ctx.Err())
 		}
 		return resp, unknown(fmt.Errorf("agent answered: %w", err))

@@ -337,3 +337,26 @@ func lchown(t *testing.T, path string, uid int) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunTimeoutThroughAgentIsPending: a `run --wait` whose timeout passes while the command is
+// pending is reported as a timeout (exit 75), not as an agent that stopped answering (76).
+func TestRunTimeoutThroughAgentIsPending(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithCancel(l.ctx)
+	defer cancel()
+	if _, err := l.alice.ListenControl(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := DialControl(l.dirs["alice"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bob's agent does not run: no answer comes.
+	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer rcancel()
+	_, err = cl.Run(rctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}, true, nil)
+	var fu *FateUnknownError
+	if errors.As(err, &fu) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run past its timeout = %v; want a timeout with the command pending, not a fate unknown", err)
+	}
+}
