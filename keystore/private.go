@@ -146,6 +146,24 @@ func CheckPrivateDir(path string) error {
 	case fi.Mode().Perm()&0o022 != 0:
 		return bad(path, fi, UnsafeWritable)
 	}
+	// A symbolic link anywhere above it decides where the path leads: one that another user
+	// owns (planted in /var/tmp, say) could lead it into a directory of theirs choosing, or
+	// into ours where it does harm (the witness into the state directory). Links of ours and
+	// root's are trusted.
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		lfi, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("keystore: check %s: %w", p, err)
+		}
+		if lfi.Mode()&fs.ModeSymlink != 0 {
+			if uid := fileOwner(lfi); uid >= 0 && uid != os.Geteuid() && uid != 0 {
+				return bad(p, lfi, UnsafeSymlink)
+			}
+		}
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
 	parent := filepath.Dir(abs)
 	if parent == abs {
 		return nil // the root directory has no parent

@@ -189,6 +189,15 @@ func checkWitnessDir(dir, wdir string) (string, error) {
 	if err := makePrivateDir(abs); err != nil {
 		return "", err
 	}
+	// The same test on the paths as the kernel resolves them: a link (trusted by the check
+	// above, being ours or root's) must not lead the witness into the state directory either.
+	if rs, err1 := filepath.EvalSymlinks(absState); err1 == nil {
+		if rw, err2 := filepath.EvalSymlinks(abs); err2 == nil {
+			if rel, err := filepath.Rel(rs, rw); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return "", invalidf("witness directory %s leads into the state directory %s; it must be outside, or a restore of the state brings it back too", wdir, dir)
+			}
+		}
+	}
 	return abs, nil
 }
 
