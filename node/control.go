@@ -241,24 +241,26 @@ func userName(uid int) string {
 }
 
 // checkPrivateDir checks that dir is a directory owned by this user that no one else may write
-// to, so that no one else can put a file in it or replace one.
+// to, so that no one else can put a file in it or replace one: the state store's rule
+// (keystore.CheckPrivateDir), which also refuses a parent others may write and another user's
+// symbolic link anywhere above it.
 func checkPrivateDir(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
+	err := keystore.CheckPrivateDir(dir)
+	var ue *keystore.UnsafeDirError
+	if errors.As(err, &ue) {
+		problem := map[keystore.UnsafeReason]string{
+			keystore.UnsafeSymlink:  "is, or is reached through, a symbolic link of another user's",
+			keystore.UnsafeNotDir:   "is not a directory",
+			keystore.UnsafeOwner:    "is owned by another user",
+			keystore.UnsafeWritable: fmt.Sprintf("may be written by other users (mode %v; chmod go-w it)", ue.Mode.Perm()),
+			keystore.UnsafeParent:   fmt.Sprintf("lies in a directory others may write to (mode %v)", ue.Mode.Perm()),
+		}[ue.Reason]
+		if problem == "" {
+			problem = ue.Reason.String()
+		}
+		return &UnsafeSocketError{Path: ue.Path, UID: ue.UID, Problem: problem}
 	}
-	uid, ok := fileOwner(fi)
-	switch {
-	case !fi.IsDir():
-		return &UnsafeSocketError{Path: dir, UID: uid, Problem: "is not a directory"}
-	case !ok || !ownerChecks:
-		return nil
-	case uid != euid():
-		return &UnsafeSocketError{Path: dir, UID: uid, Problem: "is owned by another user"}
-	case fi.Mode().Perm()&0o022 != 0:
-		return &UnsafeSocketError{Path: dir, UID: uid, Problem: fmt.Sprintf("may be written by other users (mode %v; chmod go-w it)", fi.Mode().Perm())}
-	}
-	return nil
+	return err
 }
 
 // checkControlSocket checks the socket at path before a client connects to it: it must be a
@@ -320,6 +322,10 @@ func (e *FateUnknownError) Error() string {
 
 func (e *FateUnknownError) Unwrap() error { return e.Err }
 
+// answerGrace is how long past the caller's deadline a client waits for the agent's answer: the
+// agent runs the same timeout from when it read the request, a little later.
+const answerGrace = 2 * time.Second
+
 // call sends one request and reads the answer. For a run, a failure after the connection was made
 // is a *FateUnknownError: from then on the agent may have acted on it.
 func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse, error) {
@@ -342,7 +348,7 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(dl)
-		c.SetDeadline(dl.Add(5 * time.Second))
+		c.SetDeadline(dl.Add(answerGrace))
 	}
 	// Cancelled (Ctrl-C): stop at once. A deadline that passes is the agent's to answer: it got
 	// the same timeout, started later, and answers "pending"; the socket deadline above leaves it
@@ -362,6 +368,9 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return resp, unknown(ctx.Err())
+		}
+		if ctx.Err() != nil {
+			return resp, unknown(fmt.Errorf("the agent gave no answer within the timeout and %s more: %w", answerGrace, ctx.Err()))
 		}
 		return resp, unknown(fmt.Errorf("agent answered: %w", err))
 	}
