@@ -15,14 +15,24 @@
 //     holds up the mail behind it while the trouble may pass; after 5 attempts over a minute it
 //     is moved aside too. Either way, for the protocol it is a lost mail that the sender retries.
 //   - Processed mail is deleted from the processed folder after Options.KeepProcessed.
-//   - A command runs only after its Executing record committed, and only if the peer's allow list
-//     (kept under the peer's name, written by `peer add --allow`) permits it.
+//   - A cleared command is recorded Accepted and queued in the executor (exec.go): one at a time
+//     per peer, in order, up to Options.MaxParallel peers at once, while the agent reads on. At
+//     its turn it is checked again (peer still pinned, not-after, the peer's allow list, kept
+//     under the peer's name and written by `peer add --allow`) and recorded Executing before its
+//     program starts. A crash leaves Accepted commands to run after the restart (Recover, in
+//     acceptance order) and the Executing one answered outcome-unknown; stopping the agent ends
+//     the running commands with every process they started and leaves the queued ones Accepted.
+//   - Each mail commits, with its effects, the inbox cursor past it and a note that it is still
+//     to be moved (inbox.go); mail is moved in batches and the notes cleared, so a crash inside
+//     a batch re-reads none of it.
 //   - Mail is sent only from the outbox; failures are retried with backoff, permanent refusals
 //     dropped and logged.
 //   - Commands without an answer are sent again with doubling intervals; after three tries a new
 //     handshake is opened alongside, which also heals a peer whose state was restored.
-//   - A database restored from an older copy (keystore detects it) loses every session, and its
-//     restore time becomes the protocol's floor (docs/PROTOCOL.md section 16).
+//   - A state restored from an older copy loses every session, and its detection time becomes
+//     the protocol's floor (docs/PROTOCOL.md section 16). keystore detects a restored database or
+//     state directory (sidecar, witness); the agent, at start, a restored host, from the newest
+//     mail of the processed folder (restore.go).
 //   - bbolt's lock allows one process per state: while Serve runs, the CLI reaches the node
 //     through the control socket (control.go); otherwise it opens the state itself.
 //

@@ -13,11 +13,18 @@
 // # Invariants
 //
 //   - Parse accepts only canonical version-1 bytes: Marshal(Parse(b)) == b.
-//   - Receive rejects with an error wrapping exactly one of the Err* reasons and then has changed
-//     nothing in the Store (except ErrPairingCode, which spends a pairing attempt, and
-//     ErrHandshakeAborted, which deletes the dead Initializing session) and returns no reply. Unknown senders and sessions are rejected before any public-key or AEAD work.
-//   - A command id runs at most once per responder: the ledger answers duplicates with the sealed
-//     answer it recorded, and an entry left Executing is never run again.
+//   - Every error Receive returns is a rejection of the package (Rejection) unless it wraps
+//     ErrLocal: the Store's own failures (guard.go wraps each Store call once) and randomness.
+//     A Store says a record derived from the package is refused for its content by wrapping
+//     ErrRefusedRecord. A rejection has changed nothing in the Store (except ErrPairingCode,
+//     which spends a pairing attempt, and ErrHandshakeAborted, which deletes the dead
+//     Initializing session) and returns no reply. Unknown senders and sessions are rejected
+//     before any public-key or AEAD work.
+//   - A command id runs at most once per responder and has one fate: the ledger is consulted
+//     before any time check, every answer (refusals included) is recorded, duplicates of one
+//     transmission get the recorded bytes at most once per ResendInterval, and an entry goes
+//     Accepted (waiting, with its payload) -> Executing (Start: handed to its program) -> Done;
+//     one left Executing is never run again.
 //   - The responder holds its confirmed epoch and at most MaxChildren unconfirmed children; a
 //     command under a child deletes every older secret. A full window never refuses a command:
 //     the response carries the null share (no child). The initiator keeps one epoch secret.
