@@ -69,30 +69,29 @@
 // /proc/self/cgroup and /proc/self/mountinfo, so a hybrid layout with cgroup2 under
 // /sys/fs/cgroup/unified works too), the right to create a child cgroup in the agent's own
 // cgroup (root, or a systemd unit with Delegate=yes; no controller is enabled, so the "no
-// internal processes" rule is no obstacle) and Linux 5.7. The agent creates
-// sealpost-cmd-<its pid>-<its start time>-<random> there and starts the program directly in
-// it (clone3 with CLONE_INTO_CGROUP), so that no fork happens outside. When the command ends
-// it writes cgroup.kill (Linux 5.14; before, it freezes the cgroup and SIGKILLs each process
-// in cgroup.procs), waits until cgroup.events says it is empty, reaps the processes that were
-// re-parented to the agent (when it is a subreaper or pid 1; a zombie still names its
-// cgroup), and removes the cgroup with any a program made below it. A process leaves the
-// cgroup only by writing its pid into another cgroup's cgroup.procs, which the kernel allows
-// to whoever may write both that file and the cgroup.procs of the lowest cgroup above the
-// two (cgroup v2 "delegation containment"). Programs run as
-// the agent's user, so: as root, a program can move anywhere; under a systemd unit with
-// Delegate=yes (or a systemd --user unit), the agent's cgroup and everything below it belong
-// to the agent's user, and a program can move into the agent's own cgroup, into a cgroup it
-// makes there, or into another command's, but not out of that subtree. Such a process is
-// neither killed when its command ends nor found by [KillLeftovers] (in another command's
-// cgroup, it ends with that command). There is no defence in code: what else is in the
-// agent's cgroup cannot be told from such a process (a unit's ExecReload= helper, or, for an
-// agent started by root from a login, that login's own processes). A program that moves
-// itself out on purpose is one not to allowlist. If the agent dies, the
-// program gets SIGKILL from Pdeathsig but the rest keeps running until the next agent calls
-// [KillLeftovers] at its start: it kills and removes every per-command cgroup under its own
-// cgroup whose maker (pid and start time) is gone, and leaves those of running agents alone.
-// When a program cannot be started in a cgroup although one was made, and starting it
-// without one works, [ReapAuto] stops using cgroups in that process.
+// internal processes" rule is no obstacle) and Linux 5.7. The agent creates sealpost-cmd-<its
+// pid>-<its start time>-<random> there and starts the program directly in it (clone3 with
+// CLONE_INTO_CGROUP), so that no fork happens outside. When the command ends it writes
+// cgroup.kill (Linux 5.14; before, it freezes the cgroup and SIGKILLs each process in
+// cgroup.procs), waits until cgroup.events says it is empty, reaps the processes that were
+// re-parented to the agent (when it is a subreaper or pid 1; a zombie still names its cgroup),
+// and removes the cgroup with any a program made below it. A process leaves the cgroup only by
+// writing its pid into another cgroup's cgroup.procs, which the kernel allows to whoever may
+// write both that file and the cgroup.procs of the lowest cgroup above the two (cgroup v2
+// "delegation containment"). Programs run as the agent's user, so: as root, a program can move
+// anywhere; under a systemd unit with Delegate=yes (or a systemd --user unit), the agent's
+// cgroup and everything below it belong to the agent's user, and a program can move into the
+// agent's own cgroup, into a cgroup it makes there, or into another command's, but not out of
+// that subtree. Such a process is neither killed when its command ends nor found by
+// [KillLeftovers] (in another command's cgroup, it ends with that command). There is no
+// defence in code: what else is in the agent's cgroup cannot be told from such a process (a
+// unit's ExecReload= helper, or, for an agent started by root from a login, that login's own
+// processes). A program that moves itself out on purpose is one not to allowlist. If the agent
+// dies, the program gets SIGKILL from Pdeathsig but the rest keeps running until the next
+// agent calls [KillLeftovers] at its start: it kills and removes every per-command cgroup
+// under its own cgroup whose maker (pid and start time) is gone, and leaves those of running
+// agents alone. When a program cannot be started in a cgroup although one was made, and
+// starting it without one works, [ReapAuto] stops using cgroups in that process.
 //
 // The process tree ([ReapProcTree]): the fallback. The agent makes itself a child subreaper
 // (prctl PR_SET_CHILD_SUBREAPER), so that a process whose parent ended is re-parented to the
