@@ -69,26 +69,38 @@
 // /proc/self/cgroup and /proc/self/mountinfo, so a hybrid layout with cgroup2 under
 // /sys/fs/cgroup/unified works too), the right to create a child cgroup in the agent's own
 // cgroup (root, or a systemd unit with Delegate=yes; no controller is enabled, so the "no
-// internal processes" rule is no obstacle) and Linux 5.7. The agent creates
-// sealpost-cmd-<its pid>-<its start time>-<random> there and starts the program directly in
-// it (clone3 with CLONE_INTO_CGROUP), so that no fork happens outside. When the command ends
-// it writes cgroup.kill (Linux 5.14; before, it freezes the cgroup and SIGKILLs each process
-// in cgroup.procs), waits until cgroup.events says it is empty, reaps the processes that were
-// re-parented to the agent (when it is a subreaper or pid 1; a zombie still names its
-// cgroup), and removes the cgroup with any a program made below it. Nothing can leave the
-// cgroup unseen except a program running as root that moves itself elsewhere on purpose: an
-// allowlisted program that privileged can do anything anyway. If the agent dies, the
-// program gets SIGKILL from Pdeathsig but the rest keeps running until the next agent calls
-// [KillLeftovers] at its start: it kills and removes every per-command cgroup under its own
-// cgroup whose maker (pid and start time) is gone, and leaves those of running agents alone.
-// When a program cannot be started in a cgroup although one was made, and starting it
-// without one works, [ReapAuto] stops using cgroups in that process.
+// internal processes" rule is no obstacle) and Linux 5.7. The agent creates sealpost-cmd-<its
+// pid>-<its start time>-<random> there and starts the program directly in it (clone3 with
+// CLONE_INTO_CGROUP), so that no fork happens outside. When the command ends it writes
+// cgroup.kill (Linux 5.14; before, it freezes the cgroup and SIGKILLs each process in
+// cgroup.procs), waits until cgroup.events says it is empty, reaps the processes that were
+// re-parented to the agent (when it is a subreaper or pid 1; a zombie still names its cgroup),
+// and removes the cgroup with any a program made below it. A process leaves the cgroup only by
+// writing its pid into another cgroup's cgroup.procs, which the kernel allows to whoever may
+// write both that file and the cgroup.procs of the lowest cgroup above the two (cgroup v2
+// "delegation containment"). Programs run as the agent's user, so: as root, a program can move
+// anywhere; under a systemd unit with Delegate=yes (or a systemd --user unit), the agent's
+// cgroup and everything below it belong to the agent's user, and a program can move into the
+// agent's own cgroup, into a cgroup it makes there, or into another command's, but not out of
+// that subtree. Such a process is neither killed when its command ends nor found by
+// [KillLeftovers] (in another command's cgroup, it ends with that command). There is no
+// defence in code: what else is in the agent's cgroup cannot be told from such a process (a
+// unit's ExecReload= helper, or, for an agent started by root from a login, that login's own
+// processes). A program that moves itself out on purpose is one not to allowlist. If the agent
+// dies, the program gets SIGKILL from Pdeathsig but the rest keeps running until the next
+// agent calls [KillLeftovers] at its start: it kills and removes every per-command cgroup
+// under its own cgroup whose maker (pid and start time) is gone, and leaves those of running
+// agents alone. When a program cannot be started in a cgroup although one was made, and
+// starting it without one works, [ReapAuto] stops using cgroups in that process.
 //
 // The process tree ([ReapProcTree]): the fallback. The agent makes itself a child subreaper
 // (prctl PR_SET_CHILD_SUBREAPER), so that a process whose parent ended is re-parented to the
 // agent instead of init; while commands run, it reads /proc every 50 ms and assigns each
 // process to a command: the program, a child of one of the command's processes, a process in
-// a session the command's processes made, an orphan that holds the command's output pipe,
+// a session the command's processes made (while one of them is still in it, or when the
+// process is an orphan re-parented to the agent: once a session is empty its number is free
+// for any new session on the machine, and a session found empty is forgotten), an orphan
+// that holds the command's output pipe,
 // and, when the command ends, an orphan (re-parented to the agent, outside the agent's
 // session) forked after the program while no other still-running command had started. When
 // the command ends it SIGKILLs everything assigned to it (checking each pid's start time

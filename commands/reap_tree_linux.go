@@ -23,8 +23,17 @@ import (
 // A process is a command's when (rules checked in this order):
 //   - it is the command's program, or its parent is one of the command's processes (same pid,
 //     same start time);
-//   - it lives in a session the command's processes made: the program's own (every exec
-//     program leads a new session) or one that a process of the command created;
+//   - it lives in a session the command's processes made (the program's own: every exec
+//     program leads a new session; or one that a process of the command created), and that
+//     session is still the one they made: one of the command's processes is in it in the same
+//     snapshot, or the process's parent is the agent. A session's number is its leader's pid,
+//     which the kernel does not reuse while any process is in that session; once the session
+//     is empty the number can become any new session's (a service that systemd starts, an
+//     sshd login), so the number alone would hand the command unrelated processes. Every
+//     process of a session descends (by fork) from its leader, so a session that holds one of
+//     the agent's descendants holds nothing else: the command's processes are its
+//     descendants, and so is a process re-parented to the agent (a subreaper adopts only its
+//     own descendants). A session found empty is forgotten;
 //   - its parent is the agent (its ancestors ended) and it holds the command's stdout or
 //     stderr pipe (the agent's end is not inherited by anyone else);
 //   - at the command's end only: its parent is the agent, it is not in the agent's session, it
@@ -59,7 +68,7 @@ type treeGroup struct {
 	root      int
 	rootStart uint64
 	members   map[int]uint64   // pid -> start time
-	sids      map[int]struct{} // sessions made by the command's processes
+	sids      map[int]struct{} // sessions made by the command's processes (see assign)
 	pipes     map[string]bool  // the output pipes, as /proc/<pid>/fd/<n> links read: "pipe:[inode]"
 }
 
@@ -195,6 +204,20 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 		s, in := g.members[pid]
 		return ok && in && s == p.start
 	}
+	// held: the sessions of g's that hold one of g's processes in this snapshot. A session
+	// with no process at all has ended, and its number is free for an unrelated one.
+	held, used := map[int]bool{}, map[int]bool{}
+	for _, p := range procs {
+		used[p.sid] = true
+	}
+	for sid := range g.sids {
+		if !used[sid] {
+			delete(g.sids, sid)
+		}
+	}
+	for pid := range g.members {
+		held[procs[pid].sid] = true // members were pruned above: each is in procs
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, p := range procs {
@@ -204,7 +227,8 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 				continue
 			}
 			_, inSession := g.sids[p.sid]
-			ok := isMember(p.ppid) || inSession && p.sid != me.sid
+			inSession = inSession && p.sid != me.sid && (held[p.sid] || p.ppid == me.pid)
+			ok := isMember(p.ppid) || inSession
 			orphan := p.ppid == me.pid && p.sid != me.sid && !owned(p) && !inCommandCgroup(p.pid)
 			if !ok && orphan && g.holdsPipe(p.pid) {
 				ok = true
@@ -220,6 +244,7 @@ func (t *treeReaper) assign(g *treeGroup, procs map[int]procStat, orphans bool) 
 			}
 			if ok {
 				g.members[p.pid] = p.start
+				held[p.sid] = true
 				if p.sid != me.sid {
 					g.sids[p.sid] = struct{}{}
 				}
