@@ -38,10 +38,18 @@
 //   - A mail that says it is sealpost's but cannot be used (too large, malformed, no or a corrupt
 //     attachment) is returned with Message.Err set, so that the caller rejects it and it is moved
 //     aside rather than read again forever.
-//   - Caps before parsing: a mail larger than MaxMessageBytes is never downloaded; a downloaded
-//     one is read header first (a header bomb costs 64 KiB), and its MIME structure (64 KiB of
-//     headers in all, 8 parts, nesting 4) is checked by a scan that decodes nothing before
-//     go-message parses it (THREATS.md row 23).
+//   - Caps before parsing: a mail larger than MaxMessageBytes is never downloaded, by its
+//     RFC822.SIZE or by the size its body is announced with; nor one whose body is larger than
+//     its RFC822.SIZE beyond a margin (1/32 and 4 KiB, for servers that leave trace headers out
+//     of it): each comes back with a too-large Err. One call downloads at most 2 x
+//     MaxMessageBytes of mail by the claimed sizes (at least one mail), so the margin bounds
+//     what it holds whatever a server claims (THREATS.md row 35). A body announced over the cap
+//     ends the connection (see below): that mail comes back too large with those before it,
+//     the rest wait for the next call, which reconnects; so one such mail, on a server whose
+//     RFC822.SIZE is wrong, does not hold up the inbox (row 30). A downloaded one is read
+//     header first (a header bomb costs 64 KiB), and its MIME structure (64 KiB of headers in
+//     all, 8 parts, nesting 4) is checked by a scan that decodes nothing before go-message
+//     parses it (THREATS.md row 23).
 //   - Transport.Processed, the agent's witness of its state on the server (THREATS.md row 31),
 //     changes nothing: EXAMINE, SEARCH and BODY.PEEK only, and a missing processed folder is
 //     not created. The next call that writes there SELECTs the folder again.
@@ -58,7 +66,9 @@
 //     go-imap reads quoted strings and response codes over line breaks; a SEARCH or ESEARCH
 //     response up to 8 MiB, past 64 KiB only with ascending UIDs); the literals of one FETCH
 //     response together MaxMessageBytes, a literal elsewhere counts towards the 64 KiB, and a
-//     literal announced over its cap is not read at all. SMTP: one reply line 1000 bytes, one
+//     literal announced over its cap is not read at all (in a FETCH response its announcement
+//     is let through, so that the fetch knows which mail it is, and the connection closed at
+//     its first byte). SMTP: one reply line 1000 bytes, one
 //     reply (all its lines) 64 KiB. The plaintext before STARTTLS is capped too (64 KiB).
 //
 // # Library pitfalls handled
@@ -89,7 +99,8 @@
 //     skips \Deleted mail).
 //   - go-imap matches a FETCH answer to its command by the UID, which it needs before any
 //     literal: a mail whose body arrives unmatched is reported as an error, never handed out
-//     half-read.
+//     half-read. It streams a body literal (the reader waits until it is consumed) and discards
+//     what the caller does not read, 8 KiB at a time: a body not wanted costs time, not memory.
 //   - go-imap keeps a response line, a quoted string or a literal in memory until it ends,
 //     and net/textproto (under go-smtp) a whole multi-line reply: an endless one grows the heap
 //     without bound while the watchdog sees bytes moving. Hence the caps above.

@@ -200,8 +200,10 @@ func (c *imapConn) selectFolder(name string) error {
 // Receive implements Transport.
 //
 // Besides max, one call returns no more whole mails than 2 x MaxMessageBytes together (at least
-// one), and one scan looks at no more than lookPerScan new UIDs; a Receive that found nothing
-// in a scan with more to look at scans on at once (the cursor moves over the foreign mail).
+// one), by the sizes the server claims, and reads no body much larger than claimed (see
+// allowance); one scan looks at no more than lookPerScan new UIDs; a Receive that found nothing
+// in a scan with more to look at scans on at once (the cursor moves over the foreign mail). A
+// body announced over the cap ends the call early (see fetchBodies).
 func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait time.Duration, max int) ([]Message, Cursor, error) {
 	if max <= 0 {
 		max = 100
@@ -339,9 +341,11 @@ type head struct {
 }
 
 // scan returns the sealpost mail after the cursor, oldest first: at most max messages, at most
-// 2 x MaxMessageBytes of whole mails (but at least one), looking at no more than lookPerScan
-// UIDs; more says that there is more to look at. On error nothing has moved: the cursor is
-// after (in the folder's UIDVALIDITY).
+// 2 x MaxMessageBytes of whole mails by their claimed sizes (but at least one), looking at no
+// more than lookPerScan UIDs; more says that there is more to look at. When a body announced
+// over the cap ends the connection, the list ends with that mail (too large), and the cursor
+// stops before the first mail whose body had not come. On error nothing has moved: the cursor
+// is after (in the folder's UIDVALIDITY).
 func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur Cursor, more bool, err error) {
 	start := Cursor{UIDValidity: c.uidValidity, LastUID: after.LastUID}
 	if after.UIDValidity != c.uidValidity {
@@ -383,9 +387,9 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 			return nil, start, false, err
 		}
 		var (
-			want  []imap.UID
-			index = map[imap.UID]int{}
-			last  = cur.LastUID
+			want []imap.UID
+			plan = map[imap.UID]planned{}
+			last = cur.LastUID
 		)
 		for _, uid := range batch {
 			h, ok := heads[uid]
@@ -405,14 +409,24 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 			m, _ := t.headMessage(c, uid, h)
 			if download {
 				want = append(want, uid)
-				index[uid] = len(out)
+				plan[uid] = planned{i: len(out), claim: h.size}
 				bytes += h.size
 			}
 			out = append(out, m)
 		}
 		if len(want) > 0 {
-			if err := t.fetchBodies(c, want, index, out); err != nil {
+			cut, gone, err := t.fetchBodies(c, want, plan, out)
+			if err != nil {
 				return nil, start, false, err
+			}
+			if cut < len(out) {
+				// The connection went down at a body over the cap: the mails from the first
+				// whose body did not come are left for the next call.
+				last = out[cut].UID - 1
+				out = out[:cut]
+			}
+			if gone {
+				full = true
 			}
 		}
 		cur.LastUID = last
@@ -503,13 +517,47 @@ func (t *IMAPSMTP) fetchHeads(c *imapConn, uids []imap.UID) (map[imap.UID]head, 
 	return heads, nil
 }
 
-// fetchBodies downloads whole sealpost mails (BODY.PEEK[]) and parses them into out.
-func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, index map[imap.UID]int, out []Message) error {
-	lim := Limits{MaxMessageBytes: t.s.MaxMessageBytes}
+// planned is a mail whose body a call downloads: where it is in the call's list, and the size
+// the server claimed for it (RFC822.SIZE), which the call's byte budget was counted with.
+type planned struct {
+	i     int
+	claim int64
+}
+
+// allowance is how large a body may be, at most, when the server claimed size for it: the cap,
+// and the claim with a margin. Servers get RFC822.SIZE slightly wrong (hMailServer leaves out
+// the Return-Path and Delivered-To it adds; a server storing bare LF may count one byte less a
+// line), so a body a little larger than claimed is still read. A larger one is not: a server
+// that claims 1000 bytes and sends a whole cap's worth for every mail would otherwise make one
+// call hold a batch of full mails (THREATS.md row 35). Since a call downloads no more than
+// 2 x MaxMessageBytes of claims (at least one mail), what it reads is bounded by
+// 2 x MaxMessageBytes x 33/32 + 4 KiB a mail.
+func allowance(claim, mailCap int64) int64 {
+	return min(mailCap, claim+claim/32+4<<10)
+}
+
+// fetchBodies downloads whole sealpost mails (BODY.PEEK[]) and parses them into out, where plan
+// says (every UID of uids is in plan). A body larger than its allowance is not read: that mail
+// gets a too-large Err, as one whose claim is over the cap does.
+//
+// A body announced over the cap ends the connection: the framer (caps.go) lets its
+// announcement through, so that it reaches this code with its UID, and refuses its first byte;
+// this code closes the connection at once. That mail gets a too-large Err, and gone is true:
+// the call must send no more commands (the next call reconnects). The mails whose bodies had
+// not come by then stay unread: out[cut:] are to be dropped (cut is len(out) when every body
+// came). Were the connection error returned instead, one mail whose RFC822.SIZE is below the
+// cap and whose body is above it would fail every call and hold up the inbox for good
+// (THREATS.md row 30). When nothing before cut is left, the cap error is returned.
+func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, plan map[imap.UID]planned, out []Message) (cut int, gone bool, err error) {
+	mailCap := t.s.MaxMessageBytes
+	lim := Limits{MaxMessageBytes: mailCap}
 	cmd := c.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
 	defer cmd.Close()
 	got := map[imap.UID]bool{}
-	var total int64
+	var (
+		total int64
+		over  *TooLongError // the body over the cap that ended the connection
+	)
 	for {
 		msg := cmd.Next()
 		if msg == nil {
@@ -534,25 +582,38 @@ func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, index map[imap.UID]
 					continue
 				}
 				seen = true
-				if item.Literal.Size() > lim.MaxMessageBytes {
-					readErr = mailErr(ReasonTooLarge, "%d bytes, the cap is %d", item.Literal.Size(), lim.MaxMessageBytes)
-					continue // the client discards the rest
+				// go-imap hands over a literal only once it knows the UID (it needs it to match
+				// the answer to this command), and streams it: what is not read here it reads
+				// and discards (8 KiB at a time), never holding it.
+				size, claim := item.Literal.Size(), plan[uid].claim
+				switch {
+				case size > mailCap:
+					readErr = mailErr(ReasonTooLarge, "%d bytes, the cap is %d; not downloaded", size, mailCap)
+					if over == nil {
+						over = &TooLongError{Server: "IMAP", Addr: t.s.IMAPAddr, What: "literal", Cap: mailCap, Size: size}
+					}
+					// The framer refuses its first byte; close now rather than wait for it.
+					c.raw.Close()
+					continue
+				case size > allowance(claim, mailCap):
+					readErr = mailErr(ReasonTooLarge, "%d bytes where the server said %d; not downloaded", size, claim)
+					continue // the client discards it
 				}
 				b, err := ReadMail(item.Literal, lim)
 				var me *MailError
 				if err != nil && !errors.As(err, &me) {
-					return fmt.Errorf("fetch mail: %w", err)
+					return 0, false, fmt.Errorf("fetch mail: %w", err)
 				}
 				raw, readErr = b, err
 				total += int64(len(b))
 			}
 		}
-		i, ok := index[uid]
+		p, ok := plan[uid]
 		if !ok || !seen {
 			continue
 		}
 		got[uid] = true
-		m := &out[i]
+		m := &out[p.i]
 		if readErr != nil {
 			m.Err = readErr
 			continue
@@ -567,18 +628,29 @@ func (t *IMAPSMTP) fetchBodies(c *imapConn, uids []imap.UID, index map[imap.UID]
 			m.From = from
 		}
 	}
-	if err := cmd.Close(); err != nil {
-		return fmt.Errorf("fetch mail: %w", err)
-	}
+	closeErr := cmd.Close()
 	t.count(func(s *Stats) { s.BodyBytes += total })
+	if gone = over != nil; gone {
+		c.c.Close() // the next call sees it closed and reconnects
+	} else if closeErr != nil {
+		return 0, false, fmt.Errorf("fetch mail: %w", closeErr)
+	}
+	cut = len(out)
 	for _, uid := range uids {
-		if !got[uid] {
+		if got[uid] {
+			continue
+		}
+		if !gone {
 			// Expunged meanwhile, or a server answer the client could not match (it needs the UID
 			// before the literal). Either way do not hand out a half-read message.
-			return fmt.Errorf("fetch mail: no body for UID %d", uid)
+			return 0, false, fmt.Errorf("fetch mail: no body for UID %d", uid)
 		}
+		cut = min(cut, plan[uid].i)
 	}
-	return nil
+	if cut == 0 {
+		return 0, true, fmt.Errorf("fetch mail: %w", over)
+	}
+	return cut, gone, nil
 }
 
 // Ack implements Transport.

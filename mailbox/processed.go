@@ -17,8 +17,12 @@ const MaxProcessed = 100
 // the answer stays short however full the folder is; older mail is not looked at), the marker
 // headers of the UIDs found from the highest down, in batches of 64, until n sealpost mails are
 // found, then BODY.PEEK[] of these. Like Receive, it downloads no mail larger than
-// MaxMessageBytes (such a one is returned with Err) and no more than 2 x MaxMessageBytes of mail
-// in one call (at least one mail): past that the list ends early, its newest part kept.
+// MaxMessageBytes or much larger than its RFC822.SIZE (such a one is returned with Err) and no
+// more than 2 x MaxMessageBytes of mail by the claimed sizes in one call (at least one mail):
+// past that the list ends early, its newest part kept. A body announced over the cap ends the
+// list there, or, since servers answer oldest first, usually fails the call with the
+// *TooLongError: unlike the inbox, nothing waits behind that mail, and it cannot get here
+// through Receive (which rejects it).
 func (t *IMAPSMTP) Processed(ctx context.Context, n int) ([]Message, error) {
 	if n <= 0 {
 		return nil, nil
@@ -81,7 +85,7 @@ func (t *IMAPSMTP) newest(c *imapConn, exists uint32, n int) ([]Message, error) 
 	var (
 		out    []Message
 		want   []imap.UID
-		index  = map[imap.UID]int{}
+		plan   = map[imap.UID]planned{}
 		budget = 2 * t.s.MaxMessageBytes
 		bytes  int64
 		full   bool
@@ -105,7 +109,7 @@ func (t *IMAPSMTP) newest(c *imapConn, exists uint32, n int) ([]Message, error) 
 			}
 			if download {
 				want = append(want, uid)
-				index[uid] = len(out)
+				plan[uid] = planned{i: len(out), claim: h.size}
 				bytes += h.size
 			}
 			out = append(out, m)
@@ -115,9 +119,11 @@ func (t *IMAPSMTP) newest(c *imapConn, exists uint32, n int) ([]Message, error) 
 		}
 	}
 	if len(want) > 0 {
-		if err := t.fetchBodies(c, want, index, out); err != nil {
+		cut, _, err := t.fetchBodies(c, want, plan, out)
+		if err != nil {
 			return nil, err
 		}
+		out = out[:cut] // the newest part, when the connection went down at a body over the cap
 	}
 	return out, nil
 }
