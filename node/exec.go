@@ -72,7 +72,9 @@ func (x *executor) work(fp session.Fingerprint) {
 		e := x.queues[fp][0]
 		x.mu.Unlock()
 
-		x.slots <- struct{}{}
+		if !e.started {
+			x.slots <- struct{}{} // a started one holds the slot reserve took for it
+		}
 		x.mu.Lock()
 		ctx := x.ctx
 		x.mu.Unlock()
@@ -109,6 +111,10 @@ func (x *executor) work(fp session.Fingerprint) {
 // rest again, in order).
 func (x *executor) run(ctx context.Context, e *execution) bool {
 	n := x.n
+	if e.started {
+		x.execute(ctx, e)
+		return true
+	}
 	if ctx.Err() != nil {
 		// The agent is stopping: the command has not started, so it stays Accepted and runs
 		// after the next start, instead of being answered as if it had failed.
@@ -154,14 +160,40 @@ func (x *executor) run(ctx context.Context, e *execution) bool {
 		}
 		return true
 	}
-	if n.beforeExecute != nil && n.beforeExecute() {
-		return true // tests: the process "died" between the Executing commit and the run
-	}
-	if err := n.execute(ctx, run); err != nil {
-		n.log.Error("recording a command's answer failed; it is answered outcome-unknown", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
-	}
+	x.execute(ctx, run)
 	return true
 }
+
+// execute runs a command recorded Executing and records its answer.
+func (x *executor) execute(ctx context.Context, e *execution) {
+	n := x.n
+	if n.beforeExecute != nil && n.beforeExecute() {
+		return // tests: the process "died" between the Executing commit and the run
+	}
+	if err := n.execute(ctx, e); err != nil {
+		n.log.Error("recording a command's answer failed; it is answered outcome-unknown", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
+	}
+}
+
+// reserve takes a slot for a command of peer fp that may start at once: none of the peer's is
+// queued or running, and a slot is free. Only the receiving goroutine calls it, between the
+// transaction that accepts the command and its dispatch, so nothing of fp's can come between.
+func (x *executor) reserve(fp session.Fingerprint) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if len(x.queues[fp]) > 0 {
+		return false
+	}
+	select {
+	case x.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// unreserve gives back a slot reserve took for a command that did not start after all.
+func (x *executor) unreserve() { <-x.slots }
 
 // holds reports whether the command is queued or running here.
 func (x *executor) holds(peer session.Fingerprint, cmd session.CommandID) bool {

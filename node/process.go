@@ -30,6 +30,9 @@ type execution struct {
 	req    commands.Request // as the allow list cleared it
 	policy commands.Policy
 	peer   keystore.Peer
+	// started: recorded Executing in the transaction that accepted it, with a slot reserved
+	// for it (executor.reserve); it runs without a turn of its own.
+	started bool
 }
 
 // Pump reads one batch of mail and applies it. With wait it blocks until mail arrives, waitFor
@@ -215,7 +218,16 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		rejectErr error
 		eff       effects
 	)
+	defer func() {
+		if eff.run != nil && eff.run.started && !committed {
+			n.exec.unreserve() // the start did not commit: the slot is not the command's
+		}
+	}()
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if eff.run != nil && eff.run.started {
+			n.exec.unreserve() // bbolt may run the function again only after an error; be exact
+		}
+		eff = effects{}
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
 			rejected, keep := session.Rejection(err)
@@ -322,6 +334,15 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 		eff.events = append(eff.events, evs...)
 		eff.run = x
+		if x != nil && n.exec.reserve(x.ticket.Peer) {
+			// Its turn is now (nothing of the peer's before it, a slot free): it starts in this
+			// transaction, which saves the turn's own commit. The slot is held for it until it
+			// ran, or given back if this transaction does not commit.
+			x.started = true
+			if err := n.eng.Start(st, x.ticket); err != nil {
+				return eff, err
+			}
+		}
 		if err := reply(pkg); err != nil {
 			return eff, err
 		}
