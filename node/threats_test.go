@@ -3,8 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,25 +18,14 @@ import (
 	"github.com/sealpost/sealpost/session"
 )
 
-// forgedPair is an unsigned PAIR package (a zero signature) from a fresh key, carrying address:
-// well-formed enough to reach the pairing lookup, where the address is first used.
+// forgedPair is fixtures.ForgedPair, failing the test on error.
 func forgedPair(t *testing.T, address string) []byte {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	pkg, err := fixtures.ForgedPair(address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := append([]byte{1}, pub...) // mode 1: code-based initial PAIR
-	body = append(body, byte(len(address)))
-	body = append(body, address...)
-	body = append(body, make([]byte, 32)...) // the MAC
-	now := time.Now().UnixMilli()
-	p := session.Package{
-		Header: session.Header{Type: session.TypePair, Sender: session.FingerprintOf(pub), Created: now, NotAfter: now + 3600_000,
-			BodyLen: uint32(len(body)), SigLen: 64},
-		Body: body, Sig: make([]byte, 64),
-	}
-	return p.Marshal()
+	return pkg
 }
 
 // TestThreat30ForgedMailDoesNotStallTheInbox: PAIR mails whose address passed the protocol's

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost/fixtures"
 	"github.com/sealpost/sealpost/mailbox"
-	"github.com/sealpost/sealpost/session"
 )
 
 // TestThreat30ForgedPairE2E is the black-box check of THREATS row 30: with two forged
@@ -34,22 +31,12 @@ func TestThreat30ForgedPairE2E(t *testing.T) {
 	}
 }
 
-// forgedPair is an unsigned PAIR package from a fresh key carrying address.
+// forgedPair is fixtures.ForgedPair, failing the test on error.
 func forgedPair(t *testing.T, address string) []byte {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	pkg, err := fixtures.ForgedPair(address)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := append([]byte{1}, pub...)
-	body = append(body, byte(len(address)))
-	body = append(body, address...)
-	body = append(body, make([]byte, 32)...)
-	now := time.Now().UnixMilli()
-	p := session.Package{
-		Header: session.Header{Type: session.TypePair, Sender: session.FingerprintOf(pub), Created: now, NotAfter: now + 3600_000,
-			BodyLen: uint32(len(body)), SigLen: 64},
-		Body: body, Sig: make([]byte, 64),
-	}
-	return p.Marshal()
+	return pkg
 }
