@@ -34,12 +34,13 @@ type executor struct {
 	n     *Node
 	slots chan struct{} // one token per command running
 
-	mu     sync.Mutex
-	ctx    context.Context // the commands' context: it ends when the agent stops
-	cancel context.CancelCauseFunc
-	queues map[session.Fingerprint][]*execution // per peer, oldest first; the head may be running
-	held   map[ledgerKey]bool                   // every command queued or running
-	idle   *sync.Cond                           // broadcast when held empties
+	mu      sync.Mutex
+	ctx     context.Context // the commands' context: it ends when the agent stops
+	cancel  context.CancelCauseFunc
+	queues  map[session.Fingerprint][]*execution // per peer, oldest first; the head may be running
+	held    map[ledgerKey]bool                   // every command queued or running
+	waiting int                                  // workers waiting for a slot
+	idle    *sync.Cond                           // broadcast when held empties
 }
 
 func newExecutor(n *Node, parallel int) *executor {
@@ -72,14 +73,34 @@ func (x *executor) work(fp session.Fingerprint) {
 		e := x.queues[fp][0]
 		x.mu.Unlock()
 
-		if !e.started {
-			x.slots <- struct{}{} // a started one holds the slot reserve took for it
+		if !e.started && !e.answered {
+			x.mu.Lock()
+			x.waiting++
+			x.mu.Unlock()
+			x.slots <- struct{}{} // a started one holds the slot taken for it
+			x.mu.Lock()
+			x.waiting--
+			x.mu.Unlock()
 		}
 		x.mu.Lock()
 		ctx := x.ctx
+		// The next command of the peer's may take its turn in the transaction that records this
+		// one's answer, keeping this slot, unless another peer waits for a slot: then it is
+		// handed on, so that one peer's long queue does not hold a slot for good.
+		var next *execution
+		if len(x.queues[fp]) > 1 && x.waiting == 0 {
+			next = x.queues[fp][1]
+		}
 		x.mu.Unlock()
-		started := x.run(ctx, e)
-		<-x.slots
+		started := true
+		if !e.answered {
+			started = x.run(ctx, e, next)
+		}
+		// The slot this command held (none if it was answered without a turn) goes back,
+		// unless the next command took its turn in this one's transaction and keeps it.
+		if !e.answered && (next == nil || !next.started) {
+			<-x.slots
+		}
 
 		x.mu.Lock()
 		q := x.queues[fp][1:]
@@ -109,10 +130,10 @@ func (x *executor) work(fp session.Fingerprint) {
 // run starts and runs one command; false means it could not even be started (the state store's
 // trouble), and the peer's queue is to stop so that its order is kept (Recover dispatches the
 // rest again, in order).
-func (x *executor) run(ctx context.Context, e *execution) bool {
+func (x *executor) run(ctx context.Context, e, next *execution) bool {
 	n := x.n
 	if e.started {
-		x.execute(ctx, e)
+		x.execute(ctx, e, next)
 		return true
 	}
 	if ctx.Err() != nil {
@@ -160,17 +181,18 @@ func (x *executor) run(ctx context.Context, e *execution) bool {
 		}
 		return true
 	}
-	x.execute(ctx, run)
+	x.execute(ctx, run, next)
 	return true
 }
 
-// execute runs a command recorded Executing and records its answer.
-func (x *executor) execute(ctx context.Context, e *execution) {
+// execute runs a command recorded Executing and records its answer (and next's turn, see
+// Node.execute).
+func (x *executor) execute(ctx context.Context, e, next *execution) {
 	n := x.n
 	if n.beforeExecute != nil && n.beforeExecute() {
 		return // tests: the process "died" between the Executing commit and the run
 	}
-	if err := n.execute(ctx, e); err != nil {
+	if err := n.execute(ctx, e, next); err != nil {
 		n.log.Error("recording a command's answer failed; it is answered outcome-unknown", "op", "execute", "peer", e.peer.Name, "cmd_id", e.ticket.Command.String(), "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -246,5 +247,63 @@ func TestAckFailureBacksOff(t *testing.T) {
 	defer af.mu.Unlock()
 	if w := af.waits[len(af.waits)-1]; w == 0 {
 		t.Fatalf("Receive waits %v: with notes outstanding every Pump reads without waiting", af.waits)
+	}
+}
+
+// TestNextTurnCheckedInPreviousAnswer: the command queued behind a running one takes its turn in
+// the transaction of that one's answer; the allow list is checked then, so a program removed from
+// it while the first command ran does not run.
+func TestNextTurnCheckedInPreviousAnswer(t *testing.T) {
+	l := newLab(t)
+	dir := t.TempDir()
+	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	for _, f := range []string{started, release} {
+		if err := syscall.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := filepath.Join(dir, "long")
+	os.WriteFile(long, []byte("#!/bin/sh\necho up > "+started+"\nread x < "+release+"\n"), 0o755)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{long, countScript}}); err != nil {
+		t.Fatal(err)
+	}
+	warmUp(t, l)
+	first, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{long}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := submitCount(t, l, 0)
+	l.bob.serving.Store(true) // Pump does not wait for the executor
+	if _, err := l.bob.Pump(l.ctx, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	l.bob.serving.Store(false)
+	if _, err := readFIFO(l.ctx, started); err != nil {
+		t.Fatal(err)
+	}
+	if s := ledgerState(t, l.bob, second); s != session.Accepted {
+		t.Fatalf("the second command is %v while the first runs, want accepted", s)
+	}
+	// The count script leaves bob's allow list for alice while the first command runs.
+	if err := l.bob.update(func(tx *keystore.Tx, _ TxStore) error { return l.bob.putPolicy(tx, "alice", []string{long}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(release, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.bob.exec.drain()
+	if n := runs(t); n != 0 {
+		t.Fatalf("a program taken off the allow list while it waited ran %d time(s)", n)
+	}
+	for id, want := range map[session.CommandID]bool{first: false, second: true} {
+		if err := l.bob.view(func(tx *keystore.Tx, st TxStore) error {
+			e, ok, err := st.Ledger(l.bob.peerFingerprint(t, "alice"), id)
+			if err == nil && (!ok || e.State != session.Done || (e.Err != nil && e.Err.Code == session.CodeDenied) != want) {
+				t.Errorf("ledger of %v: %+v; want done, denied %v", id, e, want)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -30,9 +30,13 @@ type execution struct {
 	req    commands.Request // as the allow list cleared it
 	policy commands.Policy
 	peer   keystore.Peer
-	// started: recorded Executing in the transaction that accepted it, with a slot reserved
-	// for it (executor.reserve); it runs without a turn of its own.
+	// started: recorded Executing already, with a slot held for it: in the transaction that
+	// accepted it (executor.reserve), or in the one that recorded the answer of the peer's
+	// command before it (execute's next). It runs without a turn of its own.
 	started bool
+	// answered: its turn's check answered it (denied, expired) in that transaction: it does
+	// not run.
+	answered bool
 }
 
 // Pump reads one batch of mail and applies it. With wait it blocks until mail arrives, waitFor
@@ -461,24 +465,61 @@ func joinNote(a, b string) string {
 
 // execute runs a cleared command after its Executing record committed, then commits the answer.
 // ctx is the executor's: it ends only when the agent stops, and then the command is ended (its
-// whole process tree) and that is its result.
-func (n *Node) execute(ctx context.Context, x *execution) error {
+// whole process tree) and that is its result. next, if not nil, is the peer's command queued
+// behind it: its turn comes with this answer, so the same transaction checks it (atTurn) and
+// records it Executing, saving a commit per command in a backlog; execute then sets next.started,
+// or next.answered when the check answered it instead.
+func (n *Node) execute(ctx context.Context, x *execution, next *execution) error {
 	res := n.reg.Run(ctx, x.req, x.policy)
 	n.emit(Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))})
 	frame, err := encodeResult(res)
 	if err != nil {
 		return err
 	}
+	var (
+		nextRun *execution
+		nextEvs []Event
+		nextAns bool
+	)
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		nextRun, nextEvs, nextAns = nil, nil, false
 		pkg, err := n.eng.Complete(st, x.ticket, frame)
 		if err != nil {
 			return err
 		}
-		return enqueue(tx, x.peer.Address, pkg)
+		if err := enqueue(tx, x.peer.Address, pkg); err != nil {
+			return err
+		}
+		if next == nil || ctx.Err() != nil {
+			return nil
+		}
+		run, evs, npkg, err := n.atTurn(tx, st, next.ticket, next.raw)
+		if err != nil {
+			return err
+		}
+		nextEvs = evs
+		if run == nil {
+			nextAns = true
+			if npkg == nil {
+				return nil
+			}
+			return enqueue(tx, next.peer.Address, npkg)
+		}
+		nextRun = run
+		return n.eng.Start(st, next.ticket)
 	})
 	if err != nil {
 		n.unsettled.Store(true) // left Executing: the next maintenance round answers it
 		return err
+	}
+	for _, ev := range nextEvs {
+		n.emit(ev)
+	}
+	if nextRun != nil {
+		next.req, next.policy, next.peer, next.started = nextRun.req, nextRun.policy, nextRun.peer, true
+	}
+	if next != nil {
+		next.answered = nextAns
 	}
 	if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
