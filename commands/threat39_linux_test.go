@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/fixtures"
 )
 
 // THREATS.md row 39: a program that starts children outside its process group, or leaves
@@ -77,14 +80,7 @@ func ended(pid int) bool {
 // at once, but the exit itself takes the kernel a moment.
 func waitEnded(t *testing.T, pid int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ended(pid) {
-		if time.Now().After(deadline) {
-			st, _ := readStat(pid)
-			t.Fatalf("%s (pid %d, %+v) still there after the command returned", what, pid, st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	fixtures.Eventually(t, 5*time.Second, fmt.Sprintf("%s (pid %d) ended after the command returned", what, pid), func() bool { return ended(pid) })
 }
 
 // checkEscaped makes sure the test's process really left the program's session.
@@ -159,13 +155,7 @@ func TestThreat39SetsidChildEndsOnCancel(t *testing.T) {
 		done := make(chan Result, 1)
 		go func() { done <- shRun(t, ctx, reg, dir, escape+"exec sleep 1000", time.Minute) }()
 		// Cancel once the escaped process is there.
-		deadline := time.Now().Add(10 * time.Second)
-		for !exists(filepath.Join(dir, "pid")) {
-			if time.Now().After(deadline) {
-				t.Fatal("no pid file after 10s")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		fixtures.Eventually(t, 10*time.Second, "the escaped process wrote its pid file", func() bool { return exists(filepath.Join(dir, "pid")) })
 		cancel()
 		res := <-done
 		pid := readPid(t, filepath.Join(dir, "pid"), res)
@@ -195,13 +185,7 @@ func TestThreat39ConcurrentCommands(t *testing.T) {
 			script := `sleep 1000 & echo $! > "$1.bg"; ` + escape + `while [ ! -e "$2" ]; do sleep 0.01; done`
 			doneA <- shRun(t, context.Background(), reg, dirA, script, time.Minute, release)
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for !exists(filepath.Join(dirA, "pid")) {
-			if time.Now().After(deadline) {
-				t.Fatal("command A wrote no pid file in 10s")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		fixtures.Eventually(t, 10*time.Second, "command A wrote its pid file", func() bool { return exists(filepath.Join(dirA, "pid")) })
 		resB := shRun(t, context.Background(), reg, dirB, escape+detached+"exit 0", time.Minute)
 		pidB := readPid(t, filepath.Join(dirB, "pid"), resB)
 		detachedB := readPid(t, filepath.Join(dirB, "pid.detached"), resB)

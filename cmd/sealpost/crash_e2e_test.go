@@ -184,16 +184,10 @@ func (l *crashLab) answersTo(t *testing.T, user string) map[string]answer {
 	return out
 }
 
-// poll calls cond until it holds or the deadline passes.
+// poll waits until cond holds (fixtures.Eventually).
 func poll(t *testing.T, what string, within time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	fixtures.Eventually(t, within, what, cond)
 }
 
 type statusOut struct {
