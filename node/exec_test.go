@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -255,15 +254,7 @@ func TestAckFailureBacksOff(t *testing.T) {
 // it while the first command ran does not run.
 func TestNextTurnCheckedInPreviousAnswer(t *testing.T) {
 	l := newLab(t)
-	dir := t.TempDir()
-	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
-	for _, f := range []string{started, release} {
-		if err := syscall.Mkfifo(f, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	long := filepath.Join(dir, "long")
-	os.WriteFile(long, []byte("#!/bin/sh\necho up > "+started+"\nread x < "+release+"\n"), 0o755)
+	long, started, release := blocker(t)
 	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{long, countScript}}); err != nil {
 		t.Fatal(err)
 	}

@@ -228,10 +228,6 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		}
 	}()
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		if eff.run != nil && eff.run.started {
-			n.exec.unreserve() // bbolt may run the function again only after an error; be exact
-		}
-		eff = effects{}
 		out, err := n.eng.Receive(st, m.Package)
 		if err != nil {
 			rejected, keep := session.Rejection(err)
@@ -482,7 +478,6 @@ func (n *Node) execute(ctx context.Context, x *execution, next *execution) error
 		nextAns bool
 	)
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		nextRun, nextEvs, nextAns = nil, nil, false
 		pkg, err := n.eng.Complete(st, x.ticket, frame)
 		if err != nil {
 			return err

@@ -57,6 +57,47 @@ type processedMark struct {
 	Rebase bool `json:"rebase,omitempty"`
 }
 
+// scanProcessed compares ms, the newest processed mail, with the ledger. It returns the stored
+// mark (Rebase set when there is none yet: the first check of a state takes what the folder holds
+// as its baseline, as it may hold mail an earlier version handled without a ledger entry), the
+// first command past the mark that the ledger does not know, and the newest mail past the mark.
+func (n *Node) scanProcessed(tx *keystore.Tx, st TxStore, ms []mailbox.Message, now time.Time) (mark processedMark, unknown *session.Package, newest processedMark, err error) {
+	if ok, err := configJSON(tx, configProcessedMark, &mark); err != nil {
+		return mark, nil, newest, err
+	} else if !ok {
+		mark.Rebase = true
+	}
+	fp := n.Fingerprint()
+	for _, m := range ms {
+		if m.UIDValidity == mark.UIDValidity && m.UID <= mark.UID {
+			continue // explained by an earlier detection
+		}
+		if m.UIDValidity != newest.UIDValidity || m.UID > newest.UID {
+			newest = processedMark{UIDValidity: m.UIDValidity, UID: m.UID}
+		}
+		if m.Err != nil || unknown != nil {
+			continue
+		}
+		p, err := session.Parse(m.Package)
+		if err != nil || p.Type != session.TypeCommand || p.Recipient != fp {
+			continue
+		}
+		// Only a command whose ledger entry cannot have been purged yet counts: entries are
+		// kept until not_after, a refusal's no longer than the TTL cap from when it was refused
+		// (at the earliest created-at minus the skew), then for the retention.
+		keep := min(p.NotAfter, p.Created-session.DefaultSkew.Milliseconds()+session.MaxTTL.Milliseconds())
+		if now.After(time.UnixMilli(keep).Add(session.LedgerRetention - session.DefaultSkew)) {
+			continue
+		}
+		if _, ok, err := st.Ledger(p.Sender, p.Command); err != nil {
+			return mark, nil, newest, err
+		} else if !ok {
+			unknown = p
+		}
+	}
+	return mark, unknown, newest, nil
+}
+
 // processedReader is the part of the transport the check needs.
 type processedReader interface {
 	Processed(ctx context.Context, n int) ([]mailbox.Message, error)
@@ -80,61 +121,32 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	now := n.now()
-	fp := n.Fingerprint()
-	var (
-		unknown *session.Package
-		newest  processedMark
-	)
+	// A read-only look first: on an ordinary start it finds nothing to write, and commits
+	// nothing (an agent run by cron with --once starts every few minutes).
+	var act bool
+	if err := n.view(func(tx *keystore.Tx, st TxStore) error {
+		mark, unknown, _, err := n.scanProcessed(tx, st, ms, now)
+		act = mark.Rebase || unknown != nil
+		return err
+	}); err != nil || !act {
+		return false, err
+	}
+	var unknown *session.Package
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		var mark processedMark
-		if ok, err := configJSON(tx, configProcessedMark, &mark); err != nil {
+		mark, found, newest, err := n.scanProcessed(tx, st, ms, now)
+		if err != nil {
 			return err
-		} else if !ok {
-			// The first check of this state: the folder may hold mail that an earlier version
-			// handled without a ledger entry (it did not record clock and expiry refusals).
-			// What is there now is the baseline.
-			mark.Rebase = true
-		}
-		for _, m := range ms {
-			if m.UIDValidity == mark.UIDValidity && m.UID <= mark.UID {
-				continue // explained by an earlier detection
-			}
-			if m.UIDValidity != newest.UIDValidity || m.UID > newest.UID {
-				newest = processedMark{UIDValidity: m.UIDValidity, UID: m.UID}
-			}
-			if m.Err != nil || unknown != nil {
-				continue
-			}
-			p, err := session.Parse(m.Package)
-			if err != nil || p.Type != session.TypeCommand || p.Recipient != fp {
-				continue
-			}
-			// Only a command whose ledger entry cannot have been purged yet counts: entries are
-			// kept until not_after, a refusal's no longer than the TTL cap from when it was
-			// refused (at the earliest created-at minus the skew), then for the retention.
-			keep := min(p.NotAfter, p.Created-session.DefaultSkew.Milliseconds()+session.MaxTTL.Milliseconds())
-			if now.After(time.UnixMilli(keep).Add(session.LedgerRetention - session.DefaultSkew)) {
-				continue
-			}
-			if _, ok, err := st.Ledger(p.Sender, p.Command); err != nil {
-				return err
-			} else if !ok {
-				unknown = p
-			}
 		}
 		if mark.Rebase {
-			unknown = nil
 			b, err := json.Marshal(newest)
 			if err != nil {
 				return err
 			}
 			return tx.PutConfig(configProcessedMark, b)
 		}
-		if unknown == nil {
+		if unknown = found; unknown == nil {
 			return nil
 		}
-		n.log.Warn("restore detected: the processed folder holds a command this state does not know, so the state is older than the mailbox; all sessions dropped, peers must handshake again, and commands issued before now that the state does not know are answered outcome-unknown",
-			"op", "restore", "reason", "processed-folder", "cmd_id", unknown.Command.String())
 		if err := n.restored(tx); err != nil {
 			return err
 		}
@@ -148,6 +160,8 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("check the state against the processed folder: %w", err)
 	}
 	if unknown != nil {
+		n.log.Warn("restore detected: the processed folder holds a command this state does not know, so the state is older than the mailbox; all sessions dropped, peers must handshake again, and commands issued before now that the state does not know are answered outcome-unknown",
+			"op", "restore", "reason", "processed-folder", "cmd_id", unknown.Command.String())
 		n.eng.SetFloor(now)
 	}
 	return unknown != nil, nil

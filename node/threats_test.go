@@ -154,15 +154,7 @@ func TestThreat40OneLongCommandBlocksNoOtherPeer(t *testing.T) {
 	}
 
 	// Alice's long command: it says it started, then blocks until the test releases it.
-	dir := t.TempDir()
-	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
-	for _, f := range []string{started, release} {
-		if err := syscall.Mkfifo(f, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	long := filepath.Join(dir, "long")
-	os.WriteFile(long, []byte("#!/bin/sh\necho up > "+started+"\nread x < "+release+"\necho done\n"), 0o755)
+	long, started, release := blocker(t)
 	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{"echo", long}}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +196,24 @@ func TestThreat40OneLongCommandBlocksNoOtherPeer(t *testing.T) {
 			t.Fatalf("alice's command after the release: %+v, %v", r, err)
 		}
 	}
+}
+
+// blocker writes a program that, run, says so through the named pipe started, then blocks
+// until something is written to the named pipe release: a command the test sees start and ends.
+func blocker(t *testing.T) (program, started, release string) {
+	t.Helper()
+	dir := t.TempDir()
+	started, release = filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	for _, f := range []string{started, release} {
+		if err := syscall.Mkfifo(f, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	program = filepath.Join(dir, "long")
+	if err := os.WriteFile(program, []byte("#!/bin/sh\necho up > "+started+"\nread x < "+release+"\necho done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return program, started, release
 }
 
 // bobRan reports whether b's ledger has the command done.
@@ -338,9 +348,21 @@ func TestFirstProcessedCheckIsABaseline(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	gen := func() string {
+		b, err := os.ReadFile(filepath.Join(l.dirs["bob"], "state.gen"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	for i := range 2 {
+		before := gen()
 		if found, err := l.bob.checkProcessed(l.ctx); err != nil || found {
 			t.Fatalf("check %d: found a restore = %v, %v; want none", i+1, found, err)
+		}
+		// The first check records its baseline; an ordinary one after it commits nothing.
+		if changed := gen() != before; changed != (i == 0) {
+			t.Fatalf("check %d: the state's commit counter changed: %v, want %v", i+1, changed, i == 0)
 		}
 	}
 }
