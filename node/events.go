@@ -1,7 +1,11 @@
 package node
 
 import (
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/session"
 )
@@ -55,4 +59,23 @@ func packageType(pkg []byte) string {
 		return "?"
 	}
 	return session.Type(pkg[5]).String()
+}
+
+// printable escapes what a terminal or a log reader would act on (control characters, escape
+// sequences, invalid UTF-8, bidirectional overrides) in text that came from mail, so that a forged
+// header cannot rewrite an operator's screen (THREATS row 41). Plain text passes unchanged.
+func printable(s string) string {
+	clean := utf8.ValidString(s)
+	for _, r := range s {
+		if !clean || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	q = q[1 : len(q)-1]
+	return strings.ReplaceAll(q, `\"`, `"`)
 }
