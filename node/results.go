@@ -1,0 +1,155 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
+)
+
+// Result statuses. queued and sent are not final; every other status is.
+const (
+	StatusQueued       = "queued"             // waiting for a session with the peer
+	StatusSent         = "sent"               // mailed, no answer yet
+	StatusDone         = "done"               // ran; ExitCode is the program's
+	StatusFailed       = "failed"             // an answer that could not be read, or a local failure
+	StatusLocalExpired = "expired-unanswered" // not-after passed with no answer
+)
+
+// Final reports whether a result status will not change any more.
+func Final(status string) bool { return status != StatusQueued && status != StatusSent && status != "" }
+
+func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keystore.Result)) error {
+	r, ok, err := tx.Result(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		r = keystore.Result{CommandID: id, Peer: "?", Sent: n.now()}
+	}
+	fn(&r)
+	if Final(r.Status) {
+		r.Finished = n.now()
+		if err := tx.DeleteConfig(prefixRetry + id.String()); err != nil {
+			return err
+		}
+	}
+	return tx.PutResult(r)
+}
+
+// Result returns the record of one command.
+func (n *Node) Result(id session.CommandID) (keystore.Result, bool, error) {
+	var r keystore.Result
+	var ok bool
+	err := n.store.View(func(tx *keystore.Tx) error {
+		var err error
+		r, ok, err = tx.Result(id)
+		return err
+	})
+	return r, ok, err
+}
+
+// Results lists every command this node sent, oldest first.
+func (n *Node) Results(ctx context.Context) ([]keystore.Result, error) {
+	var rs []keystore.Result
+	err := n.store.View(func(tx *keystore.Tx) error {
+		var err error
+		rs, err = tx.Results()
+		return err
+	})
+	return rs, err
+}
+
+// Wait blocks until the command's result is final or ctx ends. Without an agent serving this
+// node it reads the mailbox itself; under Serve it waits for the serving loop. progress, if not
+// nil, is called while waiting.
+func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(keystore.Result)) (keystore.Result, error) {
+	ch, unsubscribe := n.subscribe(id)
+	defer unsubscribe()
+	for {
+		r, ok, err := n.Result(id)
+		if err != nil {
+			return r, err
+		}
+		if !ok {
+			return r, fmt.Errorf("no command %s", id)
+		}
+		if Final(r.Status) {
+			return r, nil
+		}
+		if progress != nil {
+			progress(r)
+		}
+		if n.serving.Load() {
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return r, ctx.Err()
+			case <-time.After(n.waitRecheck):
+			}
+			continue
+		}
+		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
+			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
+		}
+		if _, err := n.Pump(ctx, true, n.waitBound()); err != nil {
+			if ctx.Err() != nil {
+				r, _, _ = n.Result(id)
+				return r, ctx.Err()
+			}
+			return r, err
+		}
+	}
+}
+
+// waitBound is pumpWait, shortened so that an outbox item due for another try is not held up
+// by a quiet mailbox (a controller without an agent has no other loop that flushes).
+func (n *Node) waitBound() time.Duration {
+	d := n.pumpWait()
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		items, err := tx.Outbox()
+		for _, it := range items {
+			d = min(d, max(time.Until(it.NextAttempt), 50*time.Millisecond))
+		}
+		return err
+	})
+	return d
+}
+
+// pumpWait bounds one blocking mailbox read so retries are not held up by a quiet mailbox.
+func (n *Node) pumpWait() time.Duration {
+	return min(30*time.Second, max(n.opts.RetryAfter, 200*time.Millisecond))
+}
+
+// subscribe returns a channel that notify signals when id's result becomes final, and the
+// function that forgets it.
+func (n *Node) subscribe(id session.CommandID) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	n.waitMu.Lock()
+	n.waiters[id] = append(n.waiters[id], ch)
+	n.waitMu.Unlock()
+	return ch, func() {
+		n.waitMu.Lock()
+		defer n.waitMu.Unlock()
+		n.waiters[id] = slices.DeleteFunc(n.waiters[id], func(c chan struct{}) bool { return c == ch })
+		if len(n.waiters[id]) == 0 {
+			delete(n.waiters, id)
+		}
+	}
+}
+
+func (n *Node) notify(ids ...session.CommandID) {
+	n.waitMu.Lock()
+	defer n.waitMu.Unlock()
+	for _, id := range ids {
+		for _, ch := range n.waiters[id] {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

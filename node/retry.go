@@ -1,0 +1,161 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
+)
+
+type retryState struct {
+	Last  time.Time `json:"last"`
+	Count int       `json:"count"`
+}
+
+func (n *Node) markSent(tx *keystore.Tx, id session.CommandID) error {
+	var rs retryState
+	if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
+		return err
+	}
+	rs.Last, rs.Count = n.now(), rs.Count+1
+	b, _ := json.Marshal(rs)
+	return tx.PutConfig(prefixRetry+id.String(), b)
+}
+
+// Maintain sends overdue commands again (with doubling intervals), restarts overdue handshakes,
+// gives up on commands past their lifetime, and purges expired ledger entries.
+func (n *Node) Maintain(ctx context.Context) error {
+	now := n.now()
+	if n.unsettled.Swap(false) {
+		if err := n.Recover(ctx); err != nil {
+			n.unsettled.Store(true)
+			n.log.Warn("recovery of stuck commands failed; will retry", "op", "recover", "err", err)
+		}
+	}
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		if _, err := tx.PurgeLedger(now.Add(-session.LedgerRetention)); err != nil {
+			return err
+		}
+		if err := n.expireQueued(tx, now); err != nil {
+			return err
+		}
+		peers, err := tx.Peers()
+		if err != nil {
+			return err
+		}
+		for _, peer := range peers {
+			ids, err := tx.PendingOf(peer.Fingerprint)
+			if err != nil {
+				return err
+			}
+			for _, raw := range ids {
+				id := session.CommandID(raw)
+				p, ok, err := st.Pending(id)
+				if err != nil || !ok {
+					return err
+				}
+				if now.After(time.UnixMilli(p.NotAfter).Add(session.DefaultSkew)) {
+					if err := st.DeletePending(id); err != nil {
+						return err
+					}
+					if err := n.recordResult(tx, id, func(r *keystore.Result) { r.Status = StatusLocalExpired }); err != nil {
+						return err
+					}
+					continue
+				}
+				var rs retryState
+				if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
+					return err
+				}
+				if now.Sub(rs.Last) < backoff(n.opts.RetryAfter, 6*time.Hour, rs.Count) {
+					continue
+				}
+				if rs.Count >= 3 {
+					// Three transmissions without an answer: the peer may have lost the session
+					// (a restored database, a lost rekey request). Open a new one alongside; the
+					// pending commands go out again under it once it is confirmed.
+					if err := n.ensureHandshake(tx, st, peer, false); err != nil {
+						return err
+					}
+				}
+				pkg, err := n.eng.Retry(st, id)
+				if errors.Is(err, session.ErrNoSession) {
+					if err := n.ensureHandshake(tx, st, peer, false); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if err := n.markSent(tx, id); err != nil {
+					return err
+				}
+				if err := enqueue(tx, peer.Address, pkg); err != nil {
+					return err
+				}
+			}
+			// A handshake nobody answered is started again.
+			if err := n.handshakeOverdue(tx, st, peer); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return n.flushSoon(ctx)
+}
+
+// expireQueued gives up on commands that waited for a session past their lifetime.
+func (n *Node) expireQueued(tx *keystore.Tx, now time.Time) error {
+	var expired []session.CommandID
+	if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
+		var q queued
+		if err := json.Unmarshal(val, &q); err != nil {
+			return err
+		}
+		if !q.NotAfter.After(now) {
+			id, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue))
+			if err != nil {
+				return err
+			}
+			expired = append(expired, id)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range expired {
+		if err := tx.DeleteConfig(prefixQueue + id.String()); err != nil {
+			return err
+		}
+		if err := n.recordResult(tx, id, func(r *keystore.Result) {
+			r.Status, r.Error = StatusLocalExpired, "no session with the peer before the command's lifetime ended"
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handshakeOverdue restarts a handshake nobody answered; ensureHandshake leaves a young one be.
+func (n *Node) handshakeOverdue(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
+	ids, err := st.SessionsOf(peer.Fingerprint)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if s, ok, err := st.Session(id); err != nil {
+			return err
+		} else if ok && s.Role == session.Initiator && s.Status == session.Initializing {
+			return n.ensureHandshake(tx, st, peer, false)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,229 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
+)
+
+// RunSpec is one command to send.
+type RunSpec struct {
+	// ID is the command's id; zero makes a fresh one. A caller that makes it itself (the CLI
+	// does) knows what to look up when the node that records the command stops answering, and
+	// can submit again with the same ID: Submit is idempotent per ID.
+	ID      session.CommandID `json:"id,omitzero"`
+	Peer    string            `json:"peer"`
+	Request commands.Request  `json:"request"`
+	TTL     time.Duration     `json:"ttl,omitempty"` // zero: 24 hours
+}
+
+type queued struct {
+	Peer     session.Fingerprint `json:"peer"`
+	Frame    []byte              `json:"frame"`
+	NotAfter time.Time           `json:"not_after"`
+	// Queued orders the commands waiting for a session: they go out, and so run, in the order
+	// they were issued (records written before it had this field come first).
+	Queued time.Time `json:"queued,omitzero"`
+}
+
+// Submit records a command for a peer and mails it, starting a handshake first when there is no
+// session. It returns the command id; the answer arrives through the mailbox (Wait).
+//
+// Submit is idempotent per spec.ID: when a result is already recorded under it (an earlier
+// Submit whose caller never heard the answer), it returns the ID and sends nothing; the
+// command is the one recorded then, and one for another peer or command line is refused.
+func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, error) {
+	id := spec.ID
+	if id.IsZero() {
+		if _, err := rand.Read(id[:]); err != nil {
+			return id, err
+		}
+	}
+	if spec.TTL <= 0 {
+		spec.TTL = 24 * time.Hour
+	}
+	now := n.now()
+	spec.Request.Sent = now
+	frame, err := encodeRequest(spec.Request)
+	if err != nil {
+		return id, err
+	}
+	again := false
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if r, ok, err := tx.Result(id); err != nil {
+			return err
+		} else if ok {
+			if r.Peer != spec.Peer || !slices.Equal(r.Command, commandLine(spec.Request)) {
+				return fmt.Errorf("command id %s is already used by another command (%s on %s)", id, strings.Join(r.Command, " "), r.Peer)
+			}
+			again = true
+			return nil
+		}
+		peer, ok, err := tx.Peer(spec.Peer)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if n.pairingArmed(tx, spec.Peer) {
+				return fmt.Errorf("%w: %q has not answered; the other side must run `sealpost peer add` with the same code, and its agent must be running", ErrNotPaired, spec.Peer)
+			}
+			return fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
+		}
+		r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
+		q := queued{Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
+		pkg, err := n.eng.Send(st, peer.Fingerprint, id, frame, q.NotAfter)
+		switch {
+		case errors.Is(err, session.ErrNoSession):
+			b, _ := json.Marshal(q)
+			if err := tx.PutConfig(prefixQueue+id.String(), b); err != nil {
+				return err
+			}
+			if err := n.ensureHandshake(tx, st, peer, false); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			r.Status = StatusSent
+			if err := n.markSent(tx, id); err != nil {
+				return err
+			}
+			if err := enqueue(tx, peer.Address, pkg); err != nil {
+				return err
+			}
+		}
+		return tx.PutResult(r)
+	})
+	if err != nil || again {
+		return id, err
+	}
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("command queued; mailing it failed and will be retried", "op", "flush", "cmd_id", id.String(), "err", err)
+		return id, fmt.Errorf("%w: %v", ErrNotMailed, err)
+	}
+	return id, nil
+}
+
+func commandLine(r commands.Request) []string {
+	if r.Name == "exec" {
+		return r.Argv
+	}
+	return []string{r.Name}
+}
+
+// ensureHandshake starts a handshake with peer unless one is already under way and not overdue
+// (force starts one unless one was started just now).
+func (n *Node) ensureHandshake(tx *keystore.Tx, st TxStore, peer keystore.Peer, force bool) error {
+	ids, err := st.SessionsOf(peer.Fingerprint)
+	if err != nil {
+		return err
+	}
+	now := n.now()
+	for _, id := range ids {
+		s, ok, err := st.Session(id)
+		if err != nil {
+			return err
+		}
+		if !ok || s.Role != session.Initiator {
+			continue
+		}
+		age := now.Sub(time.UnixMilli(s.Created))
+		if s.Status == session.Initializing && age < n.opts.HandshakeTimeout && (!force || age < time.Minute) {
+			return nil
+		}
+	}
+	// Older unanswered handshakes go: the peer keeps only its newest few, so answering an old
+	// one late would confirm a session the peer has already dropped.
+	for _, id := range ids {
+		if s, ok, err := st.Session(id); err != nil {
+			return err
+		} else if ok && s.Role == session.Initiator && s.Status == session.Initializing {
+			if err := st.DeleteSession(id); err != nil {
+				return err
+			}
+		}
+	}
+	pkg, sid, err := n.eng.StartSession(st, peer.Fingerprint)
+	if err != nil {
+		return err
+	}
+	n.emit(Event{Kind: EventSession, Peer: peer.Name, Status: "Initializing", Detail: "outbound session " + sid.String()[:8]})
+	return enqueue(tx, peer.Address, pkg)
+}
+
+// sendQueued sends the commands that waited for a session, and sends every pending command again
+// under the new session.
+func (n *Node) sendQueued(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
+	type item struct {
+		id session.CommandID
+		q  queued
+	}
+	var items []item
+	if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
+		var q queued
+		if err := json.Unmarshal(val, &q); err != nil {
+			return err
+		}
+		id, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue))
+		if err != nil {
+			return err
+		}
+		if q.Peer == peer.Fingerprint {
+			items = append(items, item{id, q})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return a.q.Queued.Compare(b.q.Queued) })
+	pending, err := tx.PendingOf(peer.Fingerprint)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		pkg, err := n.eng.Retry(st, p)
+		if err != nil {
+			return err
+		}
+		if err := n.markSent(tx, p); err != nil {
+			return err
+		}
+		if err := enqueue(tx, peer.Address, pkg); err != nil {
+			return err
+		}
+	}
+	for _, it := range items {
+		if err := tx.DeleteConfig(prefixQueue + it.id.String()); err != nil {
+			return err
+		}
+		if !it.q.NotAfter.After(n.now()) {
+			if err := n.recordResult(tx, it.id, func(r *keystore.Result) { r.Status = StatusLocalExpired }); err != nil {
+				return err
+			}
+			continue
+		}
+		pkg, err := n.eng.Send(st, peer.Fingerprint, it.id, it.q.Frame, it.q.NotAfter)
+		if err != nil {
+			return err
+		}
+		if err := n.markSent(tx, it.id); err != nil {
+			return err
+		}
+		if err := n.recordResult(tx, it.id, func(r *keystore.Result) { r.Status = StatusSent }); err != nil {
+			return err
+		}
+		if err := enqueue(tx, peer.Address, pkg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
