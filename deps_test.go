@@ -67,3 +67,21 @@ func TestNoTestCodeInProduction(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIImportsOnlyNode: the command line asks node for everything (node.API owns the types
+// it returns), so that the state's and the protocol's records can change without the CLI
+// reading them; the leaves it may use are the ones whose values it builds (commands.Request)
+// or serves (mailbox's relay, compress for the demo's figures).
+func TestCLIImportsOnlyNode(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}} {{join .TestImports " "}}`, "./cmd/sealpost").Output()
+	if err != nil {
+		t.Fatalf("go list ./cmd/sealpost: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, forbidden := range []string{"keystore", "session"} {
+			if dep == module+"/"+forbidden {
+				t.Errorf("cmd/sealpost imports %s; it must reach state and protocol through node", dep)
+			}
+		}
+	}
+}

@@ -17,8 +17,8 @@ type API interface {
 	RemovePeer(ctx context.Context, name string) error
 	// Run submits a command; with wait it returns once the result is final or ctx ends (then
 	// with the last known result and ctx's error).
-	Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error)
-	Results(ctx context.Context) ([]keystore.Result, error)
+	Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error)
+	Results(ctx context.Context) ([]Result, error)
 	Status(ctx context.Context) (Status, error)
 }
 
@@ -36,7 +36,7 @@ func (n *Node) Identity(context.Context) (IDInfo, error) {
 }
 
 // Run submits spec and, with wait, waits for its final result.
-func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(keystore.Result)) (keystore.Result, error) {
+func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error) {
 	id, err := n.Submit(ctx, spec)
 	if errors.Is(err, ErrNotPaired) && !n.serving.Load() {
 		// The peer's PAIR answer may be waiting in our mailbox: read it, then try again.
@@ -52,7 +52,7 @@ func (n *Node) Run(ctx context.Context, spec RunSpec, wait bool, progress func(k
 		err = nil // waiting retries the outbox
 	}
 	if err != nil {
-		return keystore.Result{}, err
+		return Result{}, err
 	}
 	if !wait {
 		r, _, err := n.Result(id)
@@ -67,3 +67,7 @@ var ErrNotMailed = errors.New("recorded, but not mailed yet (it stays in the out
 
 // ErrNotPaired: the peer named in a command has an armed pairing but no pinned key yet.
 var ErrNotPaired = errors.New("peer is not paired yet")
+
+// StateInUseError: another process holds the state's lock (keystore's error, under node's name
+// so that callers need not import keystore). Its PID field names the holder when known.
+type StateInUseError = keystore.InUseError

@@ -38,14 +38,14 @@ type controlRequest struct {
 }
 
 type controlResponse struct {
-	Error    string            `json:"error,omitempty"`
-	Timeout  bool              `json:"timeout,omitempty"`
-	Identity *IDInfo           `json:"identity,omitempty"`
-	Added    *PeerAdded        `json:"added,omitempty"`
-	Peers    []PeerInfo        `json:"peers,omitempty"`
-	Result   *keystore.Result  `json:"result,omitempty"`
-	Results  []keystore.Result `json:"results,omitempty"`
-	Status   *Status           `json:"status,omitempty"`
+	Error    string     `json:"error,omitempty"`
+	Timeout  bool       `json:"timeout,omitempty"`
+	Identity *IDInfo    `json:"identity,omitempty"`
+	Added    *PeerAdded `json:"added,omitempty"`
+	Peers    []PeerInfo `json:"peers,omitempty"`
+	Result   *Result    `json:"result,omitempty"`
+	Results  []Result   `json:"results,omitempty"`
+	Status   *Status    `json:"status,omitempty"`
 }
 
 // ControlServer is a node's control socket being served (ListenControl). Wait tells when the
@@ -197,7 +197,7 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 	case "remove-peer":
 		err = n.RemovePeer(ctx, req.Peer.Name)
 	case "run":
-		var r keystore.Result
+		var r Result
 		r, err = n.Run(ctx, *req.Run, req.Wait, nil)
 		resp.Result = &r
 	case "results":
@@ -410,20 +410,20 @@ func (cl *Client) RemovePeer(ctx context.Context, name string) error {
 }
 
 // Run makes spec.ID when it is zero, so that a *FateUnknownError can name the command.
-func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(keystore.Result)) (keystore.Result, error) {
+func (cl *Client) Run(ctx context.Context, spec RunSpec, wait bool, _ func(Result)) (Result, error) {
 	if spec.ID.IsZero() {
 		if _, err := rand.Read(spec.ID[:]); err != nil {
-			return keystore.Result{}, err
+			return Result{}, err
 		}
 	}
 	r, err := cl.call(ctx, controlRequest{Op: "run", Run: &spec, Wait: wait})
 	if r.Result == nil {
-		return keystore.Result{}, err
+		return Result{}, err
 	}
 	return *r.Result, err
 }
 
-func (cl *Client) Results(ctx context.Context) ([]keystore.Result, error) {
+func (cl *Client) Results(ctx context.Context) ([]Result, error) {
 	r, err := cl.call(ctx, controlRequest{Op: "results"})
 	return r.Results, err
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
-	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
 	"github.com/sealpost/sealpost/session"
 )
@@ -207,7 +206,7 @@ func TestSubmitSameIDOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs = slices.DeleteFunc(rs, func(r keystore.Result) bool { return r.CommandID != id })
+	rs = slices.DeleteFunc(rs, func(r Result) bool { return r.CommandID != id })
 	if len(rs) != 1 || !slices.Equal(rs[0].Command, spec.Request.Argv) {
 		t.Fatalf("results under the ID after three Submits: %+v; want the first command", rs)
 	}

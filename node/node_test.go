@@ -135,7 +135,7 @@ func runs(t *testing.T) int {
 	return len(b) / len("ran\n")
 }
 
-func (l *lab) run(argv ...string) keystore.Result {
+func (l *lab) run(argv ...string) Result {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(l.ctx, 20*time.Second)
 	defer cancel()
@@ -544,7 +544,7 @@ func TestRemovePeer(t *testing.T) {
 	// removing bob ends the wait (with no recheck to fall back on, only the notification can).
 	l.alice.waitRecheck = time.Hour
 	l.alice.serving.Store(true)
-	waited := make(chan keystore.Result, 1)
+	waited := make(chan Result, 1)
 	go func() {
 		r, _ := l.alice.Wait(l.ctx, id, nil)
 		waited <- r

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -297,7 +298,7 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 				pi.Inbound = si
 			}
 		}
-		if s := cmp(pi.Outbound, pi.Inbound); s != nil {
+		if s := cmp.Or(pi.Outbound, pi.Inbound); s != nil {
 			pi.Status, pi.Epoch = s.Status, s.Epoch
 		}
 		out = append(out, pi)
@@ -316,13 +317,6 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 	})
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, err
-}
-
-func cmp(a, b *SessionInfo) *SessionInfo {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func (n *Node) pairingArmed(tx *keystore.Tx, name string) bool {

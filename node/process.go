@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -568,8 +569,11 @@ func (n *Node) Recover(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		// Each peer's accepted commands run in the order they were accepted.
-		slices.SortStableFunc(stuck, func(a, b *session.LedgerEntry) int { return int(max(-1, min(1, a.AcceptedAt-b.AcceptedAt))) })
+		// Each peer's accepted commands run in the order they were accepted. AcceptedAt is in
+		// milliseconds, and a batch of mail is accepted within one: within a session the
+		// sender's sequence number breaks the tie (the ledger's key order, by random command
+		// id, would not).
+		slices.SortStableFunc(stuck, acceptedOrder)
 		for _, e := range stuck {
 			peer, ok, err := tx.PeerByFingerprint(e.Peer)
 			if err != nil {
@@ -618,4 +622,16 @@ func (n *Node) Recover(ctx context.Context) error {
 		n.exec.dispatch(x)
 	}
 	return n.flushSoon(ctx)
+}
+
+// acceptedOrder orders ledger entries by when they were accepted, then by their ticket's place in
+// its session.
+func acceptedOrder(a, b *session.LedgerEntry) int {
+	if c := cmp.Compare(a.AcceptedAt, b.AcceptedAt); c != 0 {
+		return c
+	}
+	if a.Ticket != nil && b.Ticket != nil && a.Ticket.Session == b.Ticket.Session {
+		return cmp.Compare(a.Ticket.Seq, b.Ticket.Seq)
+	}
+	return 0
 }

@@ -185,7 +185,7 @@ func (l *realLab) submit(argv ...string) session.CommandID {
 }
 
 // wait waits (alice reading her own mailbox) for id's final result.
-func (l *realLab) wait(id session.CommandID, d time.Duration) keystore.Result {
+func (l *realLab) wait(id session.CommandID, d time.Duration) Result {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(l.ctx, d)
 	defer cancel()
@@ -197,7 +197,7 @@ func (l *realLab) wait(id session.CommandID, d time.Duration) keystore.Result {
 }
 
 // run runs argv on bob (bob must be serving) and wants it done.
-func (l *realLab) run(argv ...string) keystore.Result {
+func (l *realLab) run(argv ...string) Result {
 	l.t.Helper()
 	r := l.wait(l.submit(argv...), 20*time.Second)
 	if r.Status != StatusDone || r.ExitCode != 0 {

@@ -40,8 +40,35 @@ func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keys
 	return tx.PutResult(r)
 }
 
+// CommandID names one command. It is session's id under node's name, so that callers of the
+// API (the CLI) need not import session.
+type CommandID = session.CommandID
+
+// ParseCommandID reads a command id written as 32 hex digits.
+func ParseCommandID(s string) (CommandID, error) { return session.ParseCommandID(s) }
+
+// Result is what the API tells about one command: the controller's record of it, in the API's
+// own type so that callers need not import keystore (whose record it is copied from).
+type Result struct {
+	CommandID CommandID
+	Peer      string
+	Command   []string
+	Status    string
+	ExitCode  int
+	Error     string
+	Stdout    []byte
+	Stderr    []byte
+	Sent      time.Time
+	Finished  time.Time
+}
+
+func resultOf(r keystore.Result) Result {
+	return Result{CommandID: r.CommandID, Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
+		Error: r.Error, Stdout: r.Stdout, Stderr: r.Stderr, Sent: r.Sent, Finished: r.Finished}
+}
+
 // Result returns the record of one command.
-func (n *Node) Result(id session.CommandID) (keystore.Result, bool, error) {
+func (n *Node) Result(id CommandID) (Result, bool, error) {
 	var r keystore.Result
 	var ok bool
 	err := n.store.View(func(tx *keystore.Tx) error {
@@ -49,15 +76,17 @@ func (n *Node) Result(id session.CommandID) (keystore.Result, bool, error) {
 		r, ok, err = tx.Result(id)
 		return err
 	})
-	return r, ok, err
+	return resultOf(r), ok, err
 }
 
 // Results lists every command this node sent, oldest first.
-func (n *Node) Results(ctx context.Context) ([]keystore.Result, error) {
-	var rs []keystore.Result
+func (n *Node) Results(ctx context.Context) ([]Result, error) {
+	var rs []Result
 	err := n.store.View(func(tx *keystore.Tx) error {
-		var err error
-		rs, err = tx.Results()
+		recs, err := tx.Results()
+		for _, r := range recs {
+			rs = append(rs, resultOf(r))
+		}
 		return err
 	})
 	return rs, err
@@ -66,7 +95,7 @@ func (n *Node) Results(ctx context.Context) ([]keystore.Result, error) {
 // Wait blocks until the command's result is final or ctx ends. Without an agent serving this
 // node it reads the mailbox itself; under Serve it waits for the serving loop. progress, if not
 // nil, is called while waiting.
-func (n *Node) Wait(ctx context.Context, id session.CommandID, progress func(keystore.Result)) (keystore.Result, error) {
+func (n *Node) Wait(ctx context.Context, id CommandID, progress func(Result)) (Result, error) {
 	ch, unsubscribe := n.subscribe(id)
 	defer unsubscribe()
 	for {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
-	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
 	"github.com/sealpost/sealpost/node"
 )
@@ -200,14 +199,14 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	return nil
 }
 
-func statusLine(r keystore.Result) string {
+func statusLine(r node.Result) string {
 	if r.Status == node.StatusDone {
 		return fmt.Sprintf("exit %d", r.ExitCode)
 	}
 	return r.Status
 }
 
-func summarize(r keystore.Result) string {
+func summarize(r node.Result) string {
 	switch {
 	case r.Status != node.StatusDone:
 		return fmt.Sprintf("%s: %s", r.Status, r.Error)

@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
-	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/node"
-	"github.com/sealpost/sealpost/session"
 )
 
 type runOptions struct {
@@ -36,17 +34,17 @@ func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, wait bool) {
 }
 
 // commandIDFlag is --id: a command id in the 32-hex-digit form `results` prints.
-type commandIDFlag session.CommandID
+type commandIDFlag node.CommandID
 
 func (f *commandIDFlag) String() string {
-	if session.CommandID(*f).IsZero() {
+	if node.CommandID(*f).IsZero() {
 		return ""
 	}
-	return session.CommandID(*f).String()
+	return node.CommandID(*f).String()
 }
 
 func (f *commandIDFlag) Set(s string) error {
-	id, err := session.ParseCommandID(s)
+	id, err := node.ParseCommandID(s)
 	if err != nil || id.IsZero() {
 		return errors.New("want the 32 hex digits of a command id, as `sealpost results --json` shows it")
 	}
@@ -74,7 +72,7 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 
 func runPing(ctx context.Context, g *globals, args []string) error {
 	return runBuiltin(ctx, g, args, "ping", "Send the built-in ping and print the round-trip time through the mail servers.",
-		func(g *globals, peer string, r keystore.Result) {
+		func(g *globals, peer string, r node.Result) {
 			fmt.Fprintf(g.stdout, "answer from %s: time=%s\n", peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
 		})
 }
@@ -84,7 +82,7 @@ func runSysinfo(ctx context.Context, g *globals, args []string) error {
 }
 
 // runBuiltin is `sealpost ping|sysinfo PEER`: a built-in command, waited for.
-func runBuiltin(ctx context.Context, g *globals, args []string, name, about string, print func(*globals, string, keystore.Result)) error {
+func runBuiltin(ctx context.Context, g *globals, args []string, name, about string, print func(*globals, string, node.Result)) error {
 	fs := newFlags(g, name, "PEER [--timeout 2m] [--json]", about, "sealpost "+name+" bob")
 	var o runOptions
 	o.addFlags(g, fs, true)
@@ -102,8 +100,8 @@ func runBuiltin(ctx context.Context, g *globals, args []string, name, about stri
 // stops answering in the middle (node.FateUnknownError) the user learns which id to look up
 // and can run again with it without running twice. A command that is recorded but has no final
 // answer (no answer within --timeout, not mailed yet, the agent stopped) exits exitPending.
-func submit(ctx context.Context, g *globals, peer string, req commands.Request, o runOptions, print func(*globals, string, keystore.Result)) error {
-	spec := node.RunSpec{ID: session.CommandID(o.id), Peer: peer, Request: req, TTL: o.ttl}
+func submit(ctx context.Context, g *globals, peer string, req commands.Request, o runOptions, print func(*globals, string, node.Result)) error {
+	spec := node.RunSpec{ID: node.CommandID(o.id), Peer: peer, Request: req, TTL: o.ttl}
 	if spec.ID.IsZero() {
 		if _, err := rand.Read(spec.ID[:]); err != nil {
 			return err
@@ -159,13 +157,13 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 	return resultExit(peer, r)
 }
 
-func printRun(g *globals, _ string, r keystore.Result) {
+func printRun(g *globals, _ string, r node.Result) {
 	g.stdout.Write(r.Stdout)
 	g.stderr.Write(r.Stderr)
 }
 
 // resultExit maps a final result to the documented exit codes.
-func resultExit(peer string, r keystore.Result) error {
+func resultExit(peer string, r node.Result) error {
 	switch r.Status {
 	case node.StatusDone:
 		switch {
@@ -224,7 +222,7 @@ type resultJSON struct {
 	RoundTripMS int64     `json:"round_trip_ms,omitempty"`
 }
 
-func jsonResult(r keystore.Result) resultJSON {
+func jsonResult(r node.Result) resultJSON {
 	j := resultJSON{ID: hexID(r.CommandID), Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
 		Error: r.Error, Stdout: string(r.Stdout), Stderr: string(r.Stderr), Sent: r.Sent, Finished: r.Finished}
 	if !r.Finished.IsZero() {
@@ -255,7 +253,7 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 	idWidth := 12
 	if *idPrefix != "" {
 		want := strings.ToLower(*idPrefix)
-		rs = slices.DeleteFunc(rs, func(r keystore.Result) bool { return !strings.HasPrefix(hexID(r.CommandID), want) })
+		rs = slices.DeleteFunc(rs, func(r node.Result) bool { return !strings.HasPrefix(hexID(r.CommandID), want) })
 		if len(rs) == 0 {
 			return fmt.Errorf("no command %s in this node's history: it was never recorded, so running it again runs it once", *idPrefix)
 		}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/node"
 )
 
@@ -127,7 +126,7 @@ func TestRunWhileAgentStarts(t *testing.T) {
 }
 
 // TestStateHeldWithoutAgent: when the state stays locked and no agent answers, openAPI gives up
-// after agentStartWait with the lock's *keystore.InUseError.
+// after agentStartWait with the lock's *node.StateInUseError.
 func TestStateHeldWithoutAgent(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	n, err := node.Init(node.Options{Dir: dir}, node.MailConfig{Address: "alice@example.test"})
@@ -137,9 +136,9 @@ func TestStateHeldWithoutAgent(t *testing.T) {
 	defer n.Close()
 	setOpenAPIKnobs(t, 10*time.Millisecond, 50*time.Millisecond, nil)
 	_, _, err = openAPI(context.Background(), &globals{state: dir, stderr: io.Discard})
-	var inUse *keystore.InUseError
+	var inUse *node.StateInUseError
 	if !errors.As(err, &inUse) {
-		t.Fatalf("openAPI on a locked state without an agent = %v, want a *keystore.InUseError", err)
+		t.Fatalf("openAPI on a locked state without an agent = %v, want a *node.StateInUseError", err)
 	}
 }
 

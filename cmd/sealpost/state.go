@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/node"
 )
 
@@ -39,7 +38,7 @@ func openAPI(ctx context.Context, g *globals) (api node.API, close func(), err e
 	opts := g.nodeOptions()
 	opts.LockTimeout = stateLockTimeout
 	n, err := node.Open(opts)
-	var inUse *keystore.InUseError
+	var inUse *node.StateInUseError
 	if errors.As(err, &inUse) {
 		// Perhaps an agent that is starting: it has the lock and is about to listen.
 		c, derr := dialAgent(ctx, g.state, time.Now().Add(agentStartWait))
