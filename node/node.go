@@ -100,6 +100,11 @@ type Node struct {
 
 	lastPrune time.Time // when Serve last looked for old processed mail (also kept in the state)
 
+	serveBackoff time.Duration                           // Serve's first wait after mailbox trouble (doubling); tests shorten it
+	health       health                                  // this process's record of its mail servers
+	since        atomic.Pointer[time.Time]               // when Serve started, while it runs
+	giveUp       atomic.Pointer[context.CancelCauseFunc] // ends Serve with a *PermanentError, while it runs
+
 	beforeExecute func() bool                 // tests: true simulates a crash between "executing" and the run
 	failHandle    func(mailbox.Message) error // tests: state trouble while handling a mail
 }
@@ -195,7 +200,7 @@ func Open(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second}
+	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second, serveBackoff: 500 * time.Millisecond}
 	n.exec = newExecutor(n, opts.MaxParallel)
 	if err := n.load(); err != nil {
 		st.Close()
@@ -326,13 +331,13 @@ func (c MailConfig) password() (string, error) {
 	case c.PasswordEnv != "":
 		pw, ok := os.LookupEnv(c.PasswordEnv)
 		if !ok {
-			return "", fmt.Errorf("the mailbox password is read from $%s, which is not set in this environment", c.PasswordEnv)
+			return "", fmt.Errorf("%w: it is read from $%s, which is not set in this environment", ErrSecretUnavailable, c.PasswordEnv)
 		}
 		return pw, nil
 	case c.PasswordFile != "":
 		b, err := os.ReadFile(c.PasswordFile)
 		if err != nil {
-			return "", fmt.Errorf("read the mailbox password: %w", err)
+			return "", fmt.Errorf("%w: read %s: %w", ErrSecretUnavailable, c.PasswordFile, err)
 		}
 		return string(trimNewline(b)), nil
 	}

@@ -48,11 +48,19 @@ func (n *Node) Flush(ctx context.Context) error {
 	}
 	tr, err := n.transport()
 	if err != nil {
+		n.sent(err)
 		return err
 	}
 	var first error
 	for _, it := range due {
 		err := tr.Send(ctx, it.To, it.Package)
+		var se *mailbox.SendError
+		permanent := errors.As(err, &se) && !se.Temporary
+		if permanent || err == nil {
+			n.sent(nil) // the server answered: a refusal of this mail says nothing of the server
+		} else if ctx.Err() == nil {
+			n.sent(err)
+		}
 		if err == nil {
 			if n.opts.Events != nil { // naming the peer reads every peer record: only for a reader
 				n.emit(Event{Kind: EventSent, Peer: n.peerLabel(it.To), Package: packageType(it.Package), Bytes: len(it.Package)})
@@ -62,8 +70,6 @@ func (n *Node) Flush(ctx context.Context) error {
 			}
 			continue
 		}
-		var se *mailbox.SendError
-		permanent := errors.As(err, &se) && !se.Temporary
 		n.log.Warn("send failed", "op", "send", "to", it.To, "attempt", it.Attempts+1, "permanent", permanent, "err", err)
 		var failed []session.CommandID
 		if permanent {

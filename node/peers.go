@@ -246,6 +246,10 @@ type PeerInfo struct {
 	Inbound     *SessionInfo `json:"inbound,omitempty"`  // the peer commands us
 }
 
+// Ready reports that the peer's row in `peer list` says Confirmed: a session with it is open,
+// in the direction it is used (ours to command it, or its to command us). status counts these.
+func (p PeerInfo) Ready() bool { return p.Status == session.Confirmed.String() }
+
 // SessionInfo describes one session with a peer.
 type SessionInfo struct {
 	ID     string `json:"id"`

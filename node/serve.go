@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -12,6 +14,14 @@ import (
 // once it handles what is in the mailbox now and returns.
 func (n *Node) Serve(ctx context.Context, once bool) error {
 	if !once {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		now := n.now()
+		n.since.Store(&now)
+		n.giveUp.Store(&cancel)
+		defer n.giveUp.Store(nil)
+		defer n.since.Store(nil)
 		n.serving.Store(true)
 		defer n.serving.Store(false)
 		defer n.startSender(ctx)()
@@ -38,21 +48,25 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		n.pruneProcessed(ctx)
 		if once {
 			_, err := n.Pump(ctx, false, 0)
+			n.polled(err)
 			return err
 		}
 		// Wake at least every pumpWait for retries even when no mail comes.
 		_, err := n.Pump(ctx, true, n.pumpWait())
 		if ctx.Err() != nil {
-			return nil
+			return stopCause(ctx)
+		}
+		if perr := n.polled(err); perr != nil {
+			return perr
 		}
 		if err != nil {
 			failures++
-			d := backoff(500*time.Millisecond, 30*time.Second, failures)
-			n.log.Warn("mailbox trouble; retrying", "op", "serve", "in", d, "err", err)
+			d := backoff(n.serveBackoff, 30*time.Second, failures)
+			n.log.Warn(troubleLine("imap", n.cfg.IMAP, err)+"; retrying", "op", "serve", "in", d, "err", err)
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
-				return nil
+				return stopCause(ctx)
 			}
 			continue
 		}
@@ -109,4 +123,58 @@ func (n *Node) flushSoon(ctx context.Context) error {
 		return nil
 	}
 	return n.Flush(ctx)
+}
+
+// stopCause is what Serve returns when its context ended: nil for a stop from outside, the
+// *PermanentError the sender gave up with otherwise.
+func stopCause(ctx context.Context) error {
+	var pe *PermanentError
+	if errors.As(context.Cause(ctx), &pe) {
+		return pe
+	}
+	return nil
+}
+
+// polled records the outcome of one look at the inbox; it returns a *PermanentError when the
+// agent should give up.
+func (n *Node) polled(err error) error {
+	if err == nil {
+		n.health.ok("imap", n.now())
+		return nil
+	}
+	if perr := n.health.failed("imap", err, n.now()); perr != nil {
+		n.log.Error(troubleLine("imap", n.cfg.IMAP, err)+"; giving up", "op", "serve", "err", err)
+		return perr
+	}
+	return nil
+}
+
+// sent records the outcome of one send; a permanent failure ends Serve.
+func (n *Node) sent(err error) {
+	if err == nil {
+		n.health.ok("smtp", n.now())
+		return
+	}
+	if perr := n.health.failed("smtp", err, n.now()); perr != nil {
+		n.log.Error(troubleLine("smtp", n.cfg.SMTP, err)+"; giving up", "op", "send", "err", err)
+		if c := n.giveUp.Load(); c != nil {
+			(*c)(perr)
+		}
+	}
+}
+
+// troubleLine says in words what kind of trouble a server gives.
+func troubleLine(role, addr string, err error) string {
+	server := strings.ToUpper(role) + " server " + addr
+	switch classify(err) {
+	case ProblemSecret:
+		return "no mailbox secret for " + server
+	case ProblemLogin:
+		return "cannot log in to " + server
+	case ProblemConnect:
+		return "cannot reach " + server
+	case ProblemTLS:
+		return "TLS with " + server + " failed"
+	}
+	return "trouble with " + server
 }

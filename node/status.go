@@ -18,13 +18,17 @@ type Status struct {
 	// Agent: an agent serves this state (the answer came from it, through its control socket).
 	Agent    bool `json:"agent"`
 	AgentPID int  `json:"agent_pid,omitempty"`
+	// AgentSince is when the agent started serving; Servers how it last found its IMAP and
+	// SMTP servers (only from a running agent: they describe that process).
+	AgentSince time.Time      `json:"agent_since,omitzero"`
+	Servers    []ServerHealth `json:"servers,omitempty"`
 
 	IMAP string `json:"imap"`
 	SMTP string `json:"smtp"`
 	TLS  string `json:"tls"`
 
 	Peers          int `json:"peers"`
-	PeersConfirmed int `json:"peers_confirmed"` // with a Confirmed session to command them
+	PeersConfirmed int `json:"peers_confirmed"` // Ready: the status peer list shows is Confirmed
 
 	// Waiting counts the commands sent (or queued for a session) without a final result.
 	Waiting       int       `json:"commands_waiting"`
@@ -47,6 +51,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	if s.Agent {
 		s.AgentPID = os.Getpid()
+		if t := n.since.Load(); t != nil {
+			s.AgentSince = *t
+		}
+		s.Servers = n.health.snapshot()
+		s.Servers[0].Addr, s.Servers[1].Addr = n.cfg.IMAP, n.cfg.SMTP
 	}
 	// One read transaction, so that the figures agree with each other.
 	err := n.view(func(tx *keystore.Tx, st TxStore) error {
@@ -56,7 +65,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		}
 		s.Peers = len(peers)
 		for _, p := range peers {
-			if p.Outbound != nil && p.Outbound.Status == "Confirmed" {
+			if p.Ready() {
 				s.PeersConfirmed++
 			}
 		}

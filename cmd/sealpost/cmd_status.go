@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/sealpost/sealpost/node"
 )
 
 // statusTimeout bounds `sealpost status`.
@@ -37,12 +40,15 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 	w := g.stdout
 	fmt.Fprintf(w, "node      %s  %s\n", st.Address, st.Fingerprint)
 	if st.Agent {
-		fmt.Fprintf(w, "agent     running (pid %d)\n", st.AgentPID)
+		fmt.Fprintf(w, "agent     running since %s (pid %d)\n", when(now, st.AgentSince), st.AgentPID)
+		for _, sv := range st.Servers {
+			fmt.Fprintf(w, "          %s\n", serverLine(now, sv))
+		}
 	} else {
 		fmt.Fprintf(w, "agent     not running: nothing reads this node's mail (start `sealpost agent`)\n")
 	}
 	fmt.Fprintf(w, "mail      IMAP %s, SMTP %s, TLS %s\n", st.IMAP, st.SMTP, st.TLS)
-	fmt.Fprintf(w, "peers     %d, %d of them ready for commands\n", st.Peers, st.PeersConfirmed)
+	fmt.Fprintf(w, "peers     %d, %d of them with a confirmed session (see `sealpost peer list`)\n", st.Peers, st.PeersConfirmed)
 	if st.Waiting == 0 {
 		fmt.Fprintf(w, "commands  none waiting for an answer\n")
 	} else {
@@ -77,4 +83,40 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// serverLine says how the agent last found one of its servers: "IMAP 127.0.0.1:993: cannot log
+// in since 16:28 (3m ago): …", or the time of its last successful exchange.
+func serverLine(now time.Time, sv node.ServerHealth) string {
+	name := strings.ToUpper(sv.Role) + " " + sv.Addr
+	switch {
+	case !sv.FailingSince.IsZero():
+		what := map[node.Problem]string{node.ProblemSecret: "no password or token", node.ProblemLogin: "cannot log in",
+			node.ProblemConnect: "cannot reach it", node.ProblemTLS: "TLS fails"}[sv.Problem]
+		if what == "" {
+			what = "failing"
+		}
+		line := fmt.Sprintf("%s: %s since %s: %s", name, what, when(now, sv.FailingSince), sv.LastError)
+		if !sv.LastOK.IsZero() {
+			line += fmt.Sprintf(" (last success %s)", when(now, sv.LastOK))
+		}
+		return line
+	case sv.LastOK.IsZero():
+		return name + ": not used yet"
+	}
+	verb := map[string]string{"imap": "last poll", "smtp": "last send"}[sv.Role]
+	return fmt.Sprintf("%s: ok, %s %s", name, verb, when(now, sv.LastOK))
+}
+
+// when shows a time of today as 15:04:05, another day's with its date, and how long ago.
+func when(now, t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	t = t.Local()
+	layout := "15:04:05"
+	if y, m, d := t.Date(); y != now.Year() || m != now.Month() || d != now.Day() {
+		layout = "2006-01-02 15:04:05"
+	}
+	return fmt.Sprintf("%s (%s ago)", t.Format(layout), ago(now, t))
 }

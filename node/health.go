@@ -1,0 +1,152 @@
+package node
+
+import (
+	"crypto/x509"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-smtp"
+	"github.com/sealpost/sealpost/mailbox"
+)
+
+// Health: what an operator needs when nothing seems to happen is whether the agent can reach and
+// log in to its servers, since when it cannot, and why. The serving loop and the sender record
+// each server's last success and failure here (in memory: it describes this process), Status
+// reports it, and Serve gives up on errors no retry can mend, so that a supervisor (systemd)
+// shows the agent failed instead of a log repeating the same refusal for ever.
+
+// ServerHealth is one mail server as this process last found it.
+type ServerHealth struct {
+	Role string `json:"role"` // "imap" or "smtp"
+	Addr string `json:"addr"`
+	// LastOK is the last time an exchange with the server succeeded (a poll, a send).
+	LastOK time.Time `json:"last_ok,omitzero"`
+	// FailingSince is the first failure of the current run of failures; zero when the last
+	// exchange succeeded.
+	FailingSince time.Time `json:"failing_since,omitzero"`
+	Problem      Problem   `json:"problem,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+}
+
+// Problem says what kind of trouble a server gives, for people and for scripts (status --json).
+type Problem string
+
+const (
+	ProblemNone    Problem = ""
+	ProblemSecret  Problem = "secret"  // the password or token could not be had here
+	ProblemLogin   Problem = "login"   // the server refused the credentials
+	ProblemConnect Problem = "connect" // the server could not be reached
+	ProblemTLS     Problem = "tls"     // the TLS handshake or certificate failed
+	ProblemOther   Problem = "other"
+)
+
+// ErrSecretUnavailable: the mailbox password or token cannot be had in this environment (its
+// variable is not set, its file cannot be read, its command failed). No retry mends that, so the
+// agent stops on it.
+var ErrSecretUnavailable = errors.New("the mailbox secret is not available")
+
+// PermanentError ends the agent: its servers refuse it in a way that retrying will not mend.
+type PermanentError struct {
+	Server ServerHealth
+	Err    error
+}
+
+func (e *PermanentError) Error() string {
+	return "giving up on " + e.Server.Role + " server " + e.Server.Addr + ": " + e.Err.Error()
+}
+
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// loginRefusalsToGiveUp is how many refusals of the credentials in a row end the agent. One
+// refusal may be the server's passing trouble (an auth process restarting); several in a row,
+// seconds apart with backoff, are a wrong password.
+const loginRefusalsToGiveUp = 5
+
+// classify names the kind of a mailbox error.
+func classify(err error) Problem {
+	var (
+		netErr   net.Error
+		opErr    *net.OpError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+	)
+	switch {
+	case err == nil:
+		return ProblemNone
+	case errors.Is(err, ErrSecretUnavailable):
+		return ProblemSecret
+	case isAuthRefused(err):
+		return ProblemLogin
+	case errors.Is(err, mailbox.ErrCertificateUntrusted), errors.Is(err, mailbox.ErrCertificateName),
+		errors.As(err, &unknown), errors.As(err, &hostname):
+		return ProblemTLS
+	case errors.As(err, &opErr), errors.As(err, &netErr), errors.Is(err, mailbox.ErrTimeout):
+		return ProblemConnect
+	}
+	return ProblemOther
+}
+
+// health is this process's record of its servers.
+type health struct {
+	mu             sync.Mutex
+	imap, smtp     ServerHealth
+	loginRefusals  int // in a row, on either server
+	permanentCause error
+}
+
+func (h *health) server(role string) *ServerHealth {
+	s := &h.imap
+	if role == "smtp" {
+		s = &h.smtp
+	}
+	s.Role = role
+	return s
+}
+
+// ok records a successful exchange with the server.
+func (h *health) ok(role string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.server(role)
+	s.LastOK, s.FailingSince, s.Problem, s.LastError = now, time.Time{}, ProblemNone, ""
+	h.loginRefusals = 0
+}
+
+// failed records a failed exchange and returns a *PermanentError when no retry will mend it.
+func (h *health) failed(role string, err error, now time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.server(role)
+	if s.FailingSince.IsZero() {
+		s.FailingSince = now
+	}
+	s.Problem, s.LastError = classify(err), printable(err.Error())
+	switch s.Problem {
+	case ProblemSecret:
+		return &PermanentError{Server: *s, Err: err}
+	case ProblemLogin:
+		h.loginRefusals++
+		if h.loginRefusals >= loginRefusalsToGiveUp {
+			return &PermanentError{Server: *s, Err: err}
+		}
+	}
+	return nil
+}
+
+func (h *health) snapshot() []ServerHealth {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return []ServerHealth{*h.server("imap"), *h.server("smtp")}
+}
+
+// isAuthRefused reports a server's refusal of the credentials: IMAP's AUTHENTICATIONFAILED
+// response code, SMTP's 535.
+func isAuthRefused(err error) bool {
+	var ie *imap.Error
+	var se *smtp.SMTPError
+	return errors.As(err, &ie) && ie.Code == imap.ResponseCodeAuthenticationFailed ||
+		errors.As(err, &se) && se.Code == 535
+}
