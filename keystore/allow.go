@@ -37,8 +37,8 @@ func decodeAllowList(k, v []byte) ([]string, error) {
 	if err := checkAllow(allow); err != nil {
 		return nil, corruptf("allow list of %q: %v", k, err)
 	}
-	if allow == nil {
-		return nil, corruptf("allow list of %q is null", k) // PutAllow deletes instead
+	if len(allow) == 0 {
+		return nil, corruptf("allow list of %q is empty", k) // PutAllow deletes instead
 	}
 	return allow, nil
 }
