@@ -346,8 +346,27 @@ func TestKeyValidation(t *testing.T) {
 		{"result zero id", func(tx *Tx) error { return tx.PutResult(Result{Peer: "a", Status: "ok"}) }},
 		{"result no status", func(tx *Tx) error { return tx.PutResult(Result{CommandID: good, Peer: "a"}) }},
 		{"result no peer", func(tx *Tx) error { return tx.PutResult(Result{CommandID: good, Status: "ok"}) }},
-		{"config empty key", func(tx *Tx) error { return tx.PutConfig("", []byte("v")) }},
-		{"config key with newline", func(tx *Tx) error { return tx.PutConfig("a\nb", []byte("v")) }},
+		{"result outcome not a token", func(tx *Tx) error {
+			return tx.PutResult(Result{CommandID: good, Peer: "a", Status: "done", Outcome: "Timed out"})
+		}},
+		{"result negative attempts", func(tx *Tx) error {
+			return tx.PutResult(Result{CommandID: good, Peer: "a", Status: "sent", Attempts: -1})
+		}},
+		{"result negative duration", func(tx *Tx) error {
+			return tx.PutResult(Result{CommandID: good, Peer: "a", Status: "done", Duration: -1})
+		}},
+		{"mailbox settings not JSON", func(tx *Tx) error { return tx.PutMailboxSettings([]byte("imap.example.org")) }},
+		{"mailbox settings not an object", func(tx *Tx) error { return tx.PutMailboxSettings([]byte(`["imap"]`)) }},
+		{"failing mail negative count", func(tx *Tx) error { return tx.PutFailingMail(FailingMail{UID: 1, Count: -1}) }},
+		{"failing mail year 10000", func(tx *Tx) error {
+			return tx.PutFailingMail(FailingMail{UID: 1, First: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+		}},
+		{"queued zero id", func(tx *Tx) error { return tx.PutQueued(QueuedCommand{Peer: good, Frame: []byte("f")}) }},
+		{"queued zero peer", func(tx *Tx) error { return tx.PutQueued(QueuedCommand{ID: good, Frame: []byte("f")}) }},
+		{"queued empty frame", func(tx *Tx) error { return tx.PutQueued(QueuedCommand{ID: good, Peer: good}) }},
+		{"owed ack empty mailbox", func(tx *Tx) error { return tx.PutOwedAck(OwedAck{UIDValidity: 1, UID: 2}) }},
+		{"allow entry with a newline", func(tx *Tx) error { return tx.PutAllow("alice", []string{"a\nb"}) }},
+		{"allow for a name with a space", func(tx *Tx) error { return tx.PutAllow("a b", []string{"uptime"}) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

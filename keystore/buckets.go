@@ -23,11 +23,18 @@ var (
 	bIdentity        = []byte("identity")
 	bPeers           = []byte("peers")
 	bPeersByFP       = []byte("peers_by_fp")
+	bAllowUnpinned   = []byte("allow_unpinned")
 	bOutbox          = []byte("outbox")
 	bCursors         = []byte("cursors")
 	bResults         = []byte("results")
-	bConfig          = []byte("config")
-	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer, bPairings, bIdentity, bPeers, bPeersByFP, bOutbox, bCursors, bResults, bConfig}
+	bResultsBySent   = []byte("results_by_sent")
+	bSendQueue       = []byte("send_queue")
+	bSendQueueByPeer = []byte("send_queue_by_peer")
+	bOwedAcks        = []byte("owed_acks")
+	bNode            = []byte("node")
+	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
+		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
+		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -44,27 +51,42 @@ var (
 var identityKey = []byte("self")
 
 // schemaVersion is bumped when the on-disk layout changes incompatibly. Open
-// refuses a file with a higher version rather than misreading it.
-const schemaVersion = 1
+// migrates a file of an older version (migrate.go) and refuses one with a
+// higher version rather than misreading it.
+//
+//	1  the first layout: node's own records in a generic "config" bucket
+//	2  every record in a typed bucket; results indexed by time; retry
+//	   bookkeeping in the result; allow lists in the peer
+const schemaVersion = 2
 
-// ensureLayout creates missing buckets and stamps or checks the schema
-// version. A file from a newer sealpost is refused, not "repaired".
-func ensureLayout(btx *bolt.Tx) error {
+// ensureLayout creates missing buckets and stamps, checks or migrates the
+// schema version, in Open's first transaction: a migration commits together
+// with everything else Open writes, or not at all. A file from a newer
+// sealpost is refused (ErrSchema), not "repaired".
+func ensureLayout(s *Store, btx *bolt.Tx) error {
+	meta, err := btx.CreateBucketIfNotExists(bMeta)
+	if err != nil {
+		return fmt.Errorf("keystore: create bucket %s: %w", bMeta, err)
+	}
+	version := uint64(schemaVersion) // a new file
+	if v := meta.Get(metaSchema); v != nil {
+		if len(v) != 8 {
+			return corruptf("meta/schema is %d bytes", len(v))
+		}
+		version = binary.BigEndian.Uint64(v)
+	}
+	if version == 0 || version > schemaVersion {
+		return fmt.Errorf("%w: state schema version %d, this build understands 1 to %d", ErrSchema, version, schemaVersion)
+	}
 	for _, name := range allBuckets {
 		if _, err := btx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("keystore: create bucket %s: %w", name, err)
 		}
 	}
-	meta := btx.Bucket(bMeta)
-	v := meta.Get(metaSchema)
-	if v == nil {
-		return meta.Put(metaSchema, u64Key(schemaVersion))
+	if version == 1 {
+		if err := migrate1to2(s, btx); err != nil {
+			return err
+		}
 	}
-	if len(v) != 8 {
-		return corruptf("meta/schema is %d bytes", len(v))
-	}
-	if got := binary.BigEndian.Uint64(v); got != schemaVersion {
-		return fmt.Errorf("keystore: state schema version %d, this build understands %d", got, schemaVersion)
-	}
-	return nil
+	return meta.Put(metaSchema, u64Key(schemaVersion))
 }

@@ -17,10 +17,12 @@ import (
 const maxCheckErrors = 50
 
 // Check verifies the file: bbolt's own page-level check, then keystore's
-// invariants — only known buckets, every key the right length and shape,
-// every record decodes and validates, every index (sessions and pending by
-// peer, ledger expiry, peers by fingerprint) matches its main bucket both
-// ways, and no outbox id above the bucket's sequence. It returns nil or an
+// invariants — only known buckets (a schema-2 file has no config bucket),
+// every key the right length and shape, every record decodes and validates,
+// every index (sessions, pending and queued commands by peer, ledger expiry,
+// peers by fingerprint, results by time) matches its main bucket both ways,
+// no allow list held for a pinned name, and no outbox id above the bucket's
+// sequence. It returns nil or an
 // error joining what it found (each wrapping ErrCorrupt for our invariants).
 func (s *Store) Check() error {
 	// bbolt's Check is only safe alongside writers when run in a writable
@@ -99,6 +101,9 @@ func (c *checker) run() {
 	c.simple()
 	c.peers()
 	c.outbox()
+	c.results()
+	c.sendQueue()
+	c.nodeRecords()
 }
 
 func (c *checker) meta() {
@@ -196,18 +201,16 @@ func (c *checker) simple() {
 			c.fail("cursor %q: %v", k, err)
 		}
 	})
-	c.each(bResults, func(k, v []byte) {
-		if len(k) != 16 {
-			c.fail("results: key %x is %d bytes", k, len(k))
-		} else if r, err := decodeResult(k, v); err != nil {
+	c.each(bOwedAcks, func(k, v []byte) {
+		if _, err := decodeOwedAck(k, v); err != nil {
 			c.errs = append(c.errs, err)
-		} else if err := r.validate(); err != nil {
-			c.fail("result %x: %v", k, err)
 		}
 	})
-	c.each(bConfig, func(k, _ []byte) {
-		if err := checkConfigKey(string(k)); err != nil {
-			c.fail("config: %v", err)
+	c.each(bAllowUnpinned, func(k, v []byte) {
+		if _, err := decodeAllowList(k, v); err != nil {
+			c.errs = append(c.errs, err)
+		} else if _, ok := c.has(bPeers, k); ok {
+			c.fail("allow_unpinned %q: the peer is pinned; its allow list is in its record", k)
 		}
 	})
 }
@@ -268,6 +271,72 @@ func (c *checker) outbox() {
 		}
 		if err := o.validate(); err != nil {
 			c.fail("outbox %d: %v", o.ID, err)
+		}
+	})
+}
+
+func (c *checker) results() {
+	c.each(bResults, func(k, v []byte) {
+		r, err := decodeResult(k, v)
+		if err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
+		if err := r.validate(); err != nil {
+			c.fail("result %x: %v", k, err)
+		}
+		if _, ok := c.has(bResultsBySent, r.indexKey()); !ok {
+			c.fail("result %x: missing from results_by_sent", k)
+		}
+	})
+	c.each(bResultsBySent, func(k, v []byte) {
+		if len(k) != resultIndexLen || len(v) != 0 {
+			c.fail("results_by_sent: key %x (%d bytes) value %d bytes", k, len(k), len(v))
+			return
+		}
+		raw, ok := c.has(bResults, k[timeKeyLen:])
+		if !ok {
+			c.fail("results_by_sent %x: no such result", k)
+			return
+		}
+		if r, err := decodeResult(k[timeKeyLen:], raw); err == nil && !bytes.Equal(r.indexKey(), k) {
+			c.fail("results_by_sent %x: the result was sent at another time", k)
+		}
+	})
+}
+
+func (c *checker) sendQueue() {
+	c.each(bSendQueue, func(k, v []byte) {
+		q, err := decodeQueued(k, v)
+		if err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
+		if _, ok := c.has(bSendQueueByPeer, q.indexKey()); !ok {
+			c.fail("send_queue %x: missing from send_queue_by_peer", k)
+		}
+	})
+	c.each(bSendQueueByPeer, func(k, v []byte) {
+		if len(k) != queueIndexLen || len(v) != 0 {
+			c.fail("send_queue_by_peer: key %x (%d bytes) value %d bytes", k, len(k), len(v))
+			return
+		}
+		id := k[16+timeKeyLen:]
+		raw, ok := c.has(bSendQueue, id)
+		if !ok {
+			c.fail("send_queue_by_peer %x: no such queued command", k)
+			return
+		}
+		if q, err := decodeQueued(id, raw); err == nil && !bytes.Equal(q.indexKey(), k) {
+			c.fail("send_queue_by_peer %x: the command has another peer or issue time", k)
+		}
+	})
+}
+
+func (c *checker) nodeRecords() {
+	c.each(bNode, func(k, v []byte) {
+		if _, err := decodeNodeEntry(k, v); err != nil {
+			c.errs = append(c.errs, err)
 		}
 	})
 }

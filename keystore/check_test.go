@@ -3,6 +3,7 @@ package keystore
 import (
 	"errors"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -58,12 +59,32 @@ func TestCheckFindsCorruption(t *testing.T) {
 			return btx.Bucket(bResults).Put(b16(5), append([]byte{}, raw...))
 		}},
 		{"cursor that does not decode", put(bCursors, []byte("INBOX"), []byte("[]"))},
-		{"config under an invalid key", put(bConfig, []byte("a key"), []byte("v"))},
+		{"result missing from results_by_sent", del(bResultsBySent, append(timeKey(time.Time{}), b16(4)...))},
+		{"orphan results_by_sent row", put(bResultsBySent, append(timeKey(t0), b16(77)...), []byte{})},
+		{"results_by_sent row with the wrong time", put(bResultsBySent, append(timeKey(t0), b16(4)...), []byte{})},
+		{"short results_by_sent key", put(bResultsBySent, b16(4), []byte{})},
+		{"result with a bad outcome", put(bResults, b16(8), []byte(`{"command_id":"a5000000000000000000000000000008","peer":"a","status":"done","outcome":"Timed Out"}`))},
+		{"queued missing from its index", del(bSendQueueByPeer, QueuedCommand{ID: tid(5), Peer: tid(200), Queued: t0}.indexKey())},
+		{"orphan queue index row", put(bSendQueueByPeer, QueuedCommand{ID: tid(78), Peer: tid(200), Queued: t0}.indexKey(), []byte{})},
+		{"queue index row with the wrong peer", put(bSendQueueByPeer, QueuedCommand{ID: tid(5), Peer: tid(201), Queued: t0}.indexKey(), []byte{})},
+		{"queued command that does not decode", put(bSendQueue, b16(5), []byte(`{"peer":"zz","frame":"AA=="}`))},
+		{"queued command with an upper-case peer", put(bSendQueue, b16(79), []byte(`{"peer":"A50000000000000000000000000000C8","frame":"AA=="}`))},
+		{"short owed-ack key", put(bOwedAcks, []byte{1, 2, 3}, []byte("INBOX"))},
+		{"owed ack without a mailbox", put(bOwedAcks, owedAckKey(1, 3), []byte{})},
+		{"unknown node key", put(bNode, []byte("surprise"), []byte("x"))},
+		{"short restore floor", put(bNode, nodeRestoreFloor, []byte{1})},
+		{"mailbox settings not an object", put(bNode, nodeMailbox, []byte("[]"))},
+		{"failing mail that does not decode", put(bNode, nodeFailingMail, []byte(`{"count":"x"}`))},
+		{"processed mark that does not decode", put(bNode, nodeProcessedMark, []byte(`{"uid":-1}`))},
+		{"allow list held for a pinned peer", put(bAllowUnpinned, []byte("alice"), []byte(`["df"]`))},
+		{"held allow list that is null", put(bAllowUnpinned, []byte("dave"), []byte(`null`))},
+		{"held allow list under a bad name", put(bAllowUnpinned, []byte("a b"), []byte(`["df"]`))},
+		{"a config bucket (schema 1) in a schema-2 file", func(btx *bolt.Tx) error { _, err := btx.CreateBucket([]byte("config")); return err }},
 		{"unknown meta key", put(bMeta, []byte("surprise"), []byte("x"))},
 		{"short generation", put(bMeta, metaGeneration, []byte{1})},
 		{"unknown bucket", func(btx *bolt.Tx) error { _, err := btx.CreateBucket([]byte("extra")); return err }},
 		{"missing bucket", func(btx *bolt.Tx) error { return btx.DeleteBucket(bCursors) }},
-		{"nested bucket", func(btx *bolt.Tx) error { _, err := btx.Bucket(bConfig).CreateBucket([]byte("sub")); return err }},
+		{"nested bucket", func(btx *bolt.Tx) error { _, err := btx.Bucket(bNode).CreateBucket([]byte("sub")); return err }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,39 +21,72 @@
 // with epoch secrets and replay windows, command ledger entries, pending
 // commands, pairing records — and hands keystore opaque byte blobs, which
 // keystore stores under typed keys and never decodes. keystore owns the
-// records that are not protocol state: the node identity, peers and their key
-// pins, the outbox, mailbox cursors, command results and small config values;
-// those are stored as JSON, and unknown fields are ignored on read so an
-// older build can read what a newer one wrote.
+// records that are not protocol state: the node identity, peers with their
+// key pins and allow lists, the outbox, mailbox cursors, command results, and
+// the engine's own records (commands waiting for a session, mail still to be
+// moved, the node's single records); those are stored as JSON or fixed-width
+// keys, each in a bucket of its own, and unknown JSON fields are ignored on
+// read so an older build can read what a newer one wrote. There is no generic
+// key-value bucket: a record that needs keeping gets a typed home here, a
+// line in the layout below and a rule in Check.
 //
 // keystore imports only go.etcd.io/bbolt and the standard library. It must
 // not import session, compress, mailbox, commands or node: they depend on it.
 //
 // # Bucket layout
 //
-// All integers are big-endian; ids (session ids, peer fingerprints, command
-// ids) are 16 raw bytes and never all zero; "T" is a 12-byte order-preserving
-// time (Unix seconds with the sign bit flipped, then nanoseconds).
+// Schema version 2. All integers are big-endian; ids (session ids, peer
+// fingerprints, command ids) are 16 raw bytes and never all zero; "T" is a
+// 12-byte order-preserving time (Unix seconds with the sign bit flipped, then
+// nanoseconds).
 //
-//	meta              "schema"     -> uint64 schema version (1)
-//	                  "generation" -> uint64 count of committed transactions
-//	                  "rollback"   -> JSON RollbackInfo (only while unacknowledged)
-//	                  "store_id"   -> 16 random bytes, made at the first Open
-//	                  "witness"    -> absolute WITNESSDIR whose witness file exists durably
-//	sessions          session id            -> peer id || session blob
-//	sessions_by_peer  peer id || session id -> ""
-//	ledger            peer id || cmd id     -> T(notAfter) || ledger blob
-//	ledger_expiry     T(notAfter) || peer id || cmd id -> ""
-//	pending           cmd id                -> peer id || pending blob
-//	pending_by_peer   peer id || cmd id     -> ""
-//	pairings          email address         -> pairing blob
-//	identity          "self"                -> JSON Identity
-//	peers             peer name             -> JSON Peer
-//	peers_by_fp       fingerprint           -> peer name
-//	outbox            uint64 id             -> JSON OutboxItem (ids from the bucket sequence)
-//	cursors           mailbox name          -> JSON Cursor
-//	results           cmd id                -> JSON Result
-//	config            key                   -> raw bytes
+//	meta                "schema"     -> uint64 schema version (2)
+//	                    "generation" -> uint64 count of committed transactions
+//	                    "rollback"   -> JSON RollbackInfo (only while unacknowledged)
+//	                    "store_id"   -> 16 random bytes, made at the first Open
+//	                    "witness"    -> absolute WITNESSDIR whose witness file exists durably
+//	sessions            session id            -> peer id || session blob
+//	sessions_by_peer    peer id || session id -> ""
+//	ledger              peer id || cmd id     -> T(notAfter) || ledger blob
+//	ledger_expiry       T(notAfter) || peer id || cmd id -> ""
+//	pending             cmd id                -> peer id || pending blob
+//	pending_by_peer     peer id || cmd id     -> ""
+//	pairings            email address         -> pairing blob
+//	identity            "self"                -> JSON Identity
+//	peers               peer name             -> JSON Peer (with its allow list)
+//	peers_by_fp         fingerprint           -> peer name
+//	allow_unpinned      peer name             -> JSON []string: the allow list of a name not
+//	                                             pinned yet (pairing); never a pinned name
+//	outbox              uint64 id             -> JSON OutboxItem (ids from the bucket sequence)
+//	cursors             mailbox name          -> JSON Cursor
+//	results             cmd id                -> JSON Result (with its resend count)
+//	results_by_sent     T(sent) || cmd id     -> ""
+//	send_queue          cmd id                -> JSON QueuedCommand: waiting for a session
+//	send_queue_by_peer  peer id || T(queued) || cmd id -> ""
+//	owed_acks           uint32 uidvalidity || uint32 uid -> mailbox name: mail committed,
+//	                                             not yet moved out of the inbox
+//	node                "mailbox"        -> JSON object: the mailbox settings (node's fields)
+//	                    "restore_floor"  -> T
+//	                    "last_prune"     -> T
+//	                    "processed_mark" -> JSON ProcessedMark
+//	                    "failing_mail"   -> JSON FailingMail
+//
+// # Schema versions and migration
+//
+// Open stamps a new file with the current version, migrates an older one in
+// its first transaction (so a crash leaves the file wholly old or wholly new,
+// and the next Open migrates again), and refuses a newer one (ErrSchema).
+// Schema 1 kept the engine's records in a generic "config" bucket under
+// string keys; migrate.go lists each key and where it goes: the single
+// records to node, owed-ack/ to owed_acks, policy/ to Peer.Allow (or
+// allow_unpinned), queue/ to send_queue, retry/ into the result's Attempts
+// and LastAttempt (dropped when the result is gone). It builds
+// results_by_sent and deletes the config bucket. A config key it does not
+// know, or a record that does not decode, makes Open fail with a
+// *MigrationError naming it (errors.Is ErrUnknownRecord, or ErrCorrupt or
+// ErrInvalid) and the file unchanged; nothing is dropped silently.
+// testdata/state-v1.db is a file written by the schema-1 code
+// (testdata/gen-v1), and TestMigrateV1File checks every record's new home.
 //
 // String keys are stored byte for byte, after validation (non-empty, bounded,
 // UTF-8, no control characters); canonicalising them is the caller's job.
@@ -65,7 +98,9 @@
 //     the outbox commit together in one Update, or not at all. An Update whose
 //     callback returns an error (or panics) changes nothing, byte for byte.
 //   - Every index is kept in the same transaction as its main bucket, and
-//     Store.Check verifies them both ways together with every key's shape.
+//     Store.Check verifies them both ways together with every key's shape
+//     and every record's decoding, and refuses a bucket not in the layout
+//     (a schema-2 file with a config bucket, say).
 //   - Generation and rollback: each commit increments meta/generation and then
 //     writes it to the sidecar DIR/state.gen and, with Options.WitnessDir set,
 //     to the witness outside DIR; these may lag the database, never lead it. On

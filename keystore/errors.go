@@ -22,7 +22,31 @@ var (
 	// ErrCorrupt: a stored key or value does not have the shape keystore
 	// writes. Reads and Check report it; it never comes from caller input.
 	ErrCorrupt = errors.New("keystore: corrupt state")
+	// ErrSchema: Open found a state file of a schema version this build does
+	// not understand (one written by a newer sealpost).
+	ErrSchema = errors.New("keystore: unsupported state schema")
+	// ErrUnknownRecord: a migration found a record this build has no home for
+	// (MigrationError.Key names it). Open refuses the file rather than drop it.
+	ErrUnknownRecord = errors.New("keystore: unknown record")
 )
+
+// MigrationError is returned by Open when a state file of an older schema
+// cannot be migrated: a record that does not decode (Err wraps ErrCorrupt or
+// ErrInvalid) or that this build does not know (ErrUnknownRecord). The file is
+// left as it was: the migration is one transaction with Open's first commit.
+type MigrationError struct {
+	From, To uint64 // schema versions
+	Bucket   string // where the record is, in the old layout
+	Key      string // its key there
+	Err      error
+}
+
+func (e *MigrationError) Error() string {
+	return fmt.Sprintf("keystore: migrate the state from schema %d to %d: %s record %q: %v (nothing was changed; an older sealpost can still read it)",
+		e.From, e.To, e.Bucket, e.Key, e.Err)
+}
+
+func (e *MigrationError) Unwrap() error { return e.Err }
 
 // InUseError is returned by Open when another process (or another Store in
 // this process) holds the database lock for longer than Options.LockTimeout.

@@ -1,8 +1,8 @@
 package keystore
 
-// Fuzz targets for the decoders of what keystore reads back from its own files: the outbox and
-// result records (bucket key and JSON value), the order-preserving time keys, and the
-// generation record of the state.gen sidecar and the witness. The store writes these itself, but a damaged or hand-edited file must give an error,
+// Fuzz targets for the decoders of what keystore reads back from its own files: the outbox,
+// result, queued-command, owed-ack, held allow-list and node records (bucket key and value), the
+// order-preserving time keys, and the generation record of the state.gen sidecar and the witness. The store writes these itself, but a damaged or hand-edited file must give an error,
 // not a panic or a wrong value. Seeds are records written by a real Store (plus hand-made damaged
 // ones); the targets assert: no panic; an error wraps ErrCorrupt (the generation record:
 // errGarbledGen, never fs.ErrNotExist) and comes with the zero value; a success encodes again the way the store
@@ -48,8 +48,33 @@ func fuzzStore(f *testing.F) *Store {
 				Finished: t0.Add(2 * time.Second).In(east), Stdout: []byte("Filesystem Size Used Avail Use% Mounted on\n/dev/vda 40G 12G 26G 32% /\n")},
 			{CommandID: tid(3), Peer: "alice@example.org", Command: []string{"reboot"}, Status: "failed", ExitCode: -1,
 				Error: "denied by policy", Stderr: []byte{0xff, 0xfe, '\n'}, Sent: t0.Add(-time.Hour), Finished: t0},
+			{CommandID: tid(4), Peer: "bob", Command: []string{"sleep", "100"}, Status: "done", Outcome: "signaled", Signal: 15,
+				StdoutTruncated: true, StderrTruncated: true, Sent: t0, Started: t0.Add(time.Second).In(east), Duration: 90 * time.Second,
+				Finished: t0.Add(2 * time.Minute), Attempts: 3, LastAttempt: t0.Add(time.Minute)},
 		} {
 			if err := tx.PutResult(r); err != nil {
+				return err
+			}
+		}
+		for _, q := range []QueuedCommand{
+			{ID: tid(5), Peer: tid(200), Frame: []byte("frame"), NotAfter: t0.Add(time.Hour).In(east), Queued: t0},
+			{ID: tid(6), Peer: tid(200), Frame: bytes.Repeat([]byte{0, 0xff}, 30)},
+		} {
+			if err := tx.PutQueued(q); err != nil {
+				return err
+			}
+		}
+		for _, err := range []error{
+			tx.PutOwedAck(OwedAck{Mailbox: "INBOX", UIDValidity: 7, UID: 42}),
+			tx.PutOwedAck(OwedAck{Mailbox: "Sealpost/Agent Inbox", UIDValidity: math.MaxUint32, UID: 1}),
+			tx.PutAllow("carol", []string{"df", "/usr/bin/uptime", "a program with spaces"}),
+			tx.PutMailboxSettings([]byte(`{"address":"me@example.org","imap":"imap.example.org:993","poll_interval":60000000000}`)),
+			tx.PutRestoreFloor(t0),
+			tx.PutLastPrune(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)),
+			tx.PutProcessedMark(ProcessedMark{UIDValidity: 7, UID: 40, Rebase: true}),
+			tx.PutFailingMail(FailingMail{UIDValidity: 7, UID: 44, First: t0.In(east), Count: 2}),
+		} {
+			if err != nil {
 				return err
 			}
 		}
@@ -110,8 +135,10 @@ func FuzzDecodeOutbox(f *testing.F) {
 // sameResult compares two results as values: times by instant, nil and empty slices alike.
 func sameResult(a, b Result) bool {
 	return a.CommandID == b.CommandID && a.Peer == b.Peer && slices.Equal(a.Command, b.Command) && a.Status == b.Status &&
-		a.ExitCode == b.ExitCode && a.Error == b.Error && bytes.Equal(a.Stdout, b.Stdout) && bytes.Equal(a.Stderr, b.Stderr) &&
-		a.Sent.Equal(b.Sent) && a.Finished.Equal(b.Finished)
+		a.Outcome == b.Outcome && a.ExitCode == b.ExitCode && a.Signal == b.Signal && a.Error == b.Error &&
+		bytes.Equal(a.Stdout, b.Stdout) && bytes.Equal(a.Stderr, b.Stderr) && a.StdoutTruncated == b.StdoutTruncated &&
+		a.StderrTruncated == b.StderrTruncated && a.Sent.Equal(b.Sent) && a.Started.Equal(b.Started) &&
+		a.Duration == b.Duration && a.Finished.Equal(b.Finished) && a.Attempts == b.Attempts && a.LastAttempt.Equal(b.LastAttempt)
 }
 
 func FuzzDecodeResult(f *testing.F) {
@@ -122,6 +149,9 @@ func FuzzDecodeResult(f *testing.F) {
 	f.Add(id[:], []byte(`{"command_id":"a500000000000000000000000000000"}`))
 	f.Add(id[:], []byte(`{"command_id":"a5000000000000000000000000000009","command":[],"stdout":"","exit_code":1.5}`))
 	f.Add(id[:], []byte(`[]`))
+	f.Add(id[:], []byte(`{"command_id":"a5000000000000000000000000000009","outcome":"timed-out","signal":-1}`))
+	f.Add(id[:], []byte(`{"command_id":"a5000000000000000000000000000009","outcome":"Exited","duration":-5}`))
+	f.Add(id[:], []byte(`{"command_id":"a5000000000000000000000000000009","attempts":2,"last_attempt":"9999-12-31T23:00:00-05:00"}`))
 	f.Fuzz(func(t *testing.T, k, v []byte) {
 		r, err := decodeResult(k, v)
 		if err != nil {
@@ -141,6 +171,138 @@ func FuzzDecodeResult(f *testing.F) {
 		back, err := decodeResult(r.CommandID[:], raw)
 		if err != nil || !sameResult(back, r) {
 			t.Fatalf("decodeResult(%x, %q) = %+v; encoded as %q it decodes to %+v, %v", k, v, r, raw, back, err)
+		}
+	})
+}
+
+func FuzzDecodeQueued(f *testing.F) {
+	addBucketSeeds(f, fuzzStore(f), bSendQueue)
+	id := tid(9)
+	f.Add(id[:], []byte(`{"peer":"A50000000000000000000000000000C8","frame":"AA=="}`))
+	f.Add(id[:], []byte(`{"peer":"a500000000000000000000000000c8","frame":"AA=="}`))
+	f.Add(id[:], []byte(`{"peer":"00000000000000000000000000000000","frame":"AA=="}`))
+	f.Add(id[:], []byte(`{"peer":"a50000000000000000000000000000c8","frame":"","queued":"0001-01-01T00:00:00+01:00"}`))
+	f.Add(make([]byte, 16), []byte(`{"peer":"a50000000000000000000000000000c8","frame":"AA=="}`))
+	f.Add(id[:8], []byte(`{}`))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		q, err := decodeQueued(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) || !reflect.DeepEqual(q, QueuedCommand{}) {
+				t.Fatalf("decodeQueued(%x, %q) = %+v, %v: want the zero command and ErrCorrupt", k, v, q, err)
+			}
+			return
+		}
+		if !bytes.Equal(q.ID[:], k) {
+			t.Fatalf("decodeQueued(%x, %q) = command %x, not the key", k, v, q.ID)
+		}
+		raw, err := json.Marshal(q.record()) // as PutQueued encodes it
+		if err != nil {
+			t.Fatalf("decodeQueued(%x, %q) = %+v, which does not encode: %v", k, v, q, err)
+		}
+		back, err := decodeQueued(k, raw)
+		if err != nil || !sameQueued(back, q) || !bytes.Equal(back.indexKey(), q.indexKey()) {
+			t.Fatalf("decodeQueued(%x, %q) = %+v; encoded as %q it decodes to %+v, %v", k, v, q, raw, back, err)
+		}
+	})
+}
+
+func FuzzDecodeOwedAck(f *testing.F) {
+	addBucketSeeds(f, fuzzStore(f), bOwedAcks)
+	f.Add([]byte{0, 0, 0, 1}, []byte("INBOX"))
+	f.Add(owedAckKey(1, 2), []byte(""))
+	f.Add(owedAckKey(1, 2), []byte(" INBOX"))
+	f.Add(owedAckKey(1, 2), []byte("IN\x00BOX"))
+	f.Add(owedAckKey(1, 2), []byte{0xff})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		a, err := decodeOwedAck(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) || a != (OwedAck{}) {
+				t.Fatalf("decodeOwedAck(%x, %q) = %+v, %v: want the zero note and ErrCorrupt", k, v, a, err)
+			}
+			return
+		}
+		if !bytes.Equal(owedAckKey(a.UIDValidity, a.UID), k) || a.Mailbox != string(v) {
+			t.Fatalf("decodeOwedAck(%x, %q) = %+v, which PutOwedAck stores otherwise", k, v, a)
+		}
+	})
+}
+
+func FuzzDecodeAllowList(f *testing.F) {
+	addBucketSeeds(f, fuzzStore(f), bAllowUnpinned)
+	for _, v := range []string{`null`, `[]`, `["a\nb"]`, `[" df"]`, `["df",1]`, `{"df":1}`, `["\u00e9t\u00e9", "\ud800"]`} {
+		f.Add([]byte("dave"), []byte(v))
+	}
+	f.Add([]byte("a b"), []byte(`["df"]`))
+	f.Add([]byte{}, []byte(`["df"]`))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		allow, err := decodeAllowList(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) || allow != nil {
+				t.Fatalf("decodeAllowList(%q, %q) = %q, %v: want nil and ErrCorrupt", k, v, allow, err)
+			}
+			return
+		}
+		raw, err := json.Marshal(allow) // as PutAllow encodes it
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeAllowList(k, raw)
+		if err != nil || !slices.Equal(back, allow) {
+			t.Fatalf("decodeAllowList(%q, %q) = %q; encoded as %q it decodes to %q, %v", k, v, allow, raw, back, err)
+		}
+	})
+}
+
+// sameNodeEntry compares two decoded node records as values: times by instant.
+func sameNodeEntry(a, b any) bool {
+	switch a := a.(type) {
+	case time.Time:
+		b, ok := b.(time.Time)
+		return ok && a.Equal(b)
+	case FailingMail:
+		b, ok := b.(FailingMail)
+		return ok && a.UIDValidity == b.UIDValidity && a.UID == b.UID && a.Count == b.Count && a.First.Equal(b.First)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// FuzzDecodeNodeEntry: the node bucket's records, by key. The settings object and the times are
+// stored in one form only, so a success re-encodes to the same bytes.
+func FuzzDecodeNodeEntry(f *testing.F) {
+	addBucketSeeds(f, fuzzStore(f), bNode)
+	for k, v := range map[string]string{
+		"mailbox":        ` {"a":1} `,
+		"processed_mark": `{"uidvalidity":4294967296}`,
+		"failing_mail":   `{"first":"9999-12-31T23:00:00-05:00","count":1}`,
+		"surprise":       `{}`,
+	} {
+		f.Add([]byte(k), []byte(v))
+	}
+	f.Add(nodeMailbox, []byte(`[{}]`))
+	f.Add(nodeMailbox, []byte(`{"a":1} {}`))
+	f.Add(nodeRestoreFloor, []byte("2031-03-04T05:06:07Z"))
+	f.Add(nodeLastPrune, append(timeKey(t0)[:8], 0x3b, 0x9a, 0xca, 0x00))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		val, err := decodeNodeEntry(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) || val != nil {
+				t.Fatalf("decodeNodeEntry(%q, %q) = %v, %v: want nil and ErrCorrupt", k, v, val, err)
+			}
+			return
+		}
+		raw, err := encodeNodeEntry(val) // as the Put methods encode it
+		if err != nil {
+			t.Fatalf("decodeNodeEntry(%q, %q) = %#v, which does not encode: %v", k, v, val, err)
+		}
+		back, err := decodeNodeEntry(k, raw)
+		if err != nil || !sameNodeEntry(back, val) {
+			t.Fatalf("decodeNodeEntry(%q, %q) = %#v; encoded as %q it decodes to %#v, %v", k, v, val, raw, back, err)
+		}
+		switch val.(type) {
+		case json.RawMessage, time.Time:
+			if !bytes.Equal(raw, v) {
+				t.Fatalf("decodeNodeEntry(%q, %q) = %#v, which encodes as %q", k, v, val, raw)
+			}
 		}
 	})
 }

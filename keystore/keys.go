@@ -17,7 +17,6 @@ const (
 	maxAddressLen = 320 // local part 64 + "@" + domain 255
 	maxNameLen    = 128
 	maxMailboxLen = 1024 // IMAP mailbox names may be long hierarchical paths
-	maxConfigLen  = 128
 )
 
 // id16 is a 16-byte identifier (session id, peer fingerprint, command id).
@@ -110,9 +109,8 @@ func checkAddress(kind, a string) error {
 	return nil
 }
 
-func checkName(n string) error      { return checkText("peer name", n, maxNameLen, false) }
-func checkMailbox(m string) error   { return checkText("mailbox", m, maxMailboxLen, true) }
-func checkConfigKey(k string) error { return checkText("config key", k, maxConfigLen, false) }
+func checkName(n string) error    { return checkText("peer name", n, maxNameLen, false) }
+func checkMailbox(m string) error { return checkText("mailbox", m, maxMailboxLen, true) }
 func checkBlob(kind string, b []byte) error {
 	if len(b) == 0 {
 		// Protocol records are never empty; an empty blob is a caller bug

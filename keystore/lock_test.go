@@ -141,7 +141,7 @@ func TestLockHeldByChildProcess(t *testing.T) {
 // (bounded, so an orphaned child cannot hang around).
 func holdLock(t *testing.T, dir string) {
 	s := openTestStoreIn(t, dir, Options{})
-	mustUpdate(t, s, func(tx *Tx) error { return tx.PutConfig("holder", []byte("child")) })
+	mustUpdate(t, s, func(tx *Tx) error { return tx.PutCursor("holder", Cursor{LastUID: 1}) })
 	os.Stdout.WriteString("holding\n")
 	released := make(chan struct{})
 	go func() {

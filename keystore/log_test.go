@@ -33,7 +33,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 			tx.PutPairing("new@example.org", epochSecret),
 			tx.PutPeer(testPeer(t, "alice", 1)),
 			tx.PutResult(Result{CommandID: tid(5), Peer: "alice", Status: "done", Stdout: epochSecret}),
-			tx.PutConfig("k", epochSecret),
+			tx.PutQueued(QueuedCommand{ID: tid(6), Peer: tid(2), Frame: epochSecret}),
 		} {
 			if err != nil {
 				return err

@@ -1,9 +1,6 @@
 package keystore
 
-import (
-	"bytes"
-	"log/slog"
-)
+import "log/slog"
 
 // Pairing returns the pairing blob for an email address (exact bytes; the
 // caller canonicalises addresses).
@@ -48,16 +45,4 @@ func (tx *Tx) ForEachPairing(fn func(address string, blob []byte) error) error {
 	return tx.bucket(bPairings).ForEach(func(k, v []byte) error {
 		return fn(string(k), clone(v))
 	})
-}
-
-// ForEachConfig calls fn for every config key with the given prefix, in key order.
-func (tx *Tx) ForEachConfig(prefix string, fn func(key string, val []byte) error) error {
-	c := tx.bucket(bConfig).Cursor()
-	p := []byte(prefix)
-	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-		if err := fn(string(k), clone(v)); err != nil {
-			return err
-		}
-	}
-	return nil
 }

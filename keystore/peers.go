@@ -9,9 +9,12 @@ import (
 )
 
 // Peer is a pinned correspondent: the other end's address and ed25519 public
-// key, plus the commands it may run here. Public keys are not secret.
+// key, plus the commands it may run here (Allow; nil or empty: none). Public
+// keys are not secret.
 //
-// Layout: peers: name -> JSON; peers_by_fp: fingerprint (16) -> name.
+// Layout: peers: name -> JSON; peers_by_fp: fingerprint (16) -> name. The
+// allow list of a name not pinned yet (a peer still pairing) is held in
+// allow_unpinned (allow.go) until PutPeer pins the name.
 type Peer struct {
 	Name        string
 	Address     string
@@ -59,12 +62,7 @@ func (p Peer) validate() error {
 	if err := checkID("peer fingerprint", p.Fingerprint); err != nil {
 		return err
 	}
-	for _, a := range p.Allow {
-		if err := checkText("allow entry", a, 4096, true); err != nil {
-			return err
-		}
-	}
-	return nil
+	return checkAllow(p.Allow)
 }
 
 // Peer returns the peer called name.
@@ -110,6 +108,9 @@ func (tx *Tx) PeerByFingerprint(fp [16]byte) (Peer, bool, error) {
 //     explicit DeletePeer then PutPeer, never a silent overwrite.
 //
 // A zero AddedAt keeps the stored value, or is set to now for a new peer.
+// A new peer with a nil Allow takes the list held for its name (PutAllow
+// before the name was pinned); the held list goes either way, so a name's
+// allow list has one home.
 func (tx *Tx) PutPeer(p Peer) error {
 	if err := p.validate(); err != nil {
 		return err
@@ -130,6 +131,13 @@ func (tx *Tx) PutPeer(p Peer) error {
 		if !exists {
 			p.AddedAt = tx.now()
 		}
+	}
+	held, err := tx.takeHeldAllow(p.Name)
+	if err != nil {
+		return err
+	}
+	if !exists && p.Allow == nil {
+		p.Allow = held
 	}
 	if err := putJSON(tx.bucket(bPeers), []byte(p.Name), p.record()); err != nil {
 		return err

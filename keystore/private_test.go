@@ -56,7 +56,7 @@ func precious(t *testing.T, content []byte) string {
 func closedStore(t *testing.T) string {
 	t.Helper()
 	s := openTestStore(t)
-	mustUpdate(t, s, func(tx *Tx) error { return tx.PutConfig("k", []byte("v")) })
+	mustUpdate(t, s, func(tx *Tx) error { return tx.PutCursor("k", Cursor{LastUID: 1}) })
 	closeChecked(t, s)
 	return s.Dir()
 }
@@ -234,7 +234,7 @@ func TestThreat36UnsafeStateDir(t *testing.T) {
 			s, err := Open(st.dir, Options{WitnessDir: st.witness})
 			if s != nil {
 				// Commit and close as a node would, so a followed link would be written.
-				if err := s.Update(func(tx *Tx) error { return tx.PutConfig("k", []byte("w")) }); err != nil {
+				if err := s.Update(func(tx *Tx) error { return tx.PutCursor("k", Cursor{LastUID: 2}) }); err != nil {
 					t.Error(err)
 				}
 				closeChecked(t, s)

@@ -7,39 +7,70 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
+	"strings"
 	"time"
 )
 
-// Result is the outcome of one command as the controller records it. Its
-// output may hold anything the command printed, so LogValue shows sizes only.
+// Result is the outcome of one command as the controller records it, from
+// the moment it is issued to its final answer, with the resend bookkeeping
+// of a command in flight (Attempts, LastAttempt). Its output may hold
+// anything the command printed, so LogValue shows sizes only.
 //
-// Layout: results: command id (16) -> JSON.
+// Outcome is a short lowercase token (letters, digits, '-'; e.g. "exited",
+// "signaled", "timed-out") whose set node and commands define; keystore only
+// stores it.
+//
+// Layout:
+//
+//	results          cmd id (16)         -> JSON
+//	results_by_sent  T(sent) || cmd id   -> ""
 type Result struct {
-	CommandID [16]byte
-	Peer      string
-	Command   []string
-	Status    string
-	ExitCode  int
-	Error     string
-	Stdout    []byte
-	Stderr    []byte
-	Sent      time.Time
-	Finished  time.Time
+	CommandID       [16]byte
+	Peer            string
+	Command         []string
+	Status          string
+	Outcome         string
+	ExitCode        int
+	Signal          int
+	Error           string
+	Stdout          []byte
+	Stderr          []byte
+	StdoutTruncated bool
+	StderrTruncated bool
+	Sent            time.Time
+	Started         time.Time // when the peer started running it
+	Duration        time.Duration
+	Finished        time.Time // zero until the result is final
+	Attempts        int       // transmissions of the command so far
+	LastAttempt     time.Time // the latest of them
 }
 
 type resultRecord struct {
-	CommandID string    `json:"command_id"` // hex
-	Peer      string    `json:"peer"`
-	Command   []string  `json:"command,omitempty"`
-	Status    string    `json:"status"`
-	ExitCode  int       `json:"exit_code"`
-	Error     string    `json:"error,omitempty"`
-	Stdout    []byte    `json:"stdout,omitempty"`
-	Stderr    []byte    `json:"stderr,omitempty"`
-	Sent      time.Time `json:"sent"`
-	Finished  time.Time `json:"finished,omitzero"`
+	CommandID       string        `json:"command_id"` // hex
+	Peer            string        `json:"peer"`
+	Command         []string      `json:"command,omitempty"`
+	Status          string        `json:"status"`
+	Outcome         string        `json:"outcome,omitempty"`
+	ExitCode        int           `json:"exit_code"`
+	Signal          int           `json:"signal,omitempty"`
+	Error           string        `json:"error,omitempty"`
+	Stdout          []byte        `json:"stdout,omitempty"`
+	Stderr          []byte        `json:"stderr,omitempty"`
+	StdoutTruncated bool          `json:"stdout_truncated,omitempty"`
+	StderrTruncated bool          `json:"stderr_truncated,omitempty"`
+	Sent            time.Time     `json:"sent"`
+	Started         time.Time     `json:"started,omitzero"`
+	Duration        time.Duration `json:"duration,omitempty"` // nanoseconds
+	Finished        time.Time     `json:"finished,omitzero"`
+	Attempts        int           `json:"attempts,omitempty"`
+	LastAttempt     time.Time     `json:"last_attempt,omitzero"`
 }
+
+const (
+	maxOutcomeLen   = 32
+	resultIndexLen  = timeKeyLen + 16
+	maxHexPrefixLen = 32
+)
 
 // LogValue shows ids, status and output sizes, never the output itself.
 func (r Result) LogValue() slog.Value {
@@ -47,9 +78,11 @@ func (r Result) LogValue() slog.Value {
 		slog.Any("cmd_id", id16(r.CommandID)),
 		slog.String("peer", r.Peer),
 		slog.String("status", r.Status),
+		slog.String("outcome", r.Outcome),
 		slog.Int("exit_code", r.ExitCode),
 		slog.Int("stdout_bytes", len(r.Stdout)),
 		slog.Int("stderr_bytes", len(r.Stderr)),
+		slog.Int("attempts", r.Attempts),
 	)
 }
 
@@ -60,11 +93,56 @@ func (r Result) validate() error {
 	if err := checkText("result peer", r.Peer, maxAddressLen, false); err != nil {
 		return err
 	}
-	return checkText("result status", r.Status, maxNameLen, false)
+	if err := checkText("result status", r.Status, maxNameLen, false); err != nil {
+		return err
+	}
+	if err := checkToken("result outcome", r.Outcome); err != nil {
+		return err
+	}
+	switch {
+	case r.Signal < 0:
+		return invalidf("result signal %d", r.Signal)
+	case r.Duration < 0:
+		return invalidf("result duration %v", r.Duration)
+	case r.Attempts < 0:
+		return invalidf("result attempts %d", r.Attempts)
+	}
+	for _, t := range []struct {
+		what string
+		t    time.Time
+	}{{"sent", r.Sent}, {"started", r.Started}, {"finished", r.Finished}, {"last attempt", r.LastAttempt}} {
+		if err := jsonTime("result "+t.what, t.t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkToken accepts "" or a short token of lowercase letters, digits and '-'.
+func checkToken(kind, s string) error {
+	if len(s) > maxOutcomeLen {
+		return invalidf("%s is %d bytes, limit %d", kind, len(s), maxOutcomeLen)
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return invalidf("%s %q is not a lowercase token", kind, s)
+		}
+	}
+	return nil
 }
 
 func (r Result) record() resultRecord {
-	return resultRecord{hex.EncodeToString(r.CommandID[:]), r.Peer, r.Command, r.Status, r.ExitCode, r.Error, r.Stdout, r.Stderr, r.Sent.UTC(), r.Finished.UTC()}
+	return resultRecord{hex.EncodeToString(r.CommandID[:]), r.Peer, r.Command, r.Status, r.Outcome, r.ExitCode, r.Signal,
+		r.Error, r.Stdout, r.Stderr, r.StdoutTruncated, r.StderrTruncated, r.Sent.UTC(), r.Started.UTC(), r.Duration,
+		r.Finished.UTC(), r.Attempts, r.LastAttempt.UTC()}
+}
+
+// indexKey is the result's row in results_by_sent.
+func (r Result) indexKey() []byte {
+	k := make([]byte, resultIndexLen)
+	putTimeKey(k, r.Sent)
+	copy(k[timeKeyLen:], r.CommandID[:])
+	return k
 }
 
 func decodeResult(k, v []byte) (Result, error) {
@@ -79,13 +157,29 @@ func decodeResult(k, v []byte) (Result, error) {
 	if err != nil || !bytes.Equal(id, k) {
 		return Result{}, corruptf("result under key %x says command %q", k, rec.CommandID)
 	}
-	if err := errors.Join(storedTime(fmt.Sprintf("result %x", k), "sent", rec.Sent), storedTime(fmt.Sprintf("result %x", k), "finished", rec.Finished)); err != nil {
+	what := fmt.Sprintf("result %x", k)
+	if err := errors.Join(storedTime(what, "sent", rec.Sent), storedTime(what, "started", rec.Started),
+		storedTime(what, "finished", rec.Finished), storedTime(what, "last_attempt", rec.LastAttempt)); err != nil {
 		return Result{}, err
 	}
-	r := Result{Peer: rec.Peer, Command: rec.Command, Status: rec.Status, ExitCode: rec.ExitCode, Error: rec.Error,
-		Stdout: rec.Stdout, Stderr: rec.Stderr, Sent: rec.Sent, Finished: rec.Finished}
+	if err := checkToken("result outcome", rec.Outcome); err != nil || rec.Signal < 0 || rec.Duration < 0 || rec.Attempts < 0 {
+		return Result{}, corruptf("%s: outcome %q, signal %d, duration %d, attempts %d", what, rec.Outcome, rec.Signal, rec.Duration, rec.Attempts)
+	}
+	r := Result{Peer: rec.Peer, Command: rec.Command, Status: rec.Status, Outcome: rec.Outcome, ExitCode: rec.ExitCode,
+		Signal: rec.Signal, Error: rec.Error, Stdout: rec.Stdout, Stderr: rec.Stderr, StdoutTruncated: rec.StdoutTruncated,
+		StderrTruncated: rec.StderrTruncated, Sent: rec.Sent, Started: rec.Started, Duration: rec.Duration,
+		Finished: rec.Finished, Attempts: rec.Attempts, LastAttempt: rec.LastAttempt}
 	copy(r.CommandID[:], id)
 	return r, nil
+}
+
+func (tx *Tx) result(id []byte) (Result, bool, error) {
+	v := tx.bucket(bResults).Get(id)
+	if v == nil {
+		return Result{}, false, nil
+	}
+	r, err := decodeResult(id, v)
+	return r, err == nil, err
 }
 
 // Result returns the result of command cmd.
@@ -93,21 +187,29 @@ func (tx *Tx) Result(cmd [16]byte) (Result, bool, error) {
 	if err := checkID("command", cmd); err != nil {
 		return Result{}, false, err
 	}
-	v := tx.bucket(bResults).Get(cmd[:])
-	if v == nil {
-		return Result{}, false, nil
-	}
-	r, err := decodeResult(cmd[:], v)
-	return r, err == nil, err
+	return tx.result(cmd[:])
 }
 
 // PutResult stores or replaces the result for r.CommandID (a result moves
-// from "sent" to its final status by being put again).
+// from "sent" to its final status by being put again), keeping its row in
+// results_by_sent.
 func (tx *Tx) PutResult(r Result) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
+	old, ok, err := tx.result(r.CommandID[:])
+	if err != nil {
+		return err
+	}
+	if ok && !old.Sent.Equal(r.Sent) {
+		if err := tx.bucket(bResultsBySent).Delete(old.indexKey()); err != nil {
+			return err
+		}
+	}
 	if err := putJSON(tx.bucket(bResults), clone(r.CommandID[:]), r.record()); err != nil {
+		return err
+	}
+	if err := tx.bucket(bResultsBySent).Put(r.indexKey(), []byte{}); err != nil {
 		return err
 	}
 	if tx.debugOn() {
@@ -116,24 +218,107 @@ func (tx *Tx) PutResult(r Result) error {
 	return nil
 }
 
-// Results lists every result ordered by Sent, then command id. The bucket is
-// keyed by id, so this loads and sorts; results are few enough per node that
-// a time index would cost more writes than it saves reads.
+// deleteResult removes a result and its index row.
+func (tx *Tx) deleteResult(r Result) error {
+	if err := tx.bucket(bResults).Delete(r.CommandID[:]); err != nil {
+		return err
+	}
+	return tx.bucket(bResultsBySent).Delete(r.indexKey())
+}
+
+// Results lists every result ordered by Sent, then command id, walking
+// results_by_sent.
 func (tx *Tx) Results() ([]Result, error) {
 	var out []Result
-	err := tx.bucket(bResults).ForEach(func(k, v []byte) error {
-		r, err := decodeResult(k, v)
+	c := tx.bucket(bResultsBySent).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		r, err := tx.indexedResult(k)
 		if err != nil {
-			return err
+			return out, err
 		}
 		out = append(out, r)
-		return nil
-	})
-	slices.SortStableFunc(out, func(a, b Result) int {
-		if c := a.Sent.Compare(b.Sent); c != 0 {
-			return c
+	}
+	return out, nil
+}
+
+func (tx *Tx) indexedResult(k []byte) (Result, error) {
+	if len(k) != resultIndexLen {
+		return Result{}, corruptf("results_by_sent key %x is %d bytes", k, len(k))
+	}
+	r, ok, err := tx.result(k[timeKeyLen:])
+	if err == nil && !ok {
+		err = corruptf("results_by_sent names missing result %x", k[timeKeyLen:])
+	}
+	return r, err
+}
+
+// PruneResults deletes finished results: those sent before the cutoff whose
+// Finished is set and also before it; at most limit of them (limit <= 0: no
+// limit), oldest first. keystore does not know which statuses are final; a
+// result is final to it once Finished is set, which the caller does when it
+// records the final answer. A result still in flight, however old, stays. It
+// walks results_by_sent from the oldest and stops at the cutoff, so its cost
+// is the results older than the cutoff, not the whole history. It returns how
+// many it deleted.
+func (tx *Tx) PruneResults(before time.Time, limit int) (int, error) {
+	end := timeKey(before)
+	var doomed []Result
+	c := tx.bucket(bResultsBySent).Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k[:min(len(k), timeKeyLen)], end) < 0; k, _ = c.Next() {
+		if limit > 0 && len(doomed) >= limit {
+			break
 		}
-		return bytes.Compare(a.CommandID[:], b.CommandID[:])
-	})
-	return out, err
+		r, err := tx.indexedResult(k)
+		if err != nil {
+			return 0, err
+		}
+		if !r.Finished.IsZero() && r.Finished.Before(before) {
+			doomed = append(doomed, r)
+		}
+	}
+	for _, r := range doomed {
+		if err := tx.deleteResult(r); err != nil {
+			return 0, err
+		}
+	}
+	if tx.debugOn() && len(doomed) > 0 {
+		tx.logOp("prune_results", slog.Int("count", len(doomed)))
+	}
+	return len(doomed), nil
+}
+
+// ResultsByPrefix returns the results whose command id, in hex, starts with
+// prefix (1 to 32 hex digits, either case; an odd count matches the high
+// half of the last byte), in id order. It seeks to the prefix, so it reads
+// only the matches. An empty or non-hex prefix is ErrInvalid.
+func (tx *Tx) ResultsByPrefix(prefix string) ([]Result, error) {
+	if prefix == "" || len(prefix) > maxHexPrefixLen {
+		return nil, invalidf("command id prefix %q: want 1 to %d hex digits", prefix, maxHexPrefixLen)
+	}
+	p := strings.ToLower(prefix)
+	odd := len(p)%2 == 1
+	if odd {
+		p += "0"
+	}
+	seek, err := hex.DecodeString(p)
+	if err != nil {
+		return nil, invalidf("command id prefix %q is not hex", prefix)
+	}
+	whole := seek
+	if odd {
+		whole = seek[:len(seek)-1]
+	}
+	var out []Result
+	c := tx.bucket(bResults).Cursor()
+	for k, v := c.Seek(seek); k != nil && bytes.HasPrefix(k, whole); k, v = c.Next() {
+		if odd && (len(k) < len(seek) || k[len(seek)-1]>>4 != seek[len(seek)-1]>>4) {
+			break
+		}
+		r, err := decodeResult(k, v)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

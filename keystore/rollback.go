@@ -178,7 +178,7 @@ func (s *Store) initState() error {
 	var w genReading
 	witnessKnown := false
 	gen, err := s.commit(func(btx *bolt.Tx) error {
-		if err := ensureLayout(btx); err != nil {
+		if err := ensureLayout(s, btx); err != nil {
 			return err
 		}
 		meta := btx.Bucket(bMeta)

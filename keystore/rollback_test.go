@@ -34,7 +34,7 @@ func TestThreat26StateRollback(t *testing.T) {
 		copyFile(t, filepath.Join(dir, dbFile), old)
 		s = openTestStoreIn(t, dir, opts)
 		mustUpdate(t, s, func(tx *Tx) error { return epoch(tx, 2, "epoch-2") })
-		mustUpdate(t, s, func(tx *Tx) error { return tx.PutConfig("k", []byte("v")) })
+		mustUpdate(t, s, func(tx *Tx) error { return tx.PutCursor("k", Cursor{LastUID: 1}) })
 		closeChecked(t, s)
 		return dir, old
 	}
@@ -203,7 +203,7 @@ func TestThreat26StateRollback(t *testing.T) {
 // sidecar afterwards: once Close returns, the state (and state.gen) may be another process's.
 func TestSidecarAfterClose(t *testing.T) {
 	s := openTestStore(t)
-	if err := s.Update(func(tx *Tx) error { return tx.PutConfig("k", []byte("v")) }); err != nil {
+	if err := s.Update(func(tx *Tx) error { return tx.PutCursor("k", Cursor{LastUID: 1}) }); err != nil {
 		t.Fatal(err)
 	}
 	dir := s.Dir()

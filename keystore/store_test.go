@@ -6,10 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -95,7 +95,7 @@ func TestUpdateCountsGenerations(t *testing.T) {
 		t.Fatalf("after Open sidecar %d, db %d", sc, g0)
 	}
 	for i := 1; i <= 3; i++ {
-		mustUpdate(t, s, func(tx *Tx) error { return tx.PutConfig("k", []byte(strconv.Itoa(i))) })
+		mustUpdate(t, s, func(tx *Tx) error { return tx.PutCursor("k", Cursor{LastUID: uint32(i)}) })
 		if g := dbGeneration(t, s); g != g0+uint64(i) {
 			t.Fatalf("after %d updates generation %d, want %d", i, g, g0+uint64(i))
 		}
@@ -107,7 +107,7 @@ func TestUpdateCountsGenerations(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	mustView(t, s, func(tx *Tx) error { _, _, err := tx.Config("k"); return err })
+	mustView(t, s, func(tx *Tx) error { _, _, err := tx.Cursor("k"); return err })
 	if g := dbGeneration(t, s); g != g0+3 {
 		t.Errorf("Check/View moved the generation to %d", g)
 	}
@@ -132,7 +132,18 @@ func TestFailedUpdateChangesNothing(t *testing.T) {
 			tx.DeletePeer("alice"),
 			tx.PutCursor("INBOX", Cursor{UIDValidity: 9, LastUID: 99}),
 			tx.PutResult(Result{CommandID: tid(103), Peer: "alice", Status: "ok"}),
-			tx.PutConfig("poll", []byte("1s")),
+			tx.PutMailboxSettings([]byte(`{"poll":"1s"}`)),
+			tx.PutRestoreFloor(t0),
+			tx.DeleteLastPrune(),
+			tx.PutProcessedMark(ProcessedMark{UIDValidity: 3, UID: 4}),
+			tx.PutFailingMail(FailingMail{UIDValidity: 3, UID: 5, Count: 1}),
+			tx.PutOwedAck(OwedAck{Mailbox: "INBOX", UIDValidity: 3, UID: 6}),
+			tx.DeleteOwedAck(1, 2),
+			tx.PutQueued(QueuedCommand{ID: tid(104), Peer: tid(200), Frame: []byte("f"), Queued: t0}),
+			tx.DeleteQueued(tid(5)),
+			tx.PutAllow("bob", []string{"df"}),
+			tx.PutAllow("alice", []string{"df"}),
+			func() error { _, err := tx.PruneResults(t0.Add(time.Hour), 0); return err }(),
 			tx.ClearRollback(),
 		} {
 			if err != nil {
@@ -229,7 +240,12 @@ func populated(t *testing.T) *Store {
 			tx.PutPeer(testPeer(t, "alice", 1)),
 			tx.PutCursor("INBOX", Cursor{UIDValidity: 1, LastUID: 2}),
 			tx.PutResult(Result{CommandID: tid(4), Peer: "alice", Status: "sent"}),
-			tx.PutConfig("host", []byte("imap.example.org")),
+			tx.PutResult(Result{CommandID: tid(6), Peer: "alice", Status: "done", Sent: t0.Add(-time.Hour), Finished: t0}),
+			tx.PutMailboxSettings([]byte(`{"imap":"imap.example.org"}`)),
+			tx.PutLastPrune(t0),
+			tx.PutOwedAck(OwedAck{Mailbox: "INBOX", UIDValidity: 1, UID: 2}),
+			tx.PutQueued(QueuedCommand{ID: tid(5), Peer: tid(200), Frame: []byte("frame"), NotAfter: t0, Queued: t0}),
+			tx.PutAllow("carol", []string{"uptime"}),
 		} {
 			if err != nil {
 				return err
@@ -244,7 +260,7 @@ func populated(t *testing.T) *Store {
 func TestViewRejectsWrites(t *testing.T) {
 	s := openTestStore(t)
 	before := snapshot(t, s)
-	if err := s.View(func(tx *Tx) error { return tx.PutConfig("k", []byte("v")) }); !errors.Is(err, bolt.ErrTxNotWritable) {
+	if err := s.View(func(tx *Tx) error { return tx.PutCursor("k", Cursor{}) }); !errors.Is(err, bolt.ErrTxNotWritable) {
 		t.Errorf("write in View: %v", err)
 	}
 	assertSameSnapshot(t, before, snapshot(t, s))
@@ -262,7 +278,7 @@ func TestValuesAreCopied(t *testing.T) {
 		if err := tx.PutPairing("a@example.org", blob); err != nil {
 			return err
 		}
-		if err := tx.PutConfig("k", blob); err != nil {
+		if err := tx.PutQueued(QueuedCommand{ID: tid(5), Peer: tid(2), Frame: blob}); err != nil {
 			return err
 		}
 		copy(blob, "CLOBBERED") // before commit: bbolt still holds Put values
@@ -272,7 +288,10 @@ func TestValuesAreCopied(t *testing.T) {
 		getters := map[string]func() ([]byte, bool, error){
 			"session": func() ([]byte, bool, error) { return tx.Session(tid(1)) },
 			"pairing": func() ([]byte, bool, error) { return tx.Pairing("a@example.org") },
-			"config":  func() ([]byte, bool, error) { return tx.Config("k") },
+			"queued frame": func() ([]byte, bool, error) {
+				q, ok, err := tx.Queued(tid(5))
+				return q.Frame, ok, err
+			},
 		}
 		for name, get := range getters {
 			got, ok, err := get()
