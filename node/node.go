@@ -92,7 +92,7 @@ type Node struct {
 	waitRecheck time.Duration
 
 	failMu  sync.Mutex
-	failing mailFailures // the mail at the inbox's head that keeps failing
+	failing keystore.FailingMail // the mail at the inbox's head that keeps failing
 
 	exec      *executor   // runs cleared commands, concurrently across peers
 	owedTried atomic.Bool // the notes of mail still to be moved were acted on without waiting once
@@ -125,14 +125,7 @@ type MailConfig struct {
 	AllowPlaintextAuth bool `json:"allow_plaintext_auth,omitempty"`
 }
 
-const (
-	configMailbox = "mailbox"
-	configFloor   = "restore-floor"
-	prefixPolicy  = "policy/"
-	prefixQueue   = "queue/"
-	prefixRetry   = "retry/"
-	inboxCursor   = "INBOX"
-)
+const inboxCursor = "INBOX"
 
 func (o *Options) defaults() {
 	if o.Now == nil {
@@ -180,7 +173,7 @@ func Init(opts Options, cfg MailConfig) (*Node, error) {
 		if err != nil {
 			return err
 		}
-		return tx.PutConfig(configMailbox, b)
+		return tx.PutMailboxSettings(b)
 	})
 	if err != nil {
 		st.Close()
@@ -236,7 +229,7 @@ func (n *Node) load() error {
 		if n.id, err = session.IdentityFromKey(ident.PrivateKey); err != nil {
 			return err
 		}
-		if b, ok, err := tx.Config(configMailbox); err != nil {
+		if b, ok, err := tx.MailboxSettings(); err != nil {
 			return err
 		} else if ok {
 			if err := json.Unmarshal(b, &n.cfg); err != nil {
@@ -245,12 +238,8 @@ func (n *Node) load() error {
 		}
 		// A floor that cannot be read must not read as "no floor": that would let commands from
 		// before a restore run again.
-		if b, ok, err := tx.Config(configFloor); err != nil {
+		if floor, _, err = tx.RestoreFloor(); err != nil {
 			return err
-		} else if ok {
-			if err := floor.UnmarshalText(b); err != nil {
-				return fmt.Errorf("stored restore floor %q does not decode (repair or delete the state): %w", b, err)
-			}
 		}
 		n.cfg.Address = ident.Address
 		n.eng, err = session.NewEngine(session.Config{Identity: n.id, Address: ident.Address, Now: n.now, Floor: floor})

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -146,26 +145,15 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 				ended = append(ended, c)
 			}
 			// Commands still waiting for a session with it, too.
-			var waiting []string
-			if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
-				var q queued
-				if err := json.Unmarshal(val, &q); err == nil && q.Peer == p.Fingerprint {
-					waiting = append(waiting, key)
-				}
-				return nil
-			}); err != nil {
+			waiting, err := tx.DeleteQueuedFor(p.Fingerprint)
+			if err != nil {
 				return err
 			}
-			for _, key := range waiting {
-				if err := tx.DeleteConfig(key); err != nil {
+			for _, c := range waiting {
+				if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
 					return err
 				}
-				if c, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue)); err == nil {
-					if err := n.recordResult(tx, c, func(r *keystore.Result) { r.Status, r.Error = StatusFailed, "peer removed before it answered" }); err != nil {
-						return err
-					}
-					ended = append(ended, c)
-				}
+				ended = append(ended, c)
 			}
 			if err := tx.DeletePeer(name); err != nil {
 				return err
@@ -208,7 +196,7 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 				}
 			}
 		}
-		return tx.DeleteConfig(prefixPolicy + name)
+		return tx.PutAllow(name, nil)
 	})
 	if err == nil {
 		n.notify(ended...)
@@ -217,20 +205,12 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 }
 
 func (n *Node) putPolicy(tx *keystore.Tx, name string, allow []string) error {
-	b, err := json.Marshal(allow)
-	if err != nil {
-		return err
-	}
-	return tx.PutConfig(prefixPolicy+name, b)
+	return tx.PutAllow(name, allow)
 }
 
 func (n *Node) policyFor(tx *keystore.Tx, name string) (commands.Policy, error) {
-	p := commands.Policy{Peer: name}
-	b, ok, err := tx.Config(prefixPolicy + name)
-	if err != nil || !ok {
-		return p, err
-	}
-	return p, json.Unmarshal(b, &p.Allow)
+	allow, err := tx.Allow(name)
+	return commands.Policy{Peer: name, Allow: allow}, err
 }
 
 // PeerInfo is one row of `sealpost peer list`.

@@ -3,7 +3,6 @@ package node
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -156,17 +155,6 @@ const (
 	poisonAfter    = time.Minute
 )
 
-const configFailingMail = "failing-mail"
-
-// mailFailures counts the failed handlings of the mail at the inbox's head. It is kept in the
-// state as well, so that an agent run by cron with --once counts across its runs.
-type mailFailures struct {
-	UIDValidity uint32    `json:"uidvalidity"`
-	UID         uint32    `json:"uid"`
-	First       time.Time `json:"first"`
-	Count       int       `json:"count"`
-}
-
 // givingUp records one failed handling of m and reports whether it is time to move m aside.
 func (n *Node) givingUp(m mailbox.Message) bool {
 	n.failMu.Lock()
@@ -174,9 +162,12 @@ func (n *Node) givingUp(m mailbox.Message) bool {
 	now := n.now()
 	f := n.failing
 	if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
-		var stored mailFailures
+		// The count is kept in the state as well (keystore.FailingMail), so that an agent run by
+		// cron with --once counts across its runs.
+		var stored keystore.FailingMail
 		if err := n.store.View(func(tx *keystore.Tx) error {
-			_, err := configJSON(tx, configFailingMail, &stored)
+			var err error
+			stored, _, err = tx.FailingMail()
 			return err
 		}); err != nil {
 			// The count starts over: a damaged count only delays moving the mail aside.
@@ -184,7 +175,7 @@ func (n *Node) givingUp(m mailbox.Message) bool {
 		}
 		f = stored
 		if f.UID != m.UID || f.UIDValidity != m.UIDValidity {
-			f = mailFailures{UIDValidity: m.UIDValidity, UID: m.UID, First: now}
+			f = keystore.FailingMail{UIDValidity: m.UIDValidity, UID: m.UID, First: now}
 		}
 	}
 	f.Count++
@@ -192,16 +183,15 @@ func (n *Node) givingUp(m mailbox.Message) bool {
 	// Recording the count is also a test of the state store: when it cannot take even this
 	// write, the trouble is the store's and not this mail's, and moving the mail aside would only
 	// move the next one aside a minute later.
-	b, _ := json.Marshal(f)
-	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutConfig(configFailingMail, b) }); err != nil {
+	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutFailingMail(f) }); err != nil {
 		n.log.Warn("the state store refuses writes; the failing mail stays in the inbox", "op", "receive", "uid", m.UID, "err", err)
 		return false
 	}
 	if f.Count < poisonAttempts || now.Sub(f.First) < poisonAfter {
 		return false
 	}
-	n.failing = mailFailures{}
-	_ = n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.DeleteConfig(configFailingMail) })
+	n.failing = keystore.FailingMail{}
+	_ = n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.DeleteFailingMail() })
 	return true
 }
 

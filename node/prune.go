@@ -18,8 +18,6 @@ const DefaultKeepProcessed = 30 * 24 * time.Hour
 // look is kept in the state, so an agent run by cron with --once looks once a day too.
 const pruneEvery = 24 * time.Hour
 
-const configLastPrune = "last-prune"
-
 // pruneProcessed deletes processed mail older than the keep time when the last look was
 // pruneEvery ago or more. A failure is logged and the next look is a day later: the mail stays
 // meanwhile, which costs only space.
@@ -38,10 +36,8 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 	last := n.lastPrune
 	if last.IsZero() {
 		if err := n.store.View(func(tx *keystore.Tx) error {
-			b, ok, err := tx.Config(configLastPrune)
-			if ok {
-				err = last.UnmarshalText(b)
-			}
+			var err error
+			last, _, err = tx.LastPrune()
 			return err
 		}); err != nil {
 			n.log.Warn("could not read when processed mail was last pruned", "op", "prune", "err", err)
@@ -66,8 +62,7 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 		n.log.Info("looked for old processed mail", "op", "prune", "deleted", count, "arrived_before", before.Format(time.DateOnly))
 	}
 	n.lastPrune = now
-	stamp, _ := now.UTC().MarshalText()
-	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutConfig(configLastPrune, stamp) }); err != nil {
+	if err := n.update(func(tx *keystore.Tx, _ TxStore) error { return tx.PutLastPrune(now) }); err != nil {
 		n.log.Warn("could not record the prune time", "op", "prune", "err", err)
 	}
 }

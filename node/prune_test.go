@@ -23,9 +23,7 @@ func TestPruneProcessedMail(t *testing.T) {
 	lastPrune := func() time.Time {
 		var last time.Time
 		l.bob.store.View(func(tx *keystore.Tx) error {
-			if b, ok, _ := tx.Config(configLastPrune); ok {
-				last.UnmarshalText(b)
-			}
+			last, _, _ = tx.LastPrune()
 			return nil
 		})
 		return last

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -25,44 +24,29 @@ func (n *Node) restored(tx *keystore.Tx) error {
 	if _, err := tx.DeleteAllSessions(); err != nil {
 		return err
 	}
-	b, err := n.now().UTC().MarshalText()
-	if err != nil {
-		return err
-	}
-	if err := tx.PutConfig(configFloor, b); err != nil {
+	if err := tx.PutRestoreFloor(n.now()); err != nil {
 		return err
 	}
 	// The processed folder holds the lost interval's commands, which the restored ledger will
 	// never know: the next check takes them as explained by this detection.
-	m, err := json.Marshal(processedMark{Rebase: true})
-	if err != nil {
-		return err
-	}
-	return tx.PutConfig(configProcessedMark, m)
+	return tx.PutProcessedMark(keystore.ProcessedMark{Rebase: true})
 }
 
 // processedLook is how many of the newest processed mails the agent compares with its ledger.
 const processedLook = 20
 
-// configProcessedMark is where the check records the newest processed mail it has explained by a
+// The check records, in keystore.ProcessedMark, the newest processed mail it has explained by a
 // detected restore: mail up to it is not counted again at the next start (the restored ledger
-// will never know the lost interval's commands).
-const configProcessedMark = "processed-mark"
-
-type processedMark struct {
-	UIDValidity uint32 `json:"uidvalidity"`
-	UID         uint32 `json:"uid"`
-	// Rebase: a restore was detected otherwise; the next check records the newest processed
-	// mail as the mark and finds nothing.
-	Rebase bool `json:"rebase,omitempty"`
-}
+// will never know the lost interval's commands). Rebase: a restore was detected otherwise; the
+// next check records the newest processed mail as the mark and finds nothing.
 
 // scanProcessed compares ms, the newest processed mail, with the ledger. It returns the stored
 // mark (Rebase set when there is none yet: the first check of a state takes what the folder holds
 // as its baseline, as it may hold mail an earlier version handled without a ledger entry), the
 // first command past the mark that the ledger does not know, and the newest mail past the mark.
-func (n *Node) scanProcessed(tx *keystore.Tx, st TxStore, ms []mailbox.Message, now time.Time) (mark processedMark, unknown *session.Package, newest processedMark, err error) {
-	if ok, err := configJSON(tx, configProcessedMark, &mark); err != nil {
+func (n *Node) scanProcessed(tx *keystore.Tx, st TxStore, ms []mailbox.Message, now time.Time) (mark keystore.ProcessedMark, unknown *session.Package, newest keystore.ProcessedMark, err error) {
+	mark, ok, err := tx.ProcessedMark()
+	if err != nil {
 		return mark, nil, newest, err
 	} else if !ok {
 		mark.Rebase = true
@@ -73,7 +57,7 @@ func (n *Node) scanProcessed(tx *keystore.Tx, st TxStore, ms []mailbox.Message, 
 			continue // explained by an earlier detection
 		}
 		if m.UIDValidity != newest.UIDValidity || m.UID > newest.UID {
-			newest = processedMark{UIDValidity: m.UIDValidity, UID: m.UID}
+			newest = keystore.ProcessedMark{UIDValidity: m.UIDValidity, UID: m.UID}
 		}
 		if m.Err != nil || unknown != nil {
 			continue
@@ -138,11 +122,7 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 			return err
 		}
 		if mark.Rebase {
-			b, err := json.Marshal(newest)
-			if err != nil {
-				return err
-			}
-			return tx.PutConfig(configProcessedMark, b)
+			return tx.PutProcessedMark(newest)
 		}
 		if unknown = found; unknown == nil {
 			return nil
@@ -150,11 +130,7 @@ func (n *Node) checkProcessed(ctx context.Context) (bool, error) {
 		if err := n.restored(tx); err != nil {
 			return err
 		}
-		b, err := json.Marshal(newest)
-		if err != nil {
-			return err
-		}
-		return tx.PutConfig(configProcessedMark, b)
+		return tx.PutProcessedMark(newest)
 	})
 	if err != nil {
 		return false, fmt.Errorf("check the state against the processed folder: %w", err)

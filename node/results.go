@@ -33,9 +33,6 @@ func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keys
 	fn(&r)
 	if Final(r.Status) {
 		r.Finished = n.now()
-		if err := tx.DeleteConfig(prefixRetry + id.String()); err != nil {
-			return err
-		}
 	}
 	return tx.PutResult(r)
 }

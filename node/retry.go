@@ -2,28 +2,19 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/session"
 )
 
-type retryState struct {
-	Last  time.Time `json:"last"`
-	Count int       `json:"count"`
-}
-
+// markSent records one more transmission of a command (its result's Attempts and LastAttempt,
+// which pace the resends) and that it is sent.
 func (n *Node) markSent(tx *keystore.Tx, id session.CommandID) error {
-	var rs retryState
-	if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
-		return err
-	}
-	rs.Last, rs.Count = n.now(), rs.Count+1
-	b, _ := json.Marshal(rs)
-	return tx.PutConfig(prefixRetry+id.String(), b)
+	return n.recordResult(tx, id, func(r *keystore.Result) {
+		r.Status, r.Attempts, r.LastAttempt = StatusSent, r.Attempts+1, n.now()
+	})
 }
 
 // Maintain sends overdue commands again (with doubling intervals), restarts overdue handshakes,
@@ -67,14 +58,14 @@ func (n *Node) Maintain(ctx context.Context) error {
 					}
 					continue
 				}
-				var rs retryState
-				if _, err := configJSON(tx, prefixRetry+id.String(), &rs); err != nil {
+				r, _, err := tx.Result(id)
+				if err != nil {
 					return err
 				}
-				if now.Sub(rs.Last) < backoff(n.opts.RetryAfter, 6*time.Hour, rs.Count) {
+				if now.Sub(r.LastAttempt) < backoff(n.opts.RetryAfter, 6*time.Hour, r.Attempts) {
 					continue
 				}
-				if rs.Count >= 3 {
+				if r.Attempts >= 3 {
 					// Three transmissions without an answer: the peer may have lost the session
 					// (a restored database, a lost rekey request). Open a new one alongside; the
 					// pending commands go out again under it once it is confirmed.
@@ -115,24 +106,16 @@ func (n *Node) Maintain(ctx context.Context) error {
 // expireQueued gives up on commands that waited for a session past their lifetime.
 func (n *Node) expireQueued(tx *keystore.Tx, now time.Time) error {
 	var expired []session.CommandID
-	if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
-		var q queued
-		if err := json.Unmarshal(val, &q); err != nil {
-			return err
-		}
+	if err := tx.ForEachQueued(func(q keystore.QueuedCommand) error {
 		if !q.NotAfter.After(now) {
-			id, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue))
-			if err != nil {
-				return err
-			}
-			expired = append(expired, id)
+			expired = append(expired, q.ID)
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	for _, id := range expired {
-		if err := tx.DeleteConfig(prefixQueue + id.String()); err != nil {
+		if err := tx.DeleteQueued(id); err != nil {
 			return err
 		}
 		if err := n.recordResult(tx, id, func(r *keystore.Result) {

@@ -100,8 +100,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 				lastTry, s.LastError = tried, it.LastError
 			}
 		}
-		if b, ok, err := tx.Config(configLastPrune); err == nil && ok {
-			_ = s.LastPrune.UnmarshalText(b)
+		if t, ok, err := tx.LastPrune(); err == nil && ok {
+			s.LastPrune = t
 		}
 		return nil
 	})

@@ -166,16 +166,3 @@ func (s TxStore) PutPending(p *session.Pending) error {
 func (s TxStore) DeletePending(cmd session.CommandID) error {
 	return ignoreMissing(s.Tx.DeletePending(cmd))
 }
-
-// configJSON reads the JSON record under key into v; a record that does not decode is an error
-// naming it, never a silent zero value.
-func configJSON(tx *keystore.Tx, key string, v any) (bool, error) {
-	b, ok, err := tx.Config(key)
-	if err != nil || !ok {
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("stored %s does not decode: %w", key, err)
-	}
-	return true, nil
-}

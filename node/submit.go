@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -24,15 +23,6 @@ type RunSpec struct {
 	Peer    string            `json:"peer"`
 	Request commands.Request  `json:"request"`
 	TTL     time.Duration     `json:"ttl,omitempty"` // zero: 24 hours
-}
-
-type queued struct {
-	Peer     session.Fingerprint `json:"peer"`
-	Frame    []byte              `json:"frame"`
-	NotAfter time.Time           `json:"not_after"`
-	// Queued orders the commands waiting for a session: they go out, and so run, in the order
-	// they were issued (records written before it had this field come first).
-	Queued time.Time `json:"queued,omitzero"`
 }
 
 // Submit records a command for a peer and mails it, starting a handshake first when there is no
@@ -79,12 +69,13 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 			return fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
 		}
 		r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
-		q := queued{Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
+		// Queued orders the commands waiting for a session: they go out, and so run, in the
+		// order they were issued.
+		q := keystore.QueuedCommand{ID: id, Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
 		pkg, err := n.eng.Send(st, peer.Fingerprint, id, frame, q.NotAfter)
 		switch {
 		case errors.Is(err, session.ErrNoSession):
-			b, _ := json.Marshal(q)
-			if err := tx.PutConfig(prefixQueue+id.String(), b); err != nil {
+			if err := tx.PutQueued(q); err != nil {
 				return err
 			}
 			if err := n.ensureHandshake(tx, st, peer, false); err != nil {
@@ -93,10 +84,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 		case err != nil:
 			return err
 		default:
-			r.Status = StatusSent
-			if err := n.markSent(tx, id); err != nil {
-				return err
-			}
+			r.Status, r.Attempts, r.LastAttempt = StatusSent, 1, now
 			if err := enqueue(tx, peer.Address, pkg); err != nil {
 				return err
 			}
@@ -163,28 +151,13 @@ func (n *Node) ensureHandshake(tx *keystore.Tx, st TxStore, peer keystore.Peer, 
 // sendQueued sends the commands that waited for a session, and sends every pending command again
 // under the new session.
 func (n *Node) sendQueued(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
-	type item struct {
-		id session.CommandID
-		q  queued
-	}
-	var items []item
-	if err := tx.ForEachConfig(prefixQueue, func(key string, val []byte) error {
-		var q queued
-		if err := json.Unmarshal(val, &q); err != nil {
-			return err
-		}
-		id, err := session.ParseCommandID(strings.TrimPrefix(key, prefixQueue))
-		if err != nil {
-			return err
-		}
-		if q.Peer == peer.Fingerprint {
-			items = append(items, item{id, q})
-		}
+	var items []keystore.QueuedCommand // in the order they were issued
+	if err := tx.QueuedFor(peer.Fingerprint, func(q keystore.QueuedCommand) error {
+		items = append(items, q)
 		return nil
 	}); err != nil {
 		return err
 	}
-	slices.SortStableFunc(items, func(a, b item) int { return a.q.Queued.Compare(b.q.Queued) })
 	pending, err := tx.PendingOf(peer.Fingerprint)
 	if err != nil {
 		return err
@@ -201,24 +174,21 @@ func (n *Node) sendQueued(tx *keystore.Tx, st TxStore, peer keystore.Peer) error
 			return err
 		}
 	}
-	for _, it := range items {
-		if err := tx.DeleteConfig(prefixQueue + it.id.String()); err != nil {
+	for _, q := range items {
+		if err := tx.DeleteQueued(q.ID); err != nil {
 			return err
 		}
-		if !it.q.NotAfter.After(n.now()) {
-			if err := n.recordResult(tx, it.id, func(r *keystore.Result) { r.Status = StatusLocalExpired }); err != nil {
+		if !q.NotAfter.After(n.now()) {
+			if err := n.recordResult(tx, q.ID, func(r *keystore.Result) { r.Status = StatusLocalExpired }); err != nil {
 				return err
 			}
 			continue
 		}
-		pkg, err := n.eng.Send(st, peer.Fingerprint, it.id, it.q.Frame, it.q.NotAfter)
+		pkg, err := n.eng.Send(st, peer.Fingerprint, q.ID, q.Frame, q.NotAfter)
 		if err != nil {
 			return err
 		}
-		if err := n.markSent(tx, it.id); err != nil {
-			return err
-		}
-		if err := n.recordResult(tx, it.id, func(r *keystore.Result) { r.Status = StatusSent }); err != nil {
+		if err := n.markSent(tx, q.ID); err != nil {
 			return err
 		}
 		if err := enqueue(tx, peer.Address, pkg); err != nil {

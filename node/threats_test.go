@@ -290,7 +290,7 @@ func TestThreat31ProcessedFolderShowsHostRestore(t *testing.T) {
 	}
 	var floor bool
 	l.bob.store.View(func(tx *keystore.Tx) error {
-		_, floor, _ = tx.Config(configFloor)
+		_, floor, _ = tx.RestoreFloor()
 		return nil
 	})
 	if !floor {
@@ -344,7 +344,7 @@ func TestFirstProcessedCheckIsABaseline(t *testing.T) {
 		if _, err := tx.PurgeLedger(time.Now().Add(100 * 365 * 24 * time.Hour)); err != nil {
 			return err
 		}
-		return tx.DeleteConfig(configProcessedMark)
+		return tx.DeleteProcessedMark()
 	}); err != nil {
 		t.Fatal(err)
 	}
