@@ -53,7 +53,18 @@ func (n *Node) Flush(ctx context.Context) error {
 	}
 	var first error
 	for _, it := range due {
+		if ctx.Err() != nil {
+			break // the caller has gone; what is left is sent by the next flush
+		}
 		err := tr.Send(ctx, it.To, it.Package)
+		if err != nil && ctx.Err() != nil {
+			// Cut off by the caller, not refused by the server: nothing to record, and a
+			// caller past its deadline is not kept waiting for a commit.
+			if first == nil {
+				first = err
+			}
+			break
+		}
 		var se *mailbox.SendError
 		permanent := errors.As(err, &se) && !se.Temporary
 		if permanent || err == nil {

@@ -118,8 +118,17 @@ func (n *Node) Wait(ctx context.Context, id CommandID, progress func(Result)) (R
 			}
 			continue
 		}
+		// The caller's deadline is checked before each step: a `run --wait` through the
+		// control socket expects its answer promptly once its timeout has passed.
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
 		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
+		}
+		if ctx.Err() != nil {
+			r, _, _ = n.Result(id)
+			return r, ctx.Err()
 		}
 		if _, err := n.Pump(ctx, true, n.waitBound()); err != nil {
 			if ctx.Err() != nil {
