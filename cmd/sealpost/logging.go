@@ -66,12 +66,12 @@ func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 
 // logSafe escapes what a terminal or log viewer would act on (control characters, escape
 // sequences, C1 controls like CSI, bidirectional overrides, invalid UTF-8) the way Go quotes
-// them (\x1b, \n, \u202e); plain text, including non-ASCII letters, passes unchanged. node
-// escapes event text the same way.
+// them (\x1b, \n, \u202e); plain text, including non-ASCII letters and spaces, passes unchanged,
+// and so does what logSafe returned. node escapes event text the same way.
 func logSafe(s string) string {
 	clean := utf8.ValidString(s)
 	for _, r := range s {
-		if !clean || !unicode.IsPrint(r) {
+		if !clean || !unicode.IsGraphic(r) {
 			clean = false
 			break
 		}

@@ -398,3 +398,26 @@ func TestCronExample(t *testing.T) {
 		t.Errorf("sealpost %s --help: exit %d, want 0\n%s", strings.Join(args, " "), r.code, r.stderr)
 	}
 }
+
+// FuzzLogSafe: whatever the input, the output is valid UTF-8 of graphic runes only (letters,
+// marks, numbers, punctuation, symbols, spaces: nothing a terminal acts on), and escaping it
+// again changes nothing.
+func FuzzLogSafe(f *testing.F) {
+	for _, s := range []string{"", "plain", hostile, "Grüße", "\u202e", "\xff\xfe", "a\\x1b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := logSafe(s)
+		for _, r := range out {
+			if !unicode.IsGraphic(r) || r == utf8.RuneError {
+				t.Fatalf("logSafe(%q) = %q holds %U", s, out, r)
+			}
+		}
+		if !utf8.ValidString(out) {
+			t.Fatalf("logSafe(%q) = %q is not UTF-8", s, out)
+		}
+		if again := logSafe(out); again != out {
+			t.Fatalf("logSafe(%q) = %q, but logSafe of that = %q", s, out, again)
+		}
+	})
+}
