@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/sealpost/sealpost/node"
@@ -61,18 +62,23 @@ func (e exitCodeError) Unwrap() error { return e.err }
 
 // globals are the options every command shares.
 type globals struct {
-	state   string
-	witness string
-	verbose bool
-	stdin   io.Reader
-	stdout  io.Writer
-	stderr  io.Writer
+	state     string
+	witness   string
+	verbose   bool
+	logFormat logFormat
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+
+	logOnce sync.Once
+	logTo   slog.Handler // every logger of this run writes through it (logHandler)
 }
 
 func (g *globals) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
 	fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; none turns it off)")
 	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr (warnings and errors are logged without it)")
+	fs.Var(&g.logFormat, "log-format", "write logs as `text` (key=value lines) or json (one object a line, for journald or Loki)")
 }
 
 // nodeOptions are the options every command opens its node with.
@@ -92,13 +98,27 @@ func defaultWitness() string {
 }
 
 // logger logs warnings and errors (a detected restore, mail the agent could not move, a mail
-// server that keeps failing) to stderr; -v adds everything else.
+// server that keeps failing) to stderr, in --log-format; -v adds everything else.
 func (g *globals) logger() *slog.Logger {
-	level := slog.LevelWarn
 	if g.verbose {
-		level = slog.LevelDebug
+		return g.loggerAt(slog.LevelDebug)
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	return g.loggerAt(slog.LevelWarn)
+}
+
+// loggerAt logs records of level and above (-v: all), through the one handler of this run, so
+// that lines from several loggers never interleave.
+func (g *globals) loggerAt(level slog.Level) *slog.Logger {
+	if g.verbose {
+		level = min(level, slog.LevelDebug)
+	}
+	return slog.New(minLevel{g.logHandler(), level})
+}
+
+// logHandler is made once, when the flags are parsed and the first logger is asked for.
+func (g *globals) logHandler() slog.Handler {
+	g.logOnce.Do(func() { g.logTo = newLogHandler(g.stderr, g.logFormat) })
+	return g.logTo
 }
 
 func defaultState() string {
@@ -143,7 +163,7 @@ func commandList() []command {
 func mainUsage(w io.Writer) {
 	fmt.Fprint(w, `sealpost runs commands on hosts that only email can reach.
 
-Usage: sealpost [--state DIR] [-v] COMMAND [options] [arguments]
+Usage: sealpost [--state DIR] [-v] [--log-format text|json] COMMAND [options] [arguments]
 
 Commands:
 `)
@@ -165,7 +185,7 @@ func main() {
 
 // run is main without the process: it parses, dispatches and maps errors to exit codes in one place.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{state: defaultState(), witness: defaultWitness(), stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globals{state: defaultState(), witness: defaultWitness(), logFormat: logText, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	g.addFlags(fs)
