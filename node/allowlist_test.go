@@ -62,4 +62,3 @@ func TestAllow(t *testing.T) {
 }
 
 func sorted(s ...string) []string { slices.Sort(s); return slices.Compact(s) }
-
