@@ -140,7 +140,7 @@ func TestCLIAsUsed(t *testing.T) {
 	bobAgent.cmd.Process.Signal(syscall.SIGTERM)
 	bobAgent.cmd.Wait()
 	before := fixtures.InboxCount(t, imapAddr, "bob@example.test", "relay-password")
-	cmd := exec.Command(binary, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "late")
+	cmd := exec.Command(binary, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--json", "--", "echo", "late")
 	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -161,9 +161,11 @@ func TestCLIAsUsed(t *testing.T) {
 	if m == nil {
 		t.Fatalf("run --wait interrupted said %q; want that the command continues on bob and its results id", errOut.String())
 	}
-	r = mustOK(t, sp(t, env, "--state", alice, "results", m[1], "--json"), "results of the interrupted command")
-	if err := json.Unmarshal([]byte(r.stdout), &one); err != nil || one.ID != m[1] || one.Status != "sent" || strings.Join(one.Command, " ") != "echo late" {
-		t.Fatalf("results %s --json after the interrupt = %+v (%v); want echo late, sent", m[1], one, err)
+	// --json printed the command as it stood, and results shows it the same later.
+	for _, got := range []string{out.String(), mustOK(t, sp(t, env, "--state", alice, "results", m[1], "--json"), "results of the interrupted command").stdout} {
+		if err := json.Unmarshal([]byte(got), &one); err != nil || one.ID != m[1] || one.Status != "sent" || strings.Join(one.Command, " ") != "echo late" {
+			t.Fatalf("the interrupted command as JSON = %+v (%v)\n%s\nwant echo late, sent", one, err, got)
+		}
 	}
 }
 

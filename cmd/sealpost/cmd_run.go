@@ -142,6 +142,12 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 	r, err := api.Run(wctx, spec, o.wait, nil)
 	stopProgress()
 	if err != nil && ctx.Err() != nil {
+		if o.json && r.Status != "" {
+			// On record: --json shows where it stands, as it does for any recorded command.
+			if err := writeJSON(g.stdout, jsonResult(r)); err != nil {
+				return err
+			}
+		}
 		return interrupted(ctx, peer, spec.ID, r, err)
 	}
 	var unknown *node.FateUnknownError
