@@ -55,6 +55,8 @@ func TestUsageConventions(t *testing.T) {
 		// relay keeps no state: no --state or --witness-dir in its help (and not accepted).
 		{[]string{"relay", "--help"}, want{code: 0, stdout: []string{"  -v\n"}, notStdout: []string{"--state", "--witness-dir"}, quietOther: true}},
 		{[]string{"relay", "--state", missing, "--user", "a@b:c"}, usage("-state")},
+		// ping and sysinfo always wait: no --wait to list.
+		{[]string{"ping", "--help"}, want{code: 0, stdout: []string{"  --timeout DURATION"}, notStdout: []string{"--wait"}, quietOther: true}},
 		{[]string{"demo", "--help"}, want{code: 0, stdout: []string{"  --keep"}, notStdout: []string{"--state", "-v\n", "Global options"}, quietOther: true}},
 		// peer without a subcommand names all of them.
 		{[]string{"peer"}, usage("add NAME", "list", "allow NAME", "deny NAME", "remove NAME")},

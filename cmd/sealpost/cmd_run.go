@@ -27,9 +27,16 @@ type runOptions struct {
 	id       commandIDFlag
 }
 
-func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, wait bool) {
-	fs.BoolVar(&o.wait, "wait", wait, "wait for the answer and exit with the remote exit status")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long --wait waits; the command stays pending after it")
+// addFlags adds the options of run, ping and sysinfo. builtin: ping and sysinfo always wait
+// (their answer is the point), so they have no --wait.
+func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, builtin bool) {
+	o.wait = builtin
+	waits := "how long it waits for the answer; the command stays pending after it"
+	if !builtin {
+		fs.BoolVar(&o.wait, "wait", false, "wait for the answer and exit with the remote exit status")
+		waits = "how long --wait waits; the command stays pending after it"
+	}
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, waits)
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the command may wait for the peer to run it (at most 720h)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.Var(&o.id, "id", "the command's `ID` (32 hex digits; default: a new one). Run again with the ID\nprinted by a run whose fate is unknown (exit 76): if that one was recorded, this\nreports it instead of sending it twice")
