@@ -15,6 +15,9 @@ type API interface {
 	AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error)
 	Peers(ctx context.Context) ([]PeerInfo, error)
 	RemovePeer(ctx context.Context, name string) error
+	// Allow adds programs to and removes them from one peer's allow list and returns the list
+	// as it is then (see Node.Allow).
+	Allow(ctx context.Context, name string, add, remove []string) ([]string, error)
 	// Run submits a command; with wait it returns once the result is final or ctx ends (then
 	// with the last known result and ctx's error).
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error)

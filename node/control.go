@@ -30,8 +30,9 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, run, results, status
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status
 	Peer    *PeerSpec     `json:"peer,omitempty"`
+	Allow   *allowChange  `json:"allow,omitempty"`
 	Run     *RunSpec      `json:"run,omitempty"`
 	Wait    bool          `json:"wait,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
@@ -43,9 +44,17 @@ type controlResponse struct {
 	Identity *IDInfo    `json:"identity,omitempty"`
 	Added    *PeerAdded `json:"added,omitempty"`
 	Peers    []PeerInfo `json:"peers,omitempty"`
+	Allowed  []string   `json:"allowed,omitempty"`
 	Result   *Result    `json:"result,omitempty"`
 	Results  []Result   `json:"results,omitempty"`
 	Status   *Status    `json:"status,omitempty"`
+}
+
+// allowChange is the allow operation's request: Node.Allow's arguments.
+type allowChange struct {
+	Name   string   `json:"name"`
+	Add    []string `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
 }
 
 // ControlServer is a node's control socket being served (ListenControl). Wait tells when the
@@ -147,6 +156,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Peer == nil {
 			missing = "a peer"
 		}
+	case "allow":
+		if req.Allow == nil {
+			missing = "an allow-list change"
+		}
 	case "run":
 		if req.Run == nil {
 			missing = "a command"
@@ -196,6 +209,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Peers, err = n.Peers(ctx)
 	case "remove-peer":
 		err = n.RemovePeer(ctx, req.Peer.Name)
+	case "allow":
+		resp.Allowed, err = n.Allow(ctx, req.Allow.Name, req.Allow.Add, req.Allow.Remove)
 	case "run":
 		var r Result
 		r, err = n.Run(ctx, *req.Run, req.Wait, nil)
@@ -407,6 +422,11 @@ func (cl *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
 func (cl *Client) RemovePeer(ctx context.Context, name string) error {
 	_, err := cl.call(ctx, controlRequest{Op: "remove-peer", Peer: &PeerSpec{Name: name}})
 	return err
+}
+
+func (cl *Client) Allow(ctx context.Context, name string, add, remove []string) ([]string, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "allow", Allow: &allowChange{Name: name, Add: add, Remove: remove}})
+	return r.Allowed, err
 }
 
 // Run makes spec.ID when it is zero, so that a *FateUnknownError can name the command.

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -31,9 +32,10 @@ func runDemo(ctx context.Context, g *globals, args []string) error {
 }
 
 type demo struct {
-	out   io.Writer
-	mu    sync.Mutex
-	start time.Time
+	out     io.Writer
+	mu      sync.Mutex
+	start   time.Time
+	pairing atomic.Bool // step 1 runs: a PAIR set aside is the protocol at work, not an error
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -46,7 +48,13 @@ func (d *demo) events(who string) func(node.Event) {
 	return func(e node.Event) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		fmt.Fprintf(d.out, "  %6.3fs %s\n", time.Since(d.start).Seconds(), formatEvent(who, e))
+		line := formatEvent(who, e)
+		if e.Kind == node.EventRejected && e.Package == "PAIR" && d.pairing.Load() {
+			// alice's PAIR reaches bob's agent before his operator typed the code: set aside,
+			// and alice answers bob's own PAIR with a new one. Said as what it is.
+			line = fmt.Sprintf("%s   set aside a PAIR from %s that came before the code was typed here (the other side sends another)", who, e.Peer)
+		}
+		fmt.Fprintf(d.out, "  %6.3fs %s\n", time.Since(d.start).Seconds(), line)
 	}
 }
 
@@ -141,6 +149,7 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	defer func() { cancel(); wg.Wait() }()
 
 	d.say("1. Pairing: alice generates a code, bob's operator types it in; each side pins the other's key.")
+	d.pairing.Store(true)
 	added, err := alice.AddPeer(ctx, node.PeerSpec{Name: "bob", Address: "bob@example.test"})
 	if err != nil {
 		return err
@@ -158,6 +167,7 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	if err := waitFor(ctx, func() bool { return status(ctx, alice, "bob") == "paired" && status(ctx, bob, "alice") == "paired" }); err != nil {
 		return fmt.Errorf("pairing did not complete: %w", err)
 	}
+	d.pairing.Store(false)
 	d.say("\n2. Commands. The first one opens a session (RSA-3072 + ML-KEM-768 handshake); every answer rotates the key.")
 	steps := []struct {
 		title string

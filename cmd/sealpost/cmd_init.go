@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/sealpost/sealpost/node"
@@ -40,8 +41,19 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	default:
 		return usagef("--tls must be implicit, starttls or none, not %q", c.TLS)
 	}
-	if c.PasswordEnv != "" && c.PasswordFile != "" {
+	switch {
+	case c.PasswordEnv != "" && c.PasswordFile != "":
 		return usagef("give --password-env or --password-file, not both")
+	case c.PasswordEnv == "" && c.PasswordFile == "":
+		return usagef("no mailbox password given: name the environment variable that holds it with\n--password-env VARIABLE (read by every sealpost command and the agent, each time), or a\nfile with --password-file FILE (kept as an absolute path); it is never taken from the command line")
+	case c.PasswordFile != "":
+		// Stored as given, a relative path would be read from whatever directory a later
+		// command (cron, systemd) runs in.
+		abs, err := filepath.Abs(c.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("--password-file: %w", err)
+		}
+		c.PasswordFile = abs
 	}
 	if c.Login == "" {
 		c.Login = c.Address

@@ -20,23 +20,93 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// peerUsage names every peer subcommand, for `peer`, `peer --help` and `help peer`.
+const peerUsage = `Usage: sealpost peer SUBCOMMAND [options] [arguments]
+
+Pair with peers, list them, and change which programs they may run on this node.
+
+Subcommands:
+  add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]
+                            pair with a peer (or add to what an existing one may run)
+  list [--json]             list peers: status, key epoch, last seen, allow list
+  allow NAME PROGRAM...     let the peer run these programs here
+  deny NAME PROGRAM...      take programs off the peer's allow list
+  remove NAME               forget a peer
+
+Run "sealpost peer SUBCOMMAND --help" for a subcommand's options.
+
+Example:
+  sealpost peer add bob --address bob@example.test --allow uptime
+`
+
 func runPeer(ctx context.Context, g *globals, args []string) error {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" {
-		fmt.Fprint(g.stderr, "Usage: sealpost peer add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]\n       sealpost peer list [--json]\n       sealpost peer remove NAME\n\nExample:\n  sealpost peer add bob --address bob@example.test --allow uptime\n")
-		if len(args) == 0 {
-			return usagef("peer needs a subcommand: add or list")
-		}
-		return nil
+	if len(args) == 0 {
+		io.WriteString(g.stderr, peerUsage)
+		return usageError{msg: "peer needs a subcommand", printed: true}
 	}
 	switch args[0] {
+	case "--help", "-h", "-help", "help":
+		io.WriteString(g.stdout, peerUsage)
+		return nil
 	case "add":
 		return runPeerAdd(ctx, g, args[1:])
 	case "list", "ls":
 		return runPeerList(ctx, g, args[1:])
+	case "allow":
+		return runPeerAllow(ctx, g, args[1:], true)
+	case "deny":
+		return runPeerAllow(ctx, g, args[1:], false)
 	case "remove", "rm":
 		return runPeerRemove(ctx, g, args[1:])
 	}
-	return usagef("unknown peer subcommand %q (want add, list or remove)", args[0])
+	return usagef("unknown peer subcommand %q (want add, list, allow, deny or remove)", args[0])
+}
+
+// runPeerAllow is `peer allow NAME PROGRAM...` (allow) and `peer deny NAME PROGRAM...`.
+func runPeerAllow(ctx context.Context, g *globals, args []string, allow bool) error {
+	verb := "deny"
+	about := "Take programs off what the peer may run on this node: an absolute path removes that\nentry, a bare name every entry with that name. A program that is not on the list is an\nerror, and nothing changes. Commands already running are not stopped."
+	if allow {
+		verb = "allow"
+		about = "Let the peer run these programs on this node: an absolute path, or a name looked up in\nPATH now (the agent runs the path it resolved to). ping and sysinfo need no allowing."
+	}
+	fs := newFlags(g, "peer "+verb, "NAME PROGRAM...", about, "sealpost peer "+verb+" bob uptime /usr/local/bin/backup-status")
+	asJSON := fs.Bool("json", false, "print the resulting allow list as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usagef("peer %s needs a NAME and at least one PROGRAM", verb)
+	}
+	api, done, err := openAPI(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	add, remove := pos[1:], []string(nil)
+	if !allow {
+		add, remove = nil, pos[1:]
+	}
+	list, err := api.Allow(ctx, pos[0], add, remove)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if list == nil {
+			list = []string{}
+		}
+		return writeJSON(g.stdout, struct {
+			Name  string   `json:"name"`
+			Allow []string `json:"allow"`
+		}{pos[0], list})
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(g.stdout, "%s may run no programs here (ping and sysinfo only).\n", pos[0])
+	} else {
+		fmt.Fprintf(g.stdout, "%s may run: %s\n", pos[0], strings.Join(list, " "))
+	}
+	return nil
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
@@ -101,7 +171,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 }
 
 func runPeerList(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status and key epoch.", "sealpost peer list --json")
+	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status, key epoch and the programs each may run here.", "sealpost peer list --json")
 	asJSON := fs.Bool("json", false, "print JSON")
 	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
@@ -123,13 +193,19 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT\tALLOWED")
 	for _, p := range peers {
-		seen := "-"
+		seen, fp, allowed := "-", "-", "-"
 		if !p.LastSeen.IsZero() {
 			seen = ago(time.Now(), p.LastSeen) + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, p.Fingerprint)
+		if p.Fingerprint != "" {
+			fp = p.Fingerprint
+		}
+		if len(p.Allow) > 0 {
+			allowed = strings.Join(p.Allow, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, fp, allowed)
 	}
 	return tw.Flush()
 }

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -25,9 +25,16 @@ type runOptions struct {
 	id       commandIDFlag
 }
 
-func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, wait bool) {
-	fs.BoolVar(&o.wait, "wait", wait, "wait for the answer and exit with the remote exit status")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long --wait waits; the command stays pending after it")
+// addFlags adds the options of run, ping and sysinfo. builtin: ping and sysinfo always wait
+// (their answer is the point), so they have no --wait.
+func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, builtin bool) {
+	o.wait = builtin
+	waits := "how long it waits for the answer; the command stays pending after it"
+	if !builtin {
+		fs.BoolVar(&o.wait, "wait", false, "wait for the answer and exit with the remote exit status")
+		waits = "how long --wait waits; the command stays pending after it"
+	}
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, waits)
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the command may wait for the peer to run it (at most 720h)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.Var(&o.id, "id", "the command's `ID` (32 hex digits; default: a new one). Run again with the ID\nprinted by a run whose fate is unknown (exit 76): if that one was recorded, this\nreports it instead of sending it twice")
@@ -59,15 +66,33 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 	var o runOptions
 	o.addFlags(g, fs, false)
 	fs.DurationVar(&o.execTime, "exec-timeout", 0, "how long the program may run on the peer (default: the peer's, 1m)")
-	pos, err := parse(fs, args)
+	pos, tail, err := parseSplit(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) < 2 {
-		return usagef("run needs a PEER and a PROGRAM: sealpost run PEER -- PROGRAM [ARG ...]")
+	argv, err := runArgv(pos, tail)
+	if err != nil {
+		return err
 	}
-	req := commands.Request{Name: "exec", Argv: pos[1:], Timeout: o.execTime}
+	req := commands.Request{Name: "exec", Argv: argv, Timeout: o.execTime}
 	return submit(ctx, g, pos[0], req, o, printRun)
+}
+
+// runArgv checks run's words: PEER -- PROGRAM [ARG ...], or PEER PROGRAM [ARG ...] when the
+// program has no options. With "--", exactly one word comes before it: in `run bob alice --
+// uptime` the extra word is a mistake to report, not a program to run on bob.
+func runArgv(pos, tail []string) ([]string, error) {
+	switch {
+	case len(pos) == 0:
+		return nil, usagef("run needs a PEER and a PROGRAM: sealpost run PEER -- PROGRAM [ARG ...]")
+	case tail == nil && len(pos) < 2, tail != nil && len(tail) == 0:
+		return nil, usagef("run needs a PROGRAM after the PEER: sealpost run %s -- PROGRAM [ARG ...]", pos[0])
+	case tail != nil && len(pos) > 1:
+		return nil, usagef("%q before \"--\": run takes one PEER, then \"--\" and the program with its arguments", strings.Join(pos[1:], " "))
+	case tail != nil:
+		return tail, nil
+	}
+	return pos[1:], nil
 }
 
 func runPing(ctx context.Context, g *globals, args []string) error {
@@ -121,6 +146,15 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 	stopProgress := progress(g, peer, o.wait)
 	r, err := api.Run(wctx, spec, o.wait, nil)
 	stopProgress()
+	if err != nil && ctx.Err() != nil {
+		if o.json && r.Status != "" {
+			// On record: --json shows where it stands, as it does for any recorded command.
+			if err := writeJSON(g.stdout, jsonResult(r)); err != nil {
+				return err
+			}
+		}
+		return interrupted(ctx, peer, spec.ID, r, err)
+	}
 	var unknown *node.FateUnknownError
 	pending := err // why a recorded command has no final result
 	if err != nil && (errors.As(err, &unknown) || r.Status == "" || node.Final(r.Status)) {
@@ -143,7 +177,7 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 		if pending != nil && !errors.Is(pending, context.DeadlineExceeded) {
 			why = pending.Error()
 		}
-		return exitCodeError{exitPending, fmt.Errorf("%s; command %s is recorded and stays %s (see `sealpost results --id %s`)", why, id, r.Status, id)}
+		return exitCodeError{exitPending, fmt.Errorf("%s; command %s is recorded and stays %s (see `sealpost results %s`)", why, id, r.Status, id)}
 	}
 	if !o.wait {
 		if !o.json {
@@ -185,27 +219,53 @@ func resultExit(peer string, r node.Result) error {
 	return exitCodeError{exitRefused, fmt.Errorf("%s refused the command (%s): %s", peer, r.Status, r.Error)}
 }
 
+// interrupted is submit's answer when a signal (Ctrl-C) ended it: stopping sealpost does not
+// stop the command, so it says where the command stands and how to find its result, and exits
+// 128+N like a shell.
+func interrupted(ctx context.Context, peer string, id node.CommandID, r node.Result, err error) error {
+	var unknown *node.FateUnknownError
+	var msg string
+	switch {
+	case errors.As(err, &unknown) || r.Status == "":
+		msg = fmt.Sprintf("interrupted before sealpost learned whether the command was recorded; if it was, it continues on %s: see `sealpost results %s`", peer, id)
+	case r.Status == node.StatusQueued:
+		msg = fmt.Sprintf("interrupted; the command stays queued for %s and goes out when this node next reaches it: see `sealpost results %s`", peer, id)
+	default:
+		msg = fmt.Sprintf("interrupted; the command continues on %s; see `sealpost results %s`", peer, id)
+	}
+	return exitCodeError{signalExit(ctx), errors.New(msg)}
+}
+
+// progressEvery is how often the progress line is redrawn.
+var progressEvery = time.Second
+
+// progress draws "waiting for PEER's answer…" on the terminal while run --wait waits, through
+// g.console (only there when stderr is a terminal), and returns the function that stops it and
+// takes the line away before the caller writes anything.
 func progress(g *globals, peer string, wait bool) func() {
-	f, ok := g.stderr.(*os.File)
-	if !wait || !ok || !isTerminal(f) {
+	if !wait || g.console == nil {
 		return func() {}
 	}
 	start := time.Now()
-	stop := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		t := time.NewTicker(time.Second)
+		defer close(done)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
-				fmt.Fprint(g.stderr, "\r\033[K")
 				return
 			case <-t.C:
-				fmt.Fprintf(g.stderr, "\rwaiting for %s's answer by mail… %s", peer, time.Since(start).Round(time.Second))
+				g.console.show(fmt.Sprintf("waiting for %s's answer by mail… %s (Ctrl-C stops waiting, not the command)", peer, time.Since(start).Round(time.Second)))
 			}
 		}
 	}()
-	return func() { close(stop) }
+	return func() {
+		close(stop)
+		<-done
+		g.console.clear()
+	}
 }
 
 type resultJSON struct {
@@ -237,11 +297,23 @@ func jsonResult(r node.Result) resultJSON {
 func hexID(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }
 
 func runResults(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "results", "[--json] [--limit N] [--id ID]", "List the commands this node sent, newest last.", "sealpost results --json")
+	fs := newFlags(g, "results", "[ID] [--json] [--limit N] [--id PREFIX]",
+		"Without ID, list the commands this node sent, newest last. With ID (the command's id, or\nany unique start of it, as the list shows it), show that command: the program, its status\nand exit code, when it was sent and answered, and its output.",
+		"sealpost results 3f2a9c1b")
 	asJSON := fs.Bool("json", false, "print JSON")
-	limit := fs.Int("limit", 50, "show at most `N` (0: all)")
-	idPrefix := fs.String("id", "", "show only the command with this `ID`, or the ones whose ID starts with it\n(exit 1 when none: the command was never recorded)")
-	api, done, err := parseAndOpen(ctx, g, fs, args)
+	limit := fs.Int("limit", 50, "list at most `N` (0: all)")
+	idPrefix := fs.String("id", "", "list only the command with this `ID`, or the ones whose ID starts with it\n(exit 1 when none: the command was never recorded)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return usagef("results takes at most one ID, not %q", strings.Join(pos, " "))
+	}
+	if len(pos) == 1 && !isHex(pos[0]) {
+		return usagef("%q is not a command ID: give the hex digits `sealpost results` lists (a unique start is enough)", pos[0])
+	}
+	api, done, err := openAPI(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -249,6 +321,17 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 	rs, err := api.Results(ctx)
 	if err != nil {
 		return err
+	}
+	if len(pos) == 1 {
+		r, err := findResult(rs, pos[0])
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return writeJSON(g.stdout, jsonResult(r))
+		}
+		printResult(g, r)
+		return nil
 	}
 	idWidth := 12
 	if *idPrefix != "" {
@@ -290,4 +373,87 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hexID(r.CommandID)[:idWidth], r.Peer, cmd, r.Status, exit, r.Sent.Local().Format("2006-01-02 15:04:05"), took)
 	}
 	return tw.Flush()
+}
+
+func isHex(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(c rune) bool { return !strings.ContainsRune("0123456789abcdefABCDEF", c) })
+}
+
+// errNoCommand: no command in the history has the id asked for.
+var errNoCommand = errors.New("no such command")
+
+// ambiguousIDError: more than one command's id starts with Prefix.
+type ambiguousIDError struct {
+	Prefix     string
+	Candidates []node.Result
+}
+
+func (e *ambiguousIDError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d commands have an ID that starts with %s; give more of it:", len(e.Candidates), e.Prefix)
+	for _, r := range e.Candidates {
+		fmt.Fprintf(&b, "\n  %s  %s  %s  %s", hexID(r.CommandID), r.Peer, r.Sent.Local().Format("2006-01-02 15:04:05"), strings.Join(r.Command, " "))
+	}
+	return b.String()
+}
+
+// findResult finds the one command whose id is prefix or starts with it (case does not
+// matter): an error wrapping errNoCommand when none does, an *ambiguousIDError naming them
+// when several do.
+func findResult(rs []node.Result, prefix string) (node.Result, error) {
+	want := strings.ToLower(prefix)
+	var found []node.Result
+	for _, r := range rs {
+		switch id := hexID(r.CommandID); {
+		case id == want:
+			return r, nil
+		case strings.HasPrefix(id, want):
+			found = append(found, r)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return node.Result{}, fmt.Errorf("%w %s in this node's history: it was never recorded here (see `sealpost results` for the list)", errNoCommand, prefix)
+	case 1:
+		return found[0], nil
+	}
+	return node.Result{}, &ambiguousIDError{Prefix: prefix, Candidates: found}
+}
+
+// printResult shows one command for `sealpost results ID`: what ran where, how it ended, its
+// timings, then its output as the program wrote it.
+func printResult(g *globals, r node.Result) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "command    %s\n", hexID(r.CommandID))
+	fmt.Fprintf(&b, "peer       %s\n", r.Peer)
+	fmt.Fprintf(&b, "program    %s\n", strings.Join(r.Command, " "))
+	status := r.Status
+	if r.Status == node.StatusDone {
+		status = fmt.Sprintf("%s, exit code %d", r.Status, r.ExitCode)
+	}
+	fmt.Fprintf(&b, "status     %s\n", status)
+	if r.Error != "" {
+		fmt.Fprintf(&b, "error      %s\n", r.Error)
+	}
+	fmt.Fprintf(&b, "sent       %s\n", r.Sent.Local().Format("2006-01-02 15:04:05 MST"))
+	if r.Finished.IsZero() {
+		fmt.Fprintf(&b, "finished   - (no answer yet)\n")
+	} else {
+		fmt.Fprintf(&b, "finished   %s\n", r.Finished.Local().Format("2006-01-02 15:04:05 MST"))
+		fmt.Fprintf(&b, "round trip %s\n", r.Finished.Sub(r.Sent).Round(time.Millisecond))
+	}
+	for _, out := range []struct {
+		name string
+		data []byte
+	}{{"stdout", r.Stdout}, {"stderr", r.Stderr}} {
+		if len(out.data) == 0 {
+			fmt.Fprintf(&b, "%-10s (empty)\n", out.name)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:\n%s", out.name, out.data)
+		if out.data[len(out.data)-1] != '\n' {
+			b.WriteString("\n")
+		}
+	}
+	io.WriteString(g.stdout, b.String())
 }

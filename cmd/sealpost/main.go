@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,8 +21,9 @@ import (
 	"github.com/sealpost/sealpost/node"
 )
 
-// version is the sealpost release; set with -ldflags "-X main.version=..." when building a release.
-var version = "0.1.0-dev"
+// version is the sealpost release when set with -ldflags "-X main.version=..."; otherwise the
+// module version the go command stamped into the binary (buildVersion).
+var version = buildVersion()
 
 // Exit codes (README.md, "Exit codes"). `run --wait` passes the remote program's own status through.
 const (
@@ -33,6 +36,8 @@ const (
 	exitSealpost = 125 // run: sealpost itself failed (usage, peer, mailbox)
 	exitRefused  = 126 // run: the peer refused the command (denied, expired, clock, ...)
 	exitNotFound = 127 // run: the program could not be started on the peer
+	// 128+N: a signal N (SIGINT: 130) stopped sealpost; for `run --wait` the command goes on.
+	exitSignal = 128
 )
 
 // usageError makes main print the command's usage and exit 2. printed: the flag package has
@@ -60,7 +65,7 @@ func (e exitCodeError) Error() string {
 }
 func (e exitCodeError) Unwrap() error { return e.err }
 
-// globals are the options every command shares.
+// globals are the options commands share, given before or after the command's name.
 type globals struct {
 	state     string
 	witness   string
@@ -69,16 +74,38 @@ type globals struct {
 	stdin     io.Reader
 	stdout    io.Writer
 	stderr    io.Writer
+	// console is set when stderr is a terminal: it draws progress there and clears it before
+	// anything else is written (stdout and stderr above then write through it).
+	console *console
 
 	logOnce sync.Once
 	logTo   slog.Handler // every logger of this run writes through it (logHandler)
 }
 
-func (g *globals) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
-	fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; none turns it off)")
-	fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr (warnings and errors are logged without it)")
-	fs.Var(&g.logFormat, "log-format", "write logs as `text` (key=value lines) or json (one object a line, for journald or Loki)")
+// uses says which global options matter to a command; the others are neither accepted after
+// its name nor listed in its help.
+type uses uint8
+
+const (
+	usesState   uses = 1 << iota // --state, --witness-dir: the command opens the node
+	usesVerbose                  // -v, --log-format: the command logs
+	usesAll     = usesState | usesVerbose
+)
+
+func (g *globals) addFlags(fs *flag.FlagSet, u uses) {
+	if u&usesState != 0 {
+		fs.StringVar(&g.state, "state", g.state, "state `DIR` (also $SEALPOST_STATE)")
+		fs.StringVar(&g.witness, "witness-dir", g.witness, "keep the restore witness in `DIR`, outside the state directory (also\n$SEALPOST_WITNESS_DIR; none turns it off)")
+	}
+	if u&usesVerbose != 0 {
+		fs.BoolVar(&g.verbose, "v", g.verbose, "log what happens to stderr (warnings and errors are logged without it)")
+		fs.Var(&g.logFormat, "log-format", "write logs as `text` (key=value lines) or json (one object a line, for journald or Loki)")
+	}
+}
+
+// isGlobal tells the global options apart in a command's help.
+func isGlobal(name string) bool {
+	return name == "state" || name == "witness-dir" || name == "v" || name == "log-format"
 }
 
 // nodeOptions are the options every command opens its node with.
@@ -137,85 +164,212 @@ func defaultState() string {
 type command struct {
 	name    string
 	summary string
+	uses    uses
 	run     func(ctx context.Context, g *globals, args []string) error
 }
 
 func commandList() []command {
 	return []command{
-		{"init", "create this node's identity and store its mailbox settings", runInit},
-		{"id", "print this node's fingerprint", runID},
-		{"peer", "add, list and remove peers (peer add, peer list, peer remove)", runPeer},
-		{"agent", "serve the mailbox: run peers' commands, deliver answers", runAgent},
-		{"run", "run a program on a peer", runRun},
-		{"ping", "measure the round trip to a peer", runPing},
-		{"sysinfo", "show a peer's system information", runSysinfo},
-		{"results", "list the commands this node sent and their outcomes", runResults},
-		{"status", "show the agent, the mail servers, waiting commands and the outbox", runStatus},
-		{"relay", "start a local mail server for demos and labs", runRelay},
-		{"demo", "show everything in-process, on the embedded relay, in seconds", runDemo},
-		{"version", "print the version", func(_ context.Context, g *globals, _ []string) error {
-			fmt.Fprintln(g.stdout, "sealpost", version)
-			return nil
-		}},
+		{"init", "create this node's identity and store its mailbox settings", usesAll, runInit},
+		{"id", "print this node's fingerprint", usesAll, runID},
+		{"peer", "pair with peers, list them, change what they may run (add, list, allow, deny, remove)", usesAll, runPeer},
+		{"agent", "serve the mailbox: run peers' commands, deliver answers", usesAll, runAgent},
+		{"run", "run a program on a peer", usesAll, runRun},
+		{"ping", "measure the round trip to a peer", usesAll, runPing},
+		{"sysinfo", "show a peer's system information", usesAll, runSysinfo},
+		{"results", "list the commands this node sent, or show one with its output", usesAll, runResults},
+		{"status", "show the agent, the mail servers, waiting commands and the outbox", usesAll, runStatus},
+		{"relay", "start a local mail server for demos and labs", usesVerbose, runRelay},
+		{"demo", "show everything in-process, on the embedded relay, in seconds", 0, runDemo},
+		{"version", "print the version, the commit it was built from and the Go version", 0, runVersion},
 	}
 }
 
-func mainUsage(w io.Writer) {
-	fmt.Fprint(w, `sealpost runs commands on hosts that only email can reach.
+// usesOf is what global options the command called name (its first word) takes.
+func usesOf(name string) uses {
+	name, _, _ = strings.Cut(name, " ")
+	for _, c := range commandList() {
+		if c.name == name {
+			return c.uses
+		}
+	}
+	return usesAll
+}
 
-Usage: sealpost [--state DIR] [-v] [--log-format text|json] COMMAND [options] [arguments]
+func mainUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString(`sealpost runs commands on hosts that only email can reach.
+
+Usage: sealpost [global options] COMMAND [options] [arguments]
 
 Commands:
 `)
 	for _, c := range commandList() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, `
-Run "sealpost COMMAND --help" for a command's options and an example.
+	b.WriteString("\nGlobal options (before COMMAND, or after it where its help lists them):\n")
+	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
+	(&globals{}).addFlags(fs, usesAll)
+	printOptions(&b, fs, func(string) bool { return true })
+	b.WriteString(`  --version
+        print the version and exit
+  -h, --help
+        show this help
+
+Run "sealpost help COMMAND" (or "sealpost COMMAND --help") for a command's options and an example.
 Try it all in seconds:  sealpost demo
 `)
+	io.WriteString(w, b.String()) // one write: a reader that stops early (| head) sees whole lines
+}
+
+// printOptions lists the options of fs for which keep is true, sorted, the way the help shows
+// them: --name VALUE (Go's flag package would print -name), one-letter ones as -v, and the
+// default when it is not the zero value.
+func printOptions(w io.Writer, fs *flag.FlagSet, keep func(name string) bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !keep(f.Name) || f.Name == "help" || f.Name == "h" {
+			return
+		}
+		dashes := "--"
+		if len(f.Name) == 1 {
+			dashes = "-"
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + strings.ToUpper(arg) // flag names a value by its type ("duration")
+		}
+		fmt.Fprintf(w, "  %s%s%s\n", dashes, f.Name, arg)
+		usage = strings.ReplaceAll(usage, "\n", "\n        ")
+		switch f.DefValue {
+		case "", "0", "false", "0s":
+		default:
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "        %s\n", usage)
+	})
+}
+
+// buildVersion is the version the go command stamped into the binary: the module's version
+// (a tag, or "(devel)" for a build in a checkout), else "devel".
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// versionLine is what `sealpost version` prints: the version, the commit and its time when
+// the binary was built in a git checkout (with "+dirty" for uncommitted changes), and the Go
+// release and platform, so that a bug report says exactly what ran.
+func versionLine() string {
+	s := "sealpost " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, when, dirty string
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.time":
+				when = kv.Value
+			case "vcs.modified":
+				if kv.Value == "true" {
+					dirty = "+dirty"
+				}
+			}
+		}
+		if rev != "" {
+			s += " (commit " + rev + dirty
+			if when != "" {
+				s += ", " + when
+			}
+			s += ")"
+		}
+	}
+	return s + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
+
+func runVersion(_ context.Context, g *globals, args []string) error {
+	fs := newFlags(g, "version", "", "Print the version, the git commit and time it was built from (when known), and the Go\nrelease and platform.", "sealpost version")
+	if _, err := parseNoArgs(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.stdout, versionLine())
+	return nil
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first signal ends the command's context; later ones are caught too (and do
+		// nothing), as before, so that a command always gets to say what it left behind.
+		s := <-sigs
+		cancel(signalError{s})
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
+	signal.Stop(sigs)
 	os.Exit(code)
+}
+
+// signalError is the cause of the command context's end when a signal ended it.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return "interrupted by " + e.sig.String() }
+
+// signalExit is the exit status for a command that a signal stopped: 128+N as shells report
+// it; 130 (SIGINT) when ctx ended some other way.
+func signalExit(ctx context.Context) int {
+	var se signalError
+	if errors.As(context.Cause(ctx), &se) {
+		if s, ok := se.sig.(syscall.Signal); ok {
+			return exitSignal + int(s)
+		}
+	}
+	return exitSignal + int(syscall.SIGINT)
 }
 
 // run is main without the process: it parses, dispatches and maps errors to exit codes in one place.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	g := &globals{state: defaultState(), witness: defaultWitness(), logFormat: logText, stdin: stdin, stdout: stdout, stderr: stderr}
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		g.console = &console{term: stderr}
+		g.stdout, g.stderr = g.console.writer(stdout), g.console.writer(stderr)
+	}
 	fs := flag.NewFlagSet("sealpost", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.addFlags(fs)
-	fs.Usage = func() { mainUsage(stderr) }
+	fs.SetOutput(g.stderr)
+	g.addFlags(fs, usesAll)
+	var help, showVersion bool
+	fs.BoolVar(&help, "help", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	fs.BoolVar(&showVersion, "version", false, "")
+	fs.Usage = func() { mainUsage(g.stderr) } // a usage error; asked-for help goes to stdout below
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
 		return exitUsage
 	}
 	rest := fs.Args()
-	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" {
-		if len(rest) > 1 {
-			return run(ctx, []string{rest[1], "--help"}, stdin, stdout, stderr)
-		}
-		mainUsage(stdout)
-		if len(rest) == 0 {
-			return exitUsage
-		}
+	switch {
+	case showVersion:
+		fmt.Fprintln(g.stdout, versionLine())
 		return exitOK
+	case help || len(rest) > 0 && rest[0] == "help" && len(rest) == 1:
+		mainUsage(g.stdout)
+		return exitOK
+	case len(rest) == 0:
+		mainUsage(g.stderr)
+		return exitUsage
+	case rest[0] == "help":
+		// help COMMAND [SUBCOMMAND]: the same as COMMAND [SUBCOMMAND] --help.
+		return run(ctx, append(append(args[:len(args)-len(rest):len(args)-len(rest)], rest[1:]...), "--help"), stdin, stdout, stderr)
 	}
 	for _, c := range commandList() {
 		if c.name != rest[0] {
 			continue
 		}
 		err := c.run(ctx, g, rest[1:])
-		return exitCode(stderr, c.name, err)
+		return exitCode(g.stderr, c.name, err)
 	}
-	fmt.Fprintf(stderr, "sealpost: unknown command %q\n\n", rest[0])
-	mainUsage(stderr)
+	fmt.Fprintf(g.stderr, "sealpost: unknown command %q\nRun \"sealpost --help\" for the list of commands.\n", rest[0])
 	return exitUsage
 }
 
@@ -240,7 +394,7 @@ func exitCode(stderr io.Writer, name string, err error) int {
 		return ce.code
 	case errors.As(err, &unknown):
 		// Not exitSealpost: a script that retries on that would run the command twice.
-		fmt.Fprintf(stderr, "sealpost %s: %v\nOnce the agent runs again, `sealpost results --id %s` shows whether it was recorded; `sealpost %s --id %s ...` with the same command sends it only if it was not.\n",
+		fmt.Fprintf(stderr, "sealpost %s: %v\nOnce the agent runs again, `sealpost results %s` shows whether it was recorded; `sealpost %s --id %s ...` with the same command sends it only if it was not.\n",
 			name, err, unknown.ID, name, unknown.ID)
 		return exitUnknown
 	case name == "run" || name == "ping" || name == "sysinfo":
@@ -252,46 +406,91 @@ func exitCode(stderr io.Writer, name string, err error) int {
 	}
 }
 
-// newFlags makes a command's flag set with the shared options and a usage text with an example.
+// newFlags makes a command's flag set with the global options it uses (usesOf), -h/--help,
+// and a usage text with an example: on stdout when asked for (exit 0), on stderr after a usage
+// error (exit 2).
 func newFlags(g *globals, name, args, about, example string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sealpost "+name, flag.ContinueOnError)
 	fs.SetOutput(g.stderr)
-	g.addFlags(fs)
+	u := usesOf(name)
+	g.addFlags(fs, u)
+	help := new(bool)
+	fs.BoolVar(help, "help", false, "show this help")
+	fs.BoolVar(help, "h", false, "show this help")
 	fs.Usage = func() {
-		fmt.Fprintf(g.stderr, "Usage: sealpost %s %s\n\n%s\n\nOptions:\n", name, args, about)
-		fs.PrintDefaults()
-		fmt.Fprintf(g.stderr, "\nExample:\n  %s\n", example)
+		w := g.stderr
+		if *help {
+			w = g.stdout
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "Usage: sealpost %s %s\n\n%s\n", name, args, about)
+		own := func(n string) bool { return !isGlobal(n) }
+		hasOwn := false
+		fs.VisitAll(func(f *flag.Flag) { hasOwn = hasOwn || own(f.Name) && f.Name != "help" && f.Name != "h" })
+		if hasOwn {
+			b.WriteString("\nOptions:\n")
+			printOptions(&b, fs, own)
+		}
+		if u != 0 {
+			b.WriteString("\nGlobal options:\n")
+			printOptions(&b, fs, isGlobal)
+		}
+		fmt.Fprintf(&b, "\nExample:\n  %s\n", example)
+		io.WriteString(w, b.String()) // one write: a reader that stops early (| head) sees whole lines
 	}
 	return fs
 }
 
+// helpAsked reports whether -h or --help was given to fs.
+func helpAsked(fs *flag.FlagSet) bool {
+	f := fs.Lookup("help")
+	return f != nil && f.Value.String() == "true"
+}
+
 // parse parses fs, letting options follow positional arguments (`peer add bob --address ...`).
 // Everything after the first "--" is positional and never parsed, so `run bob -- ls -l` works.
+// With -h or --help it prints the usage on stdout and returns flag.ErrHelp.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var tail []string
+	pos, tail, err := parseSplit(fs, args)
+	return append(pos, tail...), err
+}
+
+// parseNoArgs is parse for a command that takes no arguments: any is a usage error.
+func parseNoArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := parse(fs, args)
+	if err == nil && len(pos) > 0 {
+		return nil, usagef("unexpected argument %q: %s takes none", pos[0], fs.Name())
+	}
+	return pos, err
+}
+
+// parseSplit is parse that keeps the words before "--" (pos) apart from those after it (tail,
+// nil when there is no "--").
+func parseSplit(fs *flag.FlagSet, args []string) (pos, tail []string, err error) {
 	for i, a := range args {
 		if a == "--" {
-			args, tail = args[:i], args[i+1:]
+			args, tail = args[:i], append([]string{}, args[i+1:]...)
 			break
 		}
 	}
-	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
 			if len(pos) > 0 {
 				// Most likely a remote program's option: `run bob ls -l` needs `run bob -- ls -l`.
 				fmt.Fprintf(fs.Output(), "(put a remote program and its options after \"--\", as in: sealpost %s bob -- ls -l)\n", strings.TrimPrefix(fs.Name(), "sealpost "))
 			}
-			return nil, usageError{msg: err.Error(), printed: true}
+			return nil, nil, usageError{msg: err.Error(), printed: true}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return append(pos, tail...), nil
+			break
 		}
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+	if helpAsked(fs) {
+		fs.Usage()
+		return nil, nil, flag.ErrHelp
+	}
+	return pos, tail, nil
 }

@@ -83,7 +83,7 @@ func dialAgent(ctx context.Context, dir string, deadline time.Time) (*node.Clien
 // parseAndOpen parses the flags of a command that takes no arguments and reaches the node (see
 // openAPI).
 func parseAndOpen(ctx context.Context, g *globals, fs *flag.FlagSet, args []string) (api node.API, close func(), err error) {
-	if _, err := parse(fs, args); err != nil {
+	if _, err := parseNoArgs(fs, args); err != nil {
 		return nil, nil, err
 	}
 	return openAPI(ctx, g)
