@@ -89,8 +89,8 @@ func TestLogSafe(t *testing.T) {
 	}
 }
 
-// TestLogFormatFlag: --log-format takes text or json, before the command or after it, and
-// nothing else.
+// TestLogFormatFlag: --log-format takes text or json, before the command or after one that
+// logs, and nothing else.
 func TestLogFormatFlag(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -98,7 +98,8 @@ func TestLogFormatFlag(t *testing.T) {
 	}{
 		{[]string{"--log-format", "json", "version"}, exitOK},
 		{[]string{"--log-format", "text", "version"}, exitOK},
-		{[]string{"version", "--log-format", "json"}, exitOK},
+		{[]string{"status", "--log-format", "json", "--help"}, exitOK},
+		{[]string{"version", "--log-format", "json"}, exitUsage}, // version logs nothing: it takes no global options
 		{[]string{"--log-format", "yaml", "version"}, exitUsage},
 		{[]string{"agent", "--log-format", "logfmt"}, exitUsage},
 	} {
