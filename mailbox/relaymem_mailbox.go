@@ -5,6 +5,8 @@ package mailbox
 
 import (
 	"bytes"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -27,6 +29,22 @@ type memMailbox struct {
 	specialUse []imap.MailboxAttr
 	l          []*memMessage
 	uidNext    imap.UID
+
+	// db, when not nil, records every change before it is made here (under mutex), as user.
+	db   *relayDB
+	user string
+}
+
+// persist records ops in the relay's store, if it has one. Callers hold mbox.mutex and make
+// the change in memory only when it returned nil.
+func (mbox *memMailbox) persist(ops []relayOp) error {
+	if mbox.db == nil || len(ops) == 0 {
+		return nil
+	}
+	if err := mbox.db.write(mbox.user, ops); err != nil {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Cannot store the change: " + err.Error()}
+	}
+	return nil
 }
 
 // newMemMailbox creates a new mailbox.
@@ -127,17 +145,38 @@ func (mbox *memMailbox) appendLiteral(r imap.LiteralReader, options *imap.Append
 	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, err
 	}
-	return mbox.appendBytes(buf.Bytes(), options), nil
+	return mbox.appendBytes(buf.Bytes(), options)
 }
 
-func (mbox *memMailbox) copyMsg(msg *memMessage) *imap.AppendData {
-	return mbox.appendBytes(msg.buf, &imap.AppendOptions{
-		Time:  msg.t,
-		Flags: msg.flagList(),
-	})
+// copiesLocked returns copies of msgs numbered for mbox (whose mutex the caller holds) and the
+// store operations that append them; addLocked adds them once those are stored.
+func (mbox *memMailbox) copiesLocked(msgs []*memMessage) ([]*memMessage, []relayOp) {
+	out := make([]*memMessage, len(msgs))
+	ops := make([]relayOp, len(msgs))
+	for i, m := range msgs {
+		c := &memMessage{uid: mbox.uidNext + imap.UID(i), buf: m.buf, t: m.t, flags: make(map[imap.Flag]struct{}, len(m.flags))}
+		for f := range m.flags {
+			c.flags[f] = struct{}{}
+		}
+		out[i] = c
+		ops[i] = relayOp{uv: mbox.uidValidity, uid: c.uid, msg: c}
+	}
+	return out, ops
 }
 
-func (mbox *memMailbox) appendBytes(buf []byte, options *imap.AppendOptions) *imap.AppendData {
+// addLocked appends msgs, numbered by copiesLocked, to mbox (whose mutex the caller holds).
+func (mbox *memMailbox) addLocked(msgs []*memMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	for _, m := range msgs {
+		mbox.l = append(mbox.l, m)
+		mbox.uidNext = m.uid + 1
+	}
+	mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+}
+
+func (mbox *memMailbox) appendBytes(buf []byte, options *imap.AppendOptions) (*imap.AppendData, error) {
 	msg := &memMessage{
 		flags: make(map[imap.Flag]struct{}),
 		buf:   buf,
@@ -157,15 +196,15 @@ func (mbox *memMailbox) appendBytes(buf []byte, options *imap.AppendOptions) *im
 	defer mbox.mutex.Unlock()
 
 	msg.uid = mbox.uidNext
-	mbox.uidNext++
-
-	mbox.l = append(mbox.l, msg)
-	mbox.tracker.QueueNumMessages(uint32(len(mbox.l)))
+	if err := mbox.persist([]relayOp{{uv: mbox.uidValidity, uid: msg.uid, msg: msg}}); err != nil {
+		return nil, err
+	}
+	mbox.addLocked([]*memMessage{msg})
 
 	return &imap.AppendData{
 		UIDValidity: mbox.uidValidity,
 		UID:         msg.uid,
-	}
+	}, nil
 }
 
 func (mbox *memMailbox) rename(newName string) {
@@ -174,11 +213,17 @@ func (mbox *memMailbox) rename(newName string) {
 	mbox.mutex.Unlock()
 }
 
-// SetSubscribed changes the subscription state of this mailbox.
-func (mbox *memMailbox) SetSubscribed(subscribed bool) {
+// setSubscribed changes the subscription state of this mailbox.
+func (mbox *memMailbox) setSubscribed(subscribed bool) error {
 	mbox.mutex.Lock()
+	defer mbox.mutex.Unlock()
+	if mbox.db != nil {
+		if err := mbox.db.subscribe(mbox.user, mbox.uidValidity, subscribed); err != nil {
+			return err
+		}
+	}
 	mbox.subscribed = subscribed
-	mbox.mutex.Unlock()
+	return nil
 }
 
 func (mbox *memMailbox) selectDataLocked() *imap.SelectData {
@@ -234,25 +279,26 @@ func (mbox *memMailbox) flagsLocked() []imap.Flag {
 
 func (mbox *memMailbox) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	expunged := make(map[*memMessage]struct{})
+	var ops []relayOp
 	mbox.mutex.Lock()
+	defer mbox.mutex.Unlock()
 	for _, msg := range mbox.l {
 		if uids != nil && !uids.Contains(msg.uid) {
 			continue
 		}
 		if _, ok := msg.flags[memFlag(imap.FlagDeleted)]; ok {
 			expunged[msg] = struct{}{}
+			ops = append(ops, relayOp{uv: mbox.uidValidity, uid: msg.uid, expunge: true})
 		}
 	}
-	mbox.mutex.Unlock()
 
 	if len(expunged) == 0 {
 		return nil
 	}
-
-	mbox.mutex.Lock()
+	if err := mbox.persist(ops); err != nil {
+		return err
+	}
 	mbox.expungeLocked(expunged)
-	mbox.mutex.Unlock()
-
 	return nil
 }
 
@@ -321,15 +367,18 @@ func (mbox *memView) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 		}
 	}
 
+	if markSeen {
+		// Set \Seen first (stored, then in memory), then answer: the answer shows it.
+		seen := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}
+		if err := mbox.storeFlags(numSet, seen, nil, true); err != nil {
+			return err
+		}
+	}
+
 	var err error
 	mbox.forEach(numSet, func(seqNum uint32, msg *memMessage) {
 		if err != nil {
 			return
-		}
-
-		if markSeen {
-			msg.flags[memFlag(imap.FlagSeen)] = struct{}{}
-			mbox.memMailbox.tracker.QueueMessageFlags(seqNum, msg.uid, msg.flagList(), nil)
 		}
 
 		respWriter := w.CreateMessage(mbox.tracker.EncodeSeqNum(seqNum))
@@ -421,12 +470,44 @@ func (mbox *memView) staticSearchCriteria(criteria *imap.SearchCriteria) {
 }
 
 func (mbox *memView) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
-	mbox.forEach(numSet, func(seqNum uint32, msg *memMessage) {
-		msg.store(flags)
-		mbox.memMailbox.tracker.QueueMessageFlags(seqNum, msg.uid, msg.flagList(), mbox.tracker)
-	})
+	if err := mbox.storeFlags(numSet, flags, mbox.tracker, false); err != nil {
+		return err
+	}
 	if !flags.Silent {
 		return mbox.Fetch(w, numSet, &imap.FetchOptions{Flags: true})
+	}
+	return nil
+}
+
+// storeFlags changes the flags of the messages in numSet: stored first, then in memory, and
+// queued for the other sessions (all of them but skip's). With onlyChanged, messages whose
+// flags stay the same are left out.
+func (mbox *memView) storeFlags(numSet imap.NumSet, flags *imap.StoreFlags, skip *imapserver.SessionTracker, onlyChanged bool) error {
+	type change struct {
+		seqNum uint32
+		msg    *memMessage
+		flags  map[imap.Flag]struct{}
+	}
+	var (
+		changes []change
+		ops     []relayOp
+	)
+	mbox.mutex.Lock()
+	defer mbox.mutex.Unlock()
+	mbox.forEachLocked(numSet, func(seqNum uint32, msg *memMessage) {
+		next := msg.stored(flags)
+		if onlyChanged && maps.Equal(next, msg.flags) {
+			return
+		}
+		changes = append(changes, change{seqNum, msg, next})
+		ops = append(ops, relayOp{uv: mbox.uidValidity, uid: msg.uid, flags: slices.Collect(maps.Keys(next))})
+	})
+	if err := mbox.persist(ops); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		c.msg.flags = c.flags
+		mbox.memMailbox.tracker.QueueMessageFlags(c.seqNum, c.msg.uid, c.msg.flagList(), skip)
 	}
 	return nil
 }

@@ -98,22 +98,28 @@ func (msg *memMessage) flagList() []imap.Flag {
 	return flags
 }
 
-func (msg *memMessage) store(store *imap.StoreFlags) {
+// stored returns msg's flags as store would leave them; msg is not changed (the relay's store
+// records the new flags before they are set).
+func (msg *memMessage) stored(store *imap.StoreFlags) map[imap.Flag]struct{} {
+	flags := make(map[imap.Flag]struct{}, len(msg.flags)+len(store.Flags))
+	if store.Op != imap.StoreFlagsSet {
+		for f := range msg.flags {
+			flags[f] = struct{}{}
+		}
+	}
 	switch store.Op {
-	case imap.StoreFlagsSet:
-		msg.flags = make(map[imap.Flag]struct{})
-		fallthrough
-	case imap.StoreFlagsAdd:
+	case imap.StoreFlagsSet, imap.StoreFlagsAdd:
 		for _, flag := range store.Flags {
-			msg.flags[memFlag(flag)] = struct{}{}
+			flags[memFlag(flag)] = struct{}{}
 		}
 	case imap.StoreFlagsDel:
 		for _, flag := range store.Flags {
-			delete(msg.flags, memFlag(flag))
+			delete(flags, memFlag(flag))
 		}
 	default:
 		panic(fmt.Errorf("unknown STORE flag operation: %v", store.Op))
 	}
+	return flags
 }
 
 func (msg *memMessage) reader() *gomessage.Entity {

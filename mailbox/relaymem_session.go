@@ -69,11 +69,21 @@ func (sess *memSession) Copy(numSet imap.NumSet, destName string) (*imap.CopyDat
 	}
 
 	var sourceUIDs, destUIDs imap.UIDSet
+	var msgs []*memMessage
 	sess.mailbox.forEach(numSet, func(seqNum uint32, msg *memMessage) {
-		appendData := dest.copyMsg(msg)
+		msgs = append(msgs, msg)
 		sourceUIDs.AddNum(msg.uid)
-		destUIDs.AddNum(appendData.UID)
 	})
+	dest.mutex.Lock()
+	defer dest.mutex.Unlock()
+	copies, ops := dest.copiesLocked(msgs)
+	if err := dest.persist(ops); err != nil {
+		return nil, err
+	}
+	dest.addLocked(copies)
+	for _, c := range copies {
+		destUIDs.AddNum(c.uid)
+	}
 
 	return &imap.CopyData{
 		UIDValidity: dest.uidValidity,
@@ -101,13 +111,29 @@ func (sess *memSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, destN
 	defer sess.mailbox.mutex.Unlock()
 
 	var sourceUIDs, destUIDs imap.UIDSet
+	var msgs []*memMessage
 	expunged := make(map[*memMessage]struct{})
 	sess.mailbox.forEachLocked(numSet, func(seqNum uint32, msg *memMessage) {
-		appendData := dest.copyMsg(msg)
+		msgs = append(msgs, msg)
 		sourceUIDs.AddNum(msg.uid)
-		destUIDs.AddNum(appendData.UID)
 		expunged[msg] = struct{}{}
 	})
+	// One store transaction for the copies and the expunges: a crash leaves the mail in one
+	// folder, never in both or neither.
+	dest.mutex.Lock()
+	copies, ops := dest.copiesLocked(msgs)
+	for _, m := range msgs {
+		ops = append(ops, relayOp{uv: sess.mailbox.uidValidity, uid: m.uid, expunge: true})
+	}
+	if err := dest.persist(ops); err != nil {
+		dest.mutex.Unlock()
+		return err
+	}
+	dest.addLocked(copies)
+	dest.mutex.Unlock()
+	for _, c := range copies {
+		destUIDs.AddNum(c.uid)
+	}
 	seqNums := sess.mailbox.expungeLocked(expunged)
 
 	err = w.WriteCopyData(&imap.CopyData{

@@ -45,9 +45,16 @@ const memDelim rune = '/'
 type memUser struct {
 	username, password string
 
-	mutex           sync.Mutex
-	mailboxes       map[string]*memMailbox
-	prevUidValidity uint32
+	// Where the relay keeps this user's mail: in memory only (db nil), or also in db under
+	// key. Without db a mailbox's UIDVALIDITY is the relay's start (start, the clock's
+	// seconds), or one more than the last this user's mailbox of that name had in this run.
+	key    string
+	db     *relayDB
+	start  uint32
+	lastUV map[string]uint32
+
+	mutex     sync.Mutex
+	mailboxes map[string]*memMailbox
 }
 
 func newMemUser(username, password string) *memUser {
@@ -55,6 +62,7 @@ func newMemUser(username, password string) *memUser {
 		username:  username,
 		password:  password,
 		mailboxes: make(map[string]*memMailbox),
+		lastUV:    map[string]uint32{},
 	}
 }
 
@@ -166,9 +174,20 @@ func (u *memUser) Create(name string, options *imap.CreateOptions) error {
 	}
 
 	// UIDVALIDITY must change if a mailbox is deleted and re-created with the
-	// same name.
-	u.prevUidValidity++
-	u.mailboxes[name] = newMemMailbox(name, u.prevUidValidity)
+	// same name, and when a restarted relay has lost the mailbox's UIDs.
+	var uv uint32
+	if u.db != nil {
+		var err error
+		if uv, err = u.db.createMailbox(u.key, name); err != nil {
+			return err
+		}
+	} else {
+		uv = max(u.start, u.lastUV[name]+1)
+		u.lastUV[name] = uv
+	}
+	mbox := newMemMailbox(name, uv)
+	mbox.db, mbox.user = u.db, u.key
+	u.mailboxes[name] = mbox
 	return nil
 }
 
@@ -176,8 +195,14 @@ func (u *memUser) Delete(name string) error {
 	u.mutex.Lock()
 	defer u.mutex.Unlock()
 
-	if _, err := u.mailboxLocked(name); err != nil {
+	mbox, err := u.mailboxLocked(name)
+	if err != nil {
 		return err
+	}
+	if u.db != nil {
+		if err := u.db.deleteMailbox(u.key, mbox.uidValidity); err != nil {
+			return err
+		}
 	}
 
 	delete(u.mailboxes, name)
@@ -203,6 +228,11 @@ func (u *memUser) Rename(oldName, newName string, options *imap.RenameOptions) e
 		}
 	}
 
+	if u.db != nil {
+		if err := u.db.renameMailbox(u.key, mbox.uidValidity, newName); err != nil {
+			return err
+		}
+	}
 	mbox.rename(newName)
 	u.mailboxes[newName] = mbox
 	delete(u.mailboxes, oldName)
@@ -214,8 +244,7 @@ func (u *memUser) Subscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	mbox.SetSubscribed(true)
-	return nil
+	return mbox.setSubscribed(true)
 }
 
 func (u *memUser) Unsubscribe(name string) error {
@@ -223,8 +252,7 @@ func (u *memUser) Unsubscribe(name string) error {
 	if err != nil {
 		return err
 	}
-	mbox.SetSubscribed(false)
-	return nil
+	return mbox.setSubscribed(false)
 }
 
 func (u *memUser) Namespace() (*imap.NamespaceData, error) {
