@@ -19,6 +19,11 @@
 //     production mail server. Unlike bare imapmemserver it refuses changes to a folder opened
 //     with EXAMINE, as Dovecot does, and never hands out a UIDVALIDITY again with other UIDs:
 //     in memory each start takes the clock's second, with Data mailboxes keep theirs.
+//   - [WrongServerError] (diagnose.go): a server that begins otherwise than the connection's
+//     protocol and TLS mode expect (a plaintext greeting to an implicit-TLS client, silence or a
+//     TLS record to a plaintext or STARTTLS one, the other protocol's greeting) is named with
+//     what it sent ([Found]), whether the IMAP and SMTP addresses look swapped and which TLS
+//     mode to try, for the CLI's advice.
 //   - The shared behaviour every Transport must show is fixtures.RunTransportContract; the
 //     relay runs it in relay_test.go, and a real Dovecot + Postfix can run the same suite.
 //
