@@ -47,7 +47,10 @@ const relayDBFile = "relay.db"
 var ErrUnsafeRelayData = errors.New("relay data directory is not private")
 
 // ErrRelayDataDamaged means the relay's data file holds a record it cannot read: the relay does
-// not start rather than serve a mailbox with mail missing or renumbered.
+// not start rather than serve a mailbox with mail missing under a UIDVALIDITY clients trust.
+// (bbolt commits are atomic, so a crash does not cause this; a damaged disk or another program
+// does.) Moving the file aside starts the relay empty: its new mailboxes take the clock's
+// UIDVALIDITY, and clients read them from the beginning.
 var ErrRelayDataDamaged = errors.New("relay data damaged")
 
 var (
