@@ -12,17 +12,25 @@
 //   - [Transport]: the interface the engine uses, with at-least-once delivery.
 //   - [IMAPSMTP] ([New]): the implementation over a real IMAP + SMTP account.
 //   - [ComposeMail], [ReadMail], [ParseMail]: the mail format (mime.go) with hard limits.
-//   - [StartRelay]: an embedded in-process mail system (go-smtp server delivering into
-//     go-imap's imapmemserver) for demos, labs and tests. Loopback, no TLS by default, no
-//     disk; not a production mail server. Unlike bare imapmemserver it refuses changes to a
-//     folder opened with EXAMINE, as Dovecot does.
+//   - [StartRelay]: an embedded in-process mail system (go-smtp server delivering into a copy
+//     of go-imap's imapmemserver, relaymem_*.go) for demos, labs and tests. Loopback, no TLS
+//     by default, in memory unless [RelayConfig].Data names a private directory, where every
+//     mailbox is kept in a bbolt file (relaystore.go, its layout documented there); not a
+//     production mail server. Unlike bare imapmemserver it refuses changes to a folder opened
+//     with EXAMINE, as Dovecot does, and never hands out a UIDVALIDITY again with other UIDs:
+//     in memory each start takes the clock's second, with Data mailboxes keep theirs.
+//   - [WrongServerError] (diagnose.go): a server that begins otherwise than the connection's
+//     protocol and TLS mode expect (a plaintext greeting to an implicit-TLS client, silence or a
+//     TLS record to a plaintext or STARTTLS one, the other protocol's greeting) is named with
+//     what it sent ([Found]), whether the IMAP and SMTP addresses look swapped and which TLS
+//     mode to try, for the CLI's advice.
 //   - The shared behaviour every Transport must show is fixtures.RunTransportContract; the
 //     relay runs it in relay_test.go, and a real Dovecot + Postfix can run the same suite.
 //
 // # Imports
 //
-// The standard library and the emersion mail libraries (go-imap/v2, go-smtp, go-message,
-// go-sasl) only. It must not import session, compress, commands, keystore or node, and non-test
+// The standard library, the emersion mail libraries (go-imap/v2, go-smtp, go-message,
+// go-sasl) and bbolt (the relay's store) only. It must not import session, compress, commands, keystore or node, and non-test
 // code never imports testing or fixtures; deps_test.go in the module root and TestImports here
 // enforce it.
 //

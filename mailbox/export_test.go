@@ -46,3 +46,6 @@ const (
 	MaxSMTPLine   = maxSMTPLine
 	MaxSMTPReply  = maxSMTPReply
 )
+
+// SetRelayClock makes the relay take its UIDVALIDITYs from now instead of the wall clock.
+func SetRelayClock(cfg *RelayConfig, now func() time.Time) { cfg.now = now }

@@ -89,7 +89,7 @@ func (t *IMAPSMTP) connect(ctx context.Context) (*imapConn, error) {
 		case tooLong != nil:
 			err = tooLong
 		case timedOut:
-			err = fmt.Errorf("%w (silent for %s)", ErrTimeout, s.CommandTimeout)
+			err = keepDiagnosis(err, fmt.Errorf("%w (silent for %s)", ErrTimeout, s.CommandTimeout))
 		}
 		return nil, fmt.Errorf("connect to IMAP server %s: %w", s.IMAPAddr, err)
 	}
@@ -97,7 +97,8 @@ func (t *IMAPSMTP) connect(ctx context.Context) (*imapConn, error) {
 	return c, nil
 }
 
-func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, error) {
+func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (_ *imapConn, err error) {
+	greeted := false // for diagnose: a failure before the greeting may be a wrong port or TLS mode
 	s := t.s
 	opts := &imapclient.Options{
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
@@ -122,22 +123,30 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 		conf.NextProtos = []string{"imap"}
 		tc := tls.Client(raw, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return c, tlsError(err, s.IMAPAddr)
+			return c, diagnose(tlsError(err, s.IMAPAddr), "IMAP", s.IMAPAddr, s.TLS, nil)
 		}
 		client = imapclient.New(capped(tc, ""), opts)
 	case TLSStartTLS:
-		tc, err := imapStartTLS(ctx, capped(raw, ""), raw, s.imapTLS)
+		fb := &firstBytes{Conn: raw} // for diagnose
+		tc, err := imapStartTLS(ctx, capped(fb, ""), raw, s.imapTLS)
 		if err != nil {
-			return c, fmt.Errorf("STARTTLS: %w", tlsError(err, s.IMAPAddr))
+			return c, diagnose(fmt.Errorf("STARTTLS: %w", tlsError(err, s.IMAPAddr)), "IMAP", s.IMAPAddr, s.TLS, fb.first())
 		}
 		client = imapclient.New(capped(tc, imapStandIn), opts)
 	default:
-		client = imapclient.New(capped(raw, ""), opts)
+		fb := &firstBytes{Conn: raw}
+		client = imapclient.New(capped(fb, ""), opts)
+		defer func() {
+			if err != nil && !greeted {
+				err = diagnose(err, "IMAP", s.IMAPAddr, s.TLS, fb.first())
+			}
+		}()
 	}
 	c.c = client
 	if err := client.WaitGreeting(); err != nil {
 		return c, err
 	}
+	greeted = true
 	if s.Username != "" || s.Password != "" {
 		if s.TLS == TLSNone && !(s.AllowPlaintextAuth && isLoopbackConn(raw.Conn)) {
 			return c, fmt.Errorf("%w: the IMAP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.IMAPAddr)

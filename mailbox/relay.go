@@ -19,15 +19,22 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
 // The embedded relay is a small in-process mail system for demos, labs and tests: an SMTP server
-// (go-smtp) that delivers into an in-memory IMAP server (go-imap's imapserver + imapmemserver)
-// for a fixed set of users. Nothing is stored on disk. By default it listens on loopback only,
+// (go-smtp) that delivers into an in-memory IMAP server (go-imap's imapserver + a copy of its
+// imapmemserver, relaymem_*.go) for a fixed set of users. Nothing is stored on disk unless
+// RelayConfig.Data names a directory (relaystore.go). By default it listens on loopback only,
 // without TLS and with plaintext authentication; it is not a production mail server.
+//
+// UIDVALIDITY: clients keep cursors as (UIDVALIDITY, UID), so a relay must never serve new
+// UIDs under a UIDVALIDITY a client has seen before. In memory, every mailbox of a start gets
+// the start's second (Unix time) as UIDVALIDITY: a relay started in a later second has greater
+// ones, and clients read its mailboxes from the beginning. (`sealpost relay` starts no earlier
+// than the second after it was run, so that two starts never share one.) With Data, mailboxes
+// keep their UIDVALIDITY, UIDs and flags across restarts, and cursors stay valid.
 //
 // SMTP: mail to one of the users is accepted with or without authentication, as a real MX would
 // (so tests can inject forged mail); mail from one of the users' addresses needs AUTH PLAIN as
@@ -53,14 +60,21 @@ type RelayConfig struct {
 	// ImplicitTLS; authentication then needs TLS. For labs and tests with a private CA.
 	TLS         *tls.Config
 	ImplicitTLS bool
+	// Data, when set, is a private directory (created 0700 if missing; refused with
+	// ErrUnsafeRelayData if group or others can reach it, or it is a symbolic link or another
+	// user's) where the relay keeps every user's mailboxes, messages, flags and UIDs in one
+	// bbolt file, relay.db, committed before each change is acknowledged. Empty: memory only.
+	Data string
 
-	imapCaps imap.CapSet // tests: act as an older server (no MOVE, no UIDPLUS)
+	now      func() time.Time // tests: the clock UIDVALIDITYs come from (default time.Now)
+	imapCaps imap.CapSet      // tests: act as an older server (no MOVE, no UIDPLUS)
 }
 
 // Relay is a running embedded relay.
 type Relay struct {
 	users   map[string]string
-	mem     map[string]*imapmemserver.User // by lower-cased address
+	mem     map[string]*memUser // by lower-cased address
+	db      *relayDB            // nil: in memory only
 	smtpSrv *smtp.Server
 	imapSrv *imapserver.Server
 	smtpLn  net.Listener
@@ -89,7 +103,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	}
 	r := &Relay{
 		users:  map[string]string{},
-		mem:    map[string]*imapmemserver.User{},
+		mem:    map[string]*memUser{},
 		log:    cfg.Logger,
 		maxMsg: cfg.MaxMessageBytes,
 	}
@@ -99,7 +113,24 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if r.maxMsg <= 0 {
 		r.maxMsg = DefaultMaxMessageBytes
 	}
-	mem := imapmemserver.New()
+	now := cfg.now
+	if now == nil {
+		now = time.Now
+	}
+	if cfg.Data != "" {
+		db, err := openRelayDB(cfg.Data, now)
+		if err != nil {
+			return nil, err
+		}
+		r.db = db
+	}
+	ok := false
+	defer func() {
+		if !ok && r.db != nil {
+			r.db.close()
+		}
+	}()
+	start := clockUIDValidity(now())
 	for addr, pw := range cfg.Users {
 		if _, err := addrSpec(addr); err != nil {
 			return nil, fmt.Errorf("relay: user %q: %v", addr, err)
@@ -108,11 +139,23 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		if _, dup := r.mem[key]; dup {
 			return nil, fmt.Errorf("relay: user %q given twice", addr)
 		}
-		u := imapmemserver.NewUser(addr, pw)
-		if err := u.Create("INBOX", nil); err != nil {
-			return nil, fmt.Errorf("relay: %w", err)
+		u := newMemUser(addr, pw)
+		u.key, u.db, u.start = key, r.db, start
+		if r.db != nil {
+			stored, err := r.db.load(key)
+			if err != nil {
+				return nil, err
+			}
+			for name, mbox := range stored {
+				mbox.db, mbox.user = r.db, key
+				u.mailboxes[name] = mbox
+			}
 		}
-		mem.AddUser(u)
+		if u.mailboxes["INBOX"] == nil {
+			if err := u.Create("INBOX", nil); err != nil {
+				return nil, fmt.Errorf("relay: %w", err)
+			}
+		}
 		r.users[addr] = pw
 		r.mem[key] = u
 	}
@@ -164,6 +207,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		r.smtpLn.Close()
 		return nil, err
 	}
+	ok = true
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
@@ -220,18 +264,22 @@ func (r *Relay) Close() error {
 		r.smtpLn.Close()
 		r.imapLn.Close()
 		r.wg.Wait()
+		var err3 error
+		if r.db != nil {
+			err3 = r.db.close()
+		}
 		if errors.Is(err1, smtp.ErrServerClosed) || errors.Is(err1, net.ErrClosed) {
 			err1 = nil
 		}
 		if errors.Is(err2, net.ErrClosed) {
 			err2 = nil
 		}
-		r.closeErr = errors.Join(err1, err2)
+		r.closeErr = errors.Join(err1, err2, err3)
 	})
 	return r.closeErr
 }
 
-func (r *Relay) user(addr string) (*imapmemserver.User, string) {
+func (r *Relay) user(addr string) (*memUser, string) {
 	for a := range r.users {
 		if strings.EqualFold(a, addr) {
 			return r.mem[strings.ToLower(a)], a
@@ -245,7 +293,7 @@ type relaySession struct {
 	r      *Relay
 	authed string
 	from   string
-	rcpts  []*imapmemserver.User
+	rcpts  []*memUser
 	names  []string
 }
 
@@ -345,7 +393,7 @@ func (p printfLogger) Println(args ...any) {
 // EXPUNGE and MOVE and sets no \Seen: so does this one, so that a client that writes to a
 // folder it examined fails here as it would on a real server.
 type relayIMAPSession struct {
-	*imapmemserver.UserSession // nil until login
+	*memSession // nil until login
 
 	r        *Relay
 	readOnly bool // the selected folder was opened with EXAMINE
@@ -355,35 +403,35 @@ type relayIMAPSession struct {
 var errReadOnly = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox is read-only"}
 
 func (s *relayIMAPSession) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
-	data, err := s.UserSession.Select(name, options)
+	data, err := s.memSession.Select(name, options)
 	s.readOnly = err == nil && options != nil && options.ReadOnly
 	return data, err
 }
 
 func (s *relayIMAPSession) Unselect() error {
 	s.readOnly = false
-	return s.UserSession.Unselect()
+	return s.memSession.Unselect()
 }
 
 func (s *relayIMAPSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	return s.UserSession.Store(w, numSet, flags, options)
+	return s.memSession.Store(w, numSet, flags, options)
 }
 
 func (s *relayIMAPSession) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	return s.UserSession.Expunge(w, uids)
+	return s.memSession.Expunge(w, uids)
 }
 
 func (s *relayIMAPSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
 	if s.readOnly {
 		return errReadOnly
 	}
-	return s.UserSession.Move(w, numSet, dest)
+	return s.memSession.Move(w, numSet, dest)
 }
 
 // Fetch in a folder opened with EXAMINE reads every body section as BODY.PEEK would.
@@ -404,7 +452,7 @@ func (s *relayIMAPSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, 
 		}
 		options = &o
 	}
-	return s.UserSession.Fetch(w, numSet, options)
+	return s.memSession.Fetch(w, numSet, options)
 }
 
 var _ imapserver.SessionIMAP4rev2 = (*relayIMAPSession)(nil)
@@ -417,20 +465,20 @@ func (s *relayIMAPSession) Login(username, password string) error {
 	if err := u.Login(username, password); err != nil {
 		return err
 	}
-	s.UserSession = imapmemserver.NewUserSession(u)
+	s.memSession = newMemSession(u)
 	return nil
 }
 
 func (s *relayIMAPSession) Close() error {
-	if s.UserSession == nil {
+	if s.memSession == nil {
 		return nil
 	}
-	return s.UserSession.Close()
+	return s.memSession.Close()
 }
 
 func (s *relayIMAPSession) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if err := s.UserSession.Poll(w, true); err != nil {
+	if err := s.memSession.Poll(w, true); err != nil {
 		return err
 	}
-	return s.UserSession.Idle(w, stop)
+	return s.memSession.Idle(w, stop)
 }

@@ -176,7 +176,7 @@ func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) er
 	case cancelled && ctx.Err() != nil:
 		err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", t.s.SMTPAddr, ctx.Err())}
 	case timedOut || isNetTimeout(err):
-		err = &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w (silent for %s)", t.s.SMTPAddr, ErrTimeout, t.s.CommandTimeout)}
+		err = &SendError{Temporary: true, Err: keepDiagnosis(err, fmt.Errorf("SMTP %s: %w (silent for %s)", t.s.SMTPAddr, ErrTimeout, t.s.CommandTimeout))}
 	}
 	return err
 }
@@ -212,28 +212,34 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 		return sc.capped
 	}
 	var c *smtp.Client
+	var fb *firstBytes // plaintext only: what the server sent first, for diagnose
 	switch s.TLS {
 	case TLSImplicit:
 		tc := tls.Client(sc.raw, s.smtpTLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return &SendError{Temporary: true, Err: tlsError(err, s.SMTPAddr)}
+			return &SendError{Temporary: true, Err: diagnose(tlsError(err, s.SMTPAddr), "SMTP", s.SMTPAddr, s.TLS, nil)}
 		}
 		sc.tls = true
 		c = smtp.NewClient(capped(tc, ""))
 	case TLSStartTLS:
-		tc, err := smtpStartTLS(ctx, capped(sc.raw, ""), sc.raw, s.smtpTLS, helo)
+		fb := &firstBytes{Conn: sc.raw} // for diagnose
+		tc, err := smtpStartTLS(ctx, capped(fb, ""), sc.raw, s.smtpTLS, helo)
 		if err != nil {
-			return setupErr("STARTTLS", tlsError(err, s.SMTPAddr))
+			return setupErr("STARTTLS", diagnose(tlsError(err, s.SMTPAddr), "SMTP", s.SMTPAddr, s.TLS, fb.first()))
 		}
 		sc.tls = true
 		c = smtp.NewClient(capped(tc, smtpStandIn))
 	default:
-		c = smtp.NewClient(capped(sc.raw, ""))
+		fb = &firstBytes{Conn: sc.raw}
+		c = smtp.NewClient(capped(fb, ""))
 	}
 	sc.c = c
 	// The watchdog is the bound; go-smtp's own deadlines are a looser backstop.
 	c.CommandTimeout, c.SubmissionTimeout = 2*s.CommandTimeout, 2*s.CommandTimeout
 	if err := c.Hello(helo); err != nil {
+		if fb != nil { // plaintext: Hello read the greeting
+			err = diagnose(err, "SMTP", s.SMTPAddr, s.TLS, fb.first())
+		}
 		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
 	}
 	if s.Username == "" && s.Password == "" {
