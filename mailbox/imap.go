@@ -16,7 +16,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-sasl"
 )
 
 // imapConn is one authenticated IMAP connection and what is known about it.
@@ -138,26 +137,12 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 	if err := client.WaitGreeting(); err != nil {
 		return c, err
 	}
-	if s.Username != "" || s.Password != "" {
+	if s.hasCredentials() {
 		if s.TLS == TLSNone && !(s.AllowPlaintextAuth && isLoopbackConn(raw.Conn)) {
 			return c, fmt.Errorf("%w: the IMAP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.IMAPAddr)
 		}
-		user := s.Username
-		if user == "" {
-			user = s.Address
-		}
-		caps := client.Caps()
-		switch {
-		case caps.Has(imap.AuthCap(sasl.Plain)):
-			if err := client.Authenticate(sasl.NewPlainClient("", user, s.Password)); err != nil {
-				return c, fmt.Errorf("log in as %s: %w", user, err)
-			}
-		case !caps.Has(imap.CapLoginDisabled):
-			if err := client.Login(user, s.Password).Wait(); err != nil {
-				return c, fmt.Errorf("log in as %s: %w", user, err)
-			}
-		default:
-			return c, errors.New("the server offers neither AUTH=PLAIN nor LOGIN")
+		if err := s.authenticate(ctx, imapAuth{client, s.IMAPAddr}); err != nil {
+			return c, err
 		}
 	}
 	if c.caps = client.Caps(); c.caps == nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -236,28 +235,16 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 	if err := c.Hello(helo); err != nil {
 		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
 	}
-	if s.Username == "" && s.Password == "" {
+	if !s.hasCredentials() {
 		return nil
 	}
 	// go-smtp's TLSConnectionState sees only the cappedConn, not the TLS under it.
 	if !sc.tls && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
 		return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
 	}
-	user := s.Username
-	if user == "" {
-		user = s.Address
-	}
-	var mech sasl.Client
-	switch {
-	case c.SupportsAuth(sasl.Plain):
-		mech = sasl.NewPlainClient("", user, s.Password)
-	case c.SupportsAuth(sasl.Login):
-		mech = sasl.NewLoginClient(user, s.Password)
-	default:
-		return &SendError{Temporary: true, Err: fmt.Errorf("SMTP server %s offers neither AUTH PLAIN nor LOGIN", s.SMTPAddr)}
-	}
-	if err := c.Auth(mech); err != nil {
-		return setupErr("AUTH as "+user, err)
+	if err := s.authenticate(ctx, smtpAuth{c, s.SMTPAddr}); err != nil {
+		// Temporary: a login trouble is the configuration's, not the mail's (see Send).
+		return setupErr("AUTH as "+s.loginUser(), err)
 	}
 	return nil
 }
