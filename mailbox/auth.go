@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -170,11 +172,18 @@ type authConn interface {
 	authenticate(c sasl.Client) error  // one SASL exchange
 	canLogin() bool                    // IMAP LOGIN is possible (SMTP: false)
 	login(user, password string) error // IMAP LOGIN
+	retryHere() bool                   // another login may follow a refusal on this connection
 }
 
-// authenticate logs in over a, as the settings say. A refusal is an *AuthError; a failing
+// retriesToken reports whether a refused login is tried once more with a fresh secret: with
+// an OAuth2 token from a source (the token the helper had may just have expired), not with a
+// password (it would only count towards the server's lockout).
+func (s *settings) retriesToken() bool { return s.Auth.oauth() && s.Secret != nil }
+
+// authenticate logs in over a, as the settings say; try is the number of this login attempt
+// (2 when the caller retries on a new connection). A refusal is an *AuthError; a failing
 // secret source a *SecretError; anything else (the connection failed) is returned as it is.
-func (s *settings) authenticate(ctx context.Context, a authConn) error {
+func (s *settings) authenticate(ctx context.Context, a authConn, try int) error {
 	user := s.loginUser()
 	var mech string
 	switch s.Auth {
@@ -200,11 +209,11 @@ func (s *settings) authenticate(ctx context.Context, a authConn) error {
 			Err: fmt.Errorf("%w: %s does not advertise AUTH=%s", ErrMechanismUnavailable, a.server(), mech)}
 	}
 	tries := 1
-	if s.Auth.oauth() && s.Secret != nil {
-		tries = 2 // one retry with a fresh token: the one the helper had may just have expired
+	if s.retriesToken() {
+		tries = 2
 	}
 	var ae *AuthError
-	for i := 1; i <= tries; i++ {
+	for i := try; i <= tries; i++ {
 		secret, err := s.secret(ctx)
 		if err != nil {
 			return err
@@ -233,6 +242,9 @@ func (s *settings) authenticate(ctx context.Context, a authConn) error {
 			return err
 		}
 		ae = &AuthError{Server: a.server(), Mechanism: mech, User: user, Tries: i, Err: err, Detail: detail}
+		if i < tries && !a.retryHere() {
+			break // the caller retries on a new connection
+		}
 		if i < tries {
 			s.log.Info("the server refused the OAuth2 token; asking for a fresh one", "op", "login", "err", ae)
 		}
@@ -257,17 +269,52 @@ func refusal(err error) bool {
 
 // imapAuth is the IMAP side of a login.
 type imapAuth struct {
-	c    *imapclient.Client
-	addr string
+	c     *imapclient.Client
+	addr  string
+	empty *emptyResponse
+}
+
+// emptyResponse sits between go-imap's client and the connection to send an empty SASL
+// response as the empty line IMAP wants (RFC 9051 6.2.2: a base64 string, which may be
+// empty). go-imap writes "=", which RFC 4959 defines for an empty initial response only:
+// Dovecot answers it with BAD "Invalid base64 data" instead of the NO that says the token was
+// refused. Armed by the XOAUTH2 client just before it answers an error challenge; it then
+// rewrites that one write (go-imap flushes the response line in one write).
+type emptyResponse struct {
+	net.Conn
+	armed atomic.Bool
+}
+
+func (e *emptyResponse) wrap(c net.Conn) net.Conn {
+	e.Conn = c
+	return e
+}
+
+func (e *emptyResponse) arm() { e.armed.Store(true) }
+
+func (e *emptyResponse) Write(p []byte) (int, error) {
+	if e.armed.CompareAndSwap(true, false) && string(p) == "=\r\n" {
+		if _, err := e.Conn.Write([]byte("\r\n")); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return e.Conn.Write(p)
 }
 
 func (a imapAuth) server() string          { return "IMAP server " + a.addr }
 func (a imapAuth) offers(mech string) bool { return a.c.Caps().Has(imap.AuthCap(mech)) }
 func (a imapAuth) canLogin() bool          { return !a.c.Caps().Has(imap.CapLoginDisabled) }
+func (a imapAuth) retryHere() bool         { return true }
 
 // authenticate runs AUTHENTICATE, with the initial response on the command line where the
 // server offers SASL-IR (go-imap does that).
-func (a imapAuth) authenticate(c sasl.Client) error { return a.c.Authenticate(c) }
+func (a imapAuth) authenticate(c sasl.Client) error {
+	if x, ok := c.(*xoauth2Client); ok {
+		x.onEmpty = a.empty.arm
+	}
+	return a.c.Authenticate(c)
+}
 func (a imapAuth) login(user, password string) error {
 	return a.c.Login(user, password).Wait()
 }
@@ -281,5 +328,6 @@ type smtpAuth struct {
 func (a smtpAuth) server() string                    { return "SMTP server " + a.addr }
 func (a smtpAuth) offers(mech string) bool           { return a.c.SupportsAuth(mech) }
 func (a smtpAuth) canLogin() bool                    { return false }
+func (a smtpAuth) retryHere() bool                   { return false }
 func (a smtpAuth) authenticate(c sasl.Client) error  { return a.c.Auth(c) }
 func (a smtpAuth) login(user, password string) error { return errors.New("SMTP has no LOGIN command") }

@@ -115,6 +115,7 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 		return c.capped
 	}
 	var client *imapclient.Client
+	empty := &emptyResponse{}
 	switch s.TLS {
 	case TLSImplicit:
 		conf := s.imapTLS.Clone()
@@ -123,15 +124,15 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return c, tlsError(err, s.IMAPAddr)
 		}
-		client = imapclient.New(capped(tc, ""), opts)
+		client = imapclient.New(empty.wrap(capped(tc, "")), opts)
 	case TLSStartTLS:
 		tc, err := imapStartTLS(ctx, capped(raw, ""), raw, s.imapTLS)
 		if err != nil {
 			return c, fmt.Errorf("STARTTLS: %w", tlsError(err, s.IMAPAddr))
 		}
-		client = imapclient.New(capped(tc, imapStandIn), opts)
+		client = imapclient.New(empty.wrap(capped(tc, imapStandIn)), opts)
 	default:
-		client = imapclient.New(capped(raw, ""), opts)
+		client = imapclient.New(empty.wrap(capped(raw, "")), opts)
 	}
 	c.c = client
 	if err := client.WaitGreeting(); err != nil {
@@ -141,7 +142,7 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (*imapConn, erro
 		if s.TLS == TLSNone && !(s.AllowPlaintextAuth && isLoopbackConn(raw.Conn)) {
 			return c, fmt.Errorf("%w: the IMAP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.IMAPAddr)
 		}
-		if err := s.authenticate(ctx, imapAuth{client, s.IMAPAddr}); err != nil {
+		if err := s.authenticate(ctx, imapAuth{client, s.IMAPAddr, empty}, 1); err != nil {
 			return c, err
 		}
 	}

@@ -180,8 +180,19 @@ func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) er
 	return err
 }
 
-// dialSMTP connects, sets up TLS, greets and authenticates.
+// dialSMTP connects, sets up TLS, greets and authenticates. An OAuth2 token the server refused
+// is retried with a fresh one on a new connection: after a failed AUTH go-smtp sends "*", which
+// Postfix takes for a non-SMTP command and drops the connection.
 func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
+	sc, err := t.dialSMTPTry(ctx, 1)
+	if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Tries == 1 && t.s.retriesToken() && !errors.Is(ae, ErrMechanismUnavailable) {
+		sc, err = t.dialSMTPTry(ctx, 2)
+	}
+	return sc, err
+}
+
+// dialSMTPTry is one connection of dialSMTP; try is the number of its login attempt.
+func (t *IMAPSMTP) dialSMTPTry(ctx context.Context, try int) (*smtpConn, error) {
 	s := t.s
 	d := net.Dialer{Timeout: s.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", s.SMTPAddr)
@@ -190,7 +201,7 @@ func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	}
 	t.count(func(s *Stats) { s.SMTPConnects++ })
 	sc := &smtpConn{raw: newWatchedConn(nc)}
-	err = t.watched(ctx, sc, func() error { return t.greet(ctx, sc, nc) })
+	err = t.watched(ctx, sc, func() error { return t.greet(ctx, sc, nc, try) })
 	if err != nil {
 		if sc.c != nil {
 			sc.c.Close()
@@ -201,7 +212,7 @@ func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	return sc, nil
 }
 
-func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
+func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn, try int) error {
 	s := t.s
 	// EHLO names the domain of our address, which the mail shows anyway, not this host.
 	helo, _ := addrSpec(s.Address) // validated by New
@@ -242,7 +253,7 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 	if !sc.tls && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
 		return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
 	}
-	if err := s.authenticate(ctx, smtpAuth{c, s.SMTPAddr}); err != nil {
+	if err := s.authenticate(ctx, smtpAuth{c, s.SMTPAddr}, try); err != nil {
 		// Temporary: a login trouble is the configuration's, not the mail's (see Send).
 		return setupErr("AUTH as "+s.loginUser(), err)
 	}

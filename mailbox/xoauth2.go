@@ -160,6 +160,7 @@ func challengeDetail(challenge []byte) string {
 type xoauth2Client struct {
 	user, token string
 	challenge   []byte
+	onEmpty     func() // runs before the empty response is sent (IMAP: see emptyResponse)
 }
 
 func (c *xoauth2Client) Start() (string, []byte, error) {
@@ -169,6 +170,9 @@ func (c *xoauth2Client) Start() (string, []byte, error) {
 func (c *xoauth2Client) Next(challenge []byte) ([]byte, error) {
 	if c.challenge == nil {
 		c.challenge = append([]byte{}, challenge...)
+		if c.onEmpty != nil {
+			c.onEmpty()
+		}
 		return []byte{}, nil
 	}
 	return nil, errors.New("XOAUTH2: a second challenge from the server")
