@@ -276,3 +276,24 @@ func TestAuthConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestContractRelayOAuth2 runs the shared Transport contract with every login over XOAUTH2,
+// then OAUTHBEARER, tokens from a command: the contract has no login case of its own, but its
+// transports reconnect and log in many times, each with a token asked afresh.
+func TestContractRelayOAuth2(t *testing.T) {
+	tokens := map[string]string{}
+	for _, u := range []string{alice, bob} {
+		tokens["tok."+u[:3]] = u
+	}
+	for _, mech := range oauthMechs {
+		t.Run(string(mech), func(t *testing.T) {
+			// A relay each: the contract's foreign mail stays in the inbox.
+			r := startRelay(t, mailbox.RelayConfig{Tokens: newTokenAuthority(tokens).check})
+			env := relayEnv(t, r, nil)
+			env.New = func(t *testing.T, user string) mailbox.Transport {
+				return oauthTransport(t, r, user, mech, mailbox.CommandSecret("echo tok."+user[:3], 0))
+			}
+			fixtures.RunTransportContract(t, env)
+		})
+	}
+}
