@@ -186,6 +186,7 @@ func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) er
 func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	sc, err := t.dialSMTPTry(ctx, 1)
 	if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Tries == 1 && t.s.retriesToken() && !errors.Is(ae, ErrMechanismUnavailable) {
+		t.s.log.Info("the server refused the OAuth2 token; asking for a fresh one", "op", "login", "err", ae)
 		sc, err = t.dialSMTPTry(ctx, 2)
 	}
 	return sc, err
