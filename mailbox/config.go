@@ -27,9 +27,16 @@ type Config struct {
 	Address            string // our mail address (From of sent mail)
 	IMAPAddr, SMTPAddr string // host:port
 	// Username and Password log in to both servers; Username defaults to Address when only a
-	// Password is given. With neither, no login is attempted.
+	// Password (or a Secret) is given. With none of the three, no login is attempted.
 	Username, Password string
-	TLS                TLSMode // applies to both; "" means implicit
+	// Secret, when set, is asked at every login for the password (or, with an OAuth2 Auth, the
+	// access token) instead of Password, which must then be empty: CommandSecret for
+	// --password-command and --oauth2-token-command, FileSecret for --password-file.
+	Secret SecretSource
+	// Auth is the login mechanism for both servers; "" means AuthPassword. With AuthXOAUTH2 or
+	// AuthOAuthBearer, Password or Secret gives the access token.
+	Auth AuthMechanism
+	TLS  TLSMode // applies to both; "" means implicit
 	// CAFile is an extra CA (PEM) for self-signed servers, added to RootCAs (or to the system
 	// roots when RootCAs is nil).
 	CAFile  string
@@ -102,7 +109,20 @@ func (c Config) settings() (*settings, error) {
 	default:
 		return nil, configError("TLS mode %q: want implicit, starttls or none", c.TLS)
 	}
-	if s.TLS == TLSNone && (c.Username != "" || c.Password != "") {
+	switch s.Auth {
+	case "":
+		s.Auth = AuthPassword
+	case AuthPassword, AuthXOAUTH2, AuthOAuthBearer:
+	default:
+		return nil, configError("authentication %q: want password, xoauth2 or oauthbearer", c.Auth)
+	}
+	if c.Secret != nil && c.Password != "" {
+		return nil, configError("both a password and a password source are set; give one")
+	}
+	if s.Auth.oauth() && c.Secret == nil && c.Password == "" {
+		return nil, configError("%s authentication needs an access token (a token command)", s.Auth)
+	}
+	if s.TLS == TLSNone && c.hasCredentials() {
 		for _, h := range []string{s.imapHost, s.smtpHost} {
 			if !isLoopbackHost(h) {
 				return nil, fmt.Errorf("%w: %w: --tls none would send the password for %s in the clear to %s; use --tls implicit (ports 993/465) or --tls starttls (143/587), and --ca-file for a private CA",

@@ -26,6 +26,14 @@
 //     mode to try, for the CLI's advice.
 //   - The shared behaviour every Transport must show is fixtures.RunTransportContract; the
 //     relay runs it in relay_test.go, and a real Dovecot + Postfix can run the same suite.
+//   - Logins (auth.go): Config.Auth picks the password (SASL PLAIN, else IMAP LOGIN or SASL
+//     LOGIN), SASL XOAUTH2 (xoauth2.go, ours: go-sasl has none) or OAUTHBEARER (go-sasl's
+//     client, answering the error challenge as RFC 7628 asks). The password or token comes
+//     from Config.Password or from a [SecretSource] asked at every login: [CommandSecret]
+//     (secretcmd.go: a shell command line, as mbsync's PassCmd) or [FileSecret]. A refusal is
+//     an [*AuthError] (ErrAuthFailed), a failing source a [*SecretError] (ErrNoSecret), so
+//     that the engine can tell them from network trouble. The relay offers XOAUTH2 and
+//     OAUTHBEARER when RelayConfig.Tokens is set (relay_auth.go).
 //
 // # Imports
 //
@@ -65,6 +73,12 @@
 //     UID set; never a bare EXPUNGE, which would also remove the user's own deleted mail.
 //   - Credentials never cross the network unencrypted, except with explicit consent to a
 //     loopback server (checked on the connected address, not just the configured name).
+//   - No password or token is kept past the login it was asked for: a rotated password or a
+//     refreshed token is used from the next connection on, and a token the server refused is
+//     never offered again. A refused OAuth2 token from a source is followed by exactly one
+//     fresh one per login (on the same IMAP connection; on a new SMTP connection); a refused
+//     password is not retried. Nothing a secret command prints on its standard output appears
+//     in an error or a log.
 //   - No call hangs on a silent server: every exchange runs under a watchdog
 //     (Config.CommandTimeout of silence closes the connection) and the caller's context.
 //   - No server makes the client hold more than a cap (caps.go, THREATS.md row 35): the IMAP
@@ -121,6 +135,13 @@
 //   - go-smtp's client sends AUTH PLAIN over plaintext without complaint, and resets the
 //     deadlines it sets after every command (so it does not bound the DATA transfer): the
 //     plaintext guard and the watchdog here cover both.
+//   - go-imap sends an empty SASL response as "=" (RFC 4959's form for an empty initial
+//     response only); Dovecot answers BAD, not the NO that a refused XOAUTH2 token deserves.
+//     The empty response goes out as an empty line (emptyResponse in auth.go).
+//   - go-smtp's client sends "*" after a failed AUTH, and Postfix drops a client that sends
+//     it (not an SMTP command): a refused token is retried on a new SMTP connection. go-sasl's
+//     OAUTHBEARER client returns an error on the error challenge instead of answering it, and
+//     its server panics on an empty answer: both are wrapped (xoauth2.go, relay_auth.go).
 //   - go-message returns an error and a usable entity for an unknown charset or transfer
 //     encoding: tolerated (text parts are ignored; the attachment must be base64), and it has no
 //     limit on size, parts or nesting: hence the caps above.

@@ -16,7 +16,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/textproto"
-	"github.com/emersion/go-sasl"
 )
 
 // imapConn is one authenticated IMAP connection and what is known about it.
@@ -117,6 +116,7 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (_ *imapConn, er
 		return c.capped
 	}
 	var client *imapclient.Client
+	empty := &emptyResponse{}
 	switch s.TLS {
 	case TLSImplicit:
 		conf := s.imapTLS.Clone()
@@ -125,17 +125,17 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (_ *imapConn, er
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return c, diagnose(tlsError(err, s.IMAPAddr), "IMAP", s.IMAPAddr, s.TLS, nil)
 		}
-		client = imapclient.New(capped(tc, ""), opts)
+		client = imapclient.New(empty.wrap(capped(tc, "")), opts)
 	case TLSStartTLS:
 		fb := &firstBytes{Conn: raw} // for diagnose
 		tc, err := imapStartTLS(ctx, capped(fb, ""), raw, s.imapTLS)
 		if err != nil {
 			return c, diagnose(fmt.Errorf("STARTTLS: %w", tlsError(err, s.IMAPAddr)), "IMAP", s.IMAPAddr, s.TLS, fb.first())
 		}
-		client = imapclient.New(capped(tc, imapStandIn), opts)
+		client = imapclient.New(empty.wrap(capped(tc, imapStandIn)), opts)
 	default:
 		fb := &firstBytes{Conn: raw}
-		client = imapclient.New(capped(fb, ""), opts)
+		client = imapclient.New(empty.wrap(capped(fb, "")), opts)
 		defer func() {
 			if err != nil && !greeted {
 				err = diagnose(err, "IMAP", s.IMAPAddr, s.TLS, fb.first())
@@ -147,26 +147,12 @@ func (t *IMAPSMTP) setup(ctx context.Context, raw *watchedConn) (_ *imapConn, er
 		return c, err
 	}
 	greeted = true
-	if s.Username != "" || s.Password != "" {
+	if s.hasCredentials() {
 		if s.TLS == TLSNone && !(s.AllowPlaintextAuth && isLoopbackConn(raw.Conn)) {
 			return c, fmt.Errorf("%w: the IMAP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.IMAPAddr)
 		}
-		user := s.Username
-		if user == "" {
-			user = s.Address
-		}
-		caps := client.Caps()
-		switch {
-		case caps.Has(imap.AuthCap(sasl.Plain)):
-			if err := client.Authenticate(sasl.NewPlainClient("", user, s.Password)); err != nil {
-				return c, fmt.Errorf("log in as %s: %w", user, err)
-			}
-		case !caps.Has(imap.CapLoginDisabled):
-			if err := client.Login(user, s.Password).Wait(); err != nil {
-				return c, fmt.Errorf("log in as %s: %w", user, err)
-			}
-		default:
-			return c, errors.New("the server offers neither AUTH=PLAIN nor LOGIN")
+		if err := s.authenticate(ctx, imapAuth{client, s.IMAPAddr, empty}, 1); err != nil {
+			return c, err
 		}
 	}
 	if c.caps = client.Caps(); c.caps == nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -181,8 +180,20 @@ func (t *IMAPSMTP) watched(ctx context.Context, sc *smtpConn, f func() error) er
 	return err
 }
 
-// dialSMTP connects, sets up TLS, greets and authenticates.
+// dialSMTP connects, sets up TLS, greets and authenticates. An OAuth2 token the server refused
+// is retried with a fresh one on a new connection: after a failed AUTH go-smtp sends "*", which
+// Postfix takes for a non-SMTP command and drops the connection.
 func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
+	sc, err := t.dialSMTPTry(ctx, 1)
+	if ae := (*AuthError)(nil); errors.As(err, &ae) && ae.Tries == 1 && t.s.retriesToken() && !errors.Is(ae, ErrMechanismUnavailable) {
+		t.s.log.Info("the server refused the OAuth2 token; asking for a fresh one", "op", "login", "err", ae)
+		sc, err = t.dialSMTPTry(ctx, 2)
+	}
+	return sc, err
+}
+
+// dialSMTPTry is one connection of dialSMTP; try is the number of its login attempt.
+func (t *IMAPSMTP) dialSMTPTry(ctx context.Context, try int) (*smtpConn, error) {
 	s := t.s
 	d := net.Dialer{Timeout: s.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", s.SMTPAddr)
@@ -191,7 +202,7 @@ func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	}
 	t.count(func(s *Stats) { s.SMTPConnects++ })
 	sc := &smtpConn{raw: newWatchedConn(nc)}
-	err = t.watched(ctx, sc, func() error { return t.greet(ctx, sc, nc) })
+	err = t.watched(ctx, sc, func() error { return t.greet(ctx, sc, nc, try) })
 	if err != nil {
 		if sc.c != nil {
 			sc.c.Close()
@@ -202,7 +213,7 @@ func (t *IMAPSMTP) dialSMTP(ctx context.Context) (*smtpConn, error) {
 	return sc, nil
 }
 
-func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
+func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn, try int) error {
 	s := t.s
 	// EHLO names the domain of our address, which the mail shows anyway, not this host.
 	helo, _ := addrSpec(s.Address) // validated by New
@@ -242,28 +253,16 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn) error {
 		}
 		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
 	}
-	if s.Username == "" && s.Password == "" {
+	if !s.hasCredentials() {
 		return nil
 	}
 	// go-smtp's TLSConnectionState sees only the cappedConn, not the TLS under it.
 	if !sc.tls && !(s.AllowPlaintextAuth && isLoopbackConn(nc)) {
 		return &SendError{Temporary: true, Err: fmt.Errorf("%w: the SMTP connection to %s is not encrypted; use --tls implicit or starttls", ErrPlaintextCredentials, s.SMTPAddr)}
 	}
-	user := s.Username
-	if user == "" {
-		user = s.Address
-	}
-	var mech sasl.Client
-	switch {
-	case c.SupportsAuth(sasl.Plain):
-		mech = sasl.NewPlainClient("", user, s.Password)
-	case c.SupportsAuth(sasl.Login):
-		mech = sasl.NewLoginClient(user, s.Password)
-	default:
-		return &SendError{Temporary: true, Err: fmt.Errorf("SMTP server %s offers neither AUTH PLAIN nor LOGIN", s.SMTPAddr)}
-	}
-	if err := c.Auth(mech); err != nil {
-		return setupErr("AUTH as "+user, err)
+	if err := s.authenticate(ctx, smtpAuth{c, s.SMTPAddr}, try); err != nil {
+		// Temporary: a login trouble is the configuration's, not the mail's (see Send).
+		return setupErr("AUTH as "+s.loginUser(), err)
 	}
 	return nil
 }
