@@ -28,6 +28,8 @@ var requiredVectors = []string{
 	"request_unknown_name", "request_too_many_args", "request_invalid_utf8",
 	"result_exec", "result_sysinfo", "result_unknown_member", "result_stdout_nonzero_bits",
 	"result_too_many_disks", "result_trailing",
+	"result_outcome_exited", "result_outcome_signaled", "result_outcome_timed_out", "result_outcome_not_found",
+	"result_outcome_unknown_token", "result_signal_high",
 }
 
 func loadVectors(t testing.TB) []vector {
@@ -160,6 +162,9 @@ func TestResultRoundTrip(t *testing.T) {
 		{ExitCode: 0, Undelivered: "refused by the mail server: 552 too big", Duration: time.Second},
 		{Info: &SysInfo{Hostname: "h", Load1: 0.5, Load5: 1e-9, Load15: 123.456, MemTotal: 1 << 63, Disks: []Disk{{"/", 2, 1}}}},
 		{Info: &SysInfo{}},
+		{Outcome: OutcomeSignaled, ExitCode: -1, Signal: MaxSignal, Error: "killed by signal 127"},
+		{Outcome: OutcomeTimedOut, ExitCode: -1, Signal: 9, TimedOut: true},
+		{Outcome: OutcomeDenied, ExitCode: -1, Error: "denied"},
 	}
 	for _, want := range cases {
 		b, err := EncodeResult(want)
@@ -235,6 +240,7 @@ func TestResultWorstCaseFits(t *testing.T) {
 	r := Result{
 		ExitCode: maxExitCode, Stdout: bytes.Repeat([]byte{0xff}, MaxOutputLimit), Stderr: bytes.Repeat([]byte{0xff}, MaxOutputLimit),
 		StdoutTruncated: true, StderrTruncated: true, Duration: 1<<63 - 1, TimedOut: true,
+		Outcome: OutcomeNotExecutable, Signal: MaxSignal, // the longest token
 		Error: strings.Repeat("\x01", MaxErrorBytes), Undelivered: strings.Repeat("\x01", MaxErrorBytes), Started: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		Info: &SysInfo{Hostname: ctl, OS: ctl, Kernel: ctl, Arch: ctl, Version: ctl, GoVersion: ctl, Uptime: 1<<63 - 1,
 			Load1: 1.7976931348623157e308, Load5: 1.7976931348623157e308, Load15: 1.7976931348623157e308,

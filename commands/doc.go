@@ -7,7 +7,8 @@
 // payload with [DecodeRequest], asks [Registry.Check] whether the peer's [Policy] allows it,
 // runs it with [Registry.Run] (which ends every process the program started when the command
 // ends; the agent calls [KillLeftovers] once when it starts), and sends back the [Result] encoded with [EncodeResult]; the
-// controller reads it with [DecodeResult] and shows it with [Result.Text].
+// controller reads it with [DecodeResult], branches on its [Outcome] (see "Outcomes") and shows
+// it with [Result.Text].
 //
 // # Commands
 //
@@ -53,8 +54,23 @@
 //     exits, times out or is cancelled, every process it started is killed, background
 //     children and those that left its process group or session included, before Run
 //     returns. The limits of each mechanism are under "Descendants".
-//   - Run never fails: it returns a Result whose Error says what went wrong, and every Result
-//     it returns passes EncodeResult (given an Options.Now within the years 0-9999).
+//   - Run never fails: it returns a Result whose Outcome says how the command ended (never
+//     OutcomeUnknown) and whose Error explains it to people, and every Result it returns passes
+//     EncodeResult (given an Options.Now within the years 0-9999).
+//
+// # Outcomes
+//
+// How a command ended travels as data, the [Outcome] in Result.Outcome, with a stable text
+// token on the wire: exited (ExitCode is the status; ping and sysinfo exit 0), signaled (a
+// signal sealpost did not send ended it; Signal is its number), timed-out, cancelled (the agent
+// stopped it, e.g. at shutdown), not-found, not-executable, start-failed (nothing ran), denied.
+// Result.Error is only the explanation for people and may be worded differently by each build:
+// no code branches on it. Truncated output and an undelivered result are flags beside the
+// outcome, not outcomes, since each combines with any of them. A result from an agent of an
+// older build has no outcome and decodes with OutcomeUnknown; [Result.EffectiveOutcome] infers
+// what the typed fields tell (TimedOut, or an exit code with no Error), never from the text.
+// [Result.ShellExitCode] gives the status a shell would report: the exit code, or 128 plus the
+// signal's number (137 for kill -9).
 //
 // # Descendants
 //
@@ -138,12 +154,17 @@
 // none. Each element is at most [MaxArgBytes] (32 KiB) of UTF-8 without NUL; argv[0] is not
 // empty. Timeout is not negative.
 //
-// A result is at most [MaxResultSize] (12 MiB, below the compression frame's 16 MiB). Its exit
-// code lies in -1..4294967295, stdout and stderr hold at most [MaxOutputLimit] (4 MiB) each,
+// A result is at most [MaxResultSize] (12 MiB, below the compression frame's 16 MiB). Its
+// outcome is a string: a token this build does not know decodes to OutcomeUnknown instead of
+// failing the result (a newer agent may report outcomes added later; the output is still worth
+// having), and OutcomeUnknown is sent by leaving the member out. Its signal lies in
+// 0..[MaxSignal] (127, so that 128 plus it is an 8-bit status), its exit
+// code in -1..4294967295, stdout and stderr hold at most [MaxOutputLimit] (4 MiB) each,
 // error at most [MaxErrorBytes] (4096) bytes, durations are not negative, the sysinfo strings
 // at most [MaxInfoString] (256) bytes, at most [MaxDisks] (32) disks with a non-empty mount
 // point of at most [MaxMountBytes] (1024) bytes, loads non-negative, times within years 0-9999.
 //
 // Decoding then encoding gives an equal value, not necessarily the same bytes (JSON allows
-// several spellings; the decoded value is canonical: times in UTC, empty lists nil).
+// several spellings; the decoded value is canonical: times in UTC, empty lists nil; an unknown
+// outcome token is dropped).
 package commands

@@ -24,10 +24,10 @@ var errTimeout = errors.New("commands: timeout")
 func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 	path, dir := req.Argv[0], p.dir()
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return Result{ExitCode: -1, Error: fmt.Sprintf("working directory %s: not a directory or not accessible", dir)}
+		return Result{Outcome: OutcomeStartFailed, ExitCode: -1, Error: fmt.Sprintf("working directory %s: not a directory or not accessible", dir)}
 	}
 	if _, err := os.Stat(path); err != nil {
-		return Result{ExitCode: -1, Error: startError(path, err)}
+		return startFailure(path, err)
 	}
 
 	ctx, cancel := context.WithTimeoutCause(ctx, req.Timeout, errTimeout)
@@ -36,13 +36,13 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 	// ended before the output is read to its end.
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		return Result{ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
+		return Result{Outcome: OutcomeStartFailed, ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
-		return Result{ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
+		return Result{Outcome: OutcomeStartFailed, ExitCode: -1, Error: fmt.Sprintf("cannot make a pipe: %v", err)}
 	}
 	newCmd := func() *exec.Cmd {
 		cmd := exec.CommandContext(ctx, path, req.Argv[1:]...) // absolute path: no PATH lookup, no shell
@@ -61,7 +61,14 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 	if err != nil {
 		outR.Close()
 		errR.Close()
-		return Result{ExitCode: -1, Error: startError(path, err)}
+		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			// The context ended before the program could start (exec.Cmd checks it first).
+			if context.Cause(ctx) == errTimeout {
+				return Result{Outcome: OutcomeTimedOut, TimedOut: true, ExitCode: -1, Error: fmt.Sprintf("timed out after %v before the program started", req.Timeout)}
+			}
+			return Result{Outcome: OutcomeCancelled, ExitCode: -1, Error: fmt.Sprintf("cancelled (%v) before the program started", context.Cause(ctx))}
+		}
+		return startFailure(path, err)
 	}
 	stdout := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
 	stderr := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
@@ -80,37 +87,47 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 		StderrTruncated: errOut.truncated(),
 	}
 	if cmd.ProcessState == nil { // cannot happen after a successful Start
-		res.ExitCode = -1
-		res.Error = startError(path, err)
-		return res
+		f := startFailure(path, err)
+		f.Stdout, f.Stderr, f.StdoutTruncated, f.StderrTruncated = res.Stdout, res.Stderr, res.StdoutTruncated, res.StderrTruncated
+		return f
 	}
-	code, signal := exitStatus(cmd.ProcessState)
-	res.ExitCode = code
+	code, signal, sigName := exitStatus(cmd.ProcessState)
+	res.ExitCode, res.Signal, res.Outcome = code, signal, OutcomeExited
+	if signal != 0 {
+		res.ExitCode, res.Outcome = -1, OutcomeSignaled
+	}
 	switch {
 	case killed.Load() && context.Cause(ctx) == errTimeout:
-		res.TimedOut = true
+		res.Outcome, res.TimedOut = OutcomeTimedOut, true
 		res.Error = fmt.Sprintf("timed out after %v; it and every process it started were killed", req.Timeout)
 	case killed.Load():
+		res.Outcome = OutcomeCancelled
 		res.Error = fmt.Sprintf("cancelled (%v); it and every process it started were killed", context.Cause(ctx))
-	case signal != "":
-		res.Error = "killed by signal " + signal
+	case signal != 0:
+		res.Error = "killed by signal " + sigName
 	case abandoned:
 		res.Error = fmt.Sprintf("the program exited but a process it started kept its output open; stopped reading after %v", WaitDelay)
-	}
-	if signal != "" {
-		res.ExitCode = -1
 	}
 	return res
 }
 
-func startError(path string, err error) string {
+// startFailure is the Result of a program that could not be started: its Outcome from the
+// error's kind, and an Error for people.
+func startFailure(path string, err error) Result {
+	r := Result{ExitCode: -1}
 	switch {
+	case errors.Is(err, ErrNoCgroup): // the agent's cgroup, not the program, is at fault
+		r.Outcome, r.Error = OutcomeStartFailed, fmt.Sprintf("cannot start %s: %v", path, err)
 	case errors.Is(err, fs.ErrNotExist):
-		return "program not found: " + path
+		r.Outcome, r.Error = OutcomeNotFound, "program not found: "+path
 	case errors.Is(err, fs.ErrPermission):
-		return "permission denied: " + path
+		r.Outcome, r.Error = OutcomeNotExecutable, "permission denied: "+path
+	case notExecutable(err):
+		r.Outcome, r.Error = OutcomeNotExecutable, fmt.Sprintf("cannot execute %s: %v", path, err)
+	default:
+		r.Outcome, r.Error = OutcomeStartFailed, fmt.Sprintf("cannot start %s: %v", path, err)
 	}
-	return fmt.Sprintf("cannot start %s: %v", path, err)
+	return r
 }
 
 // cappedBuffer keeps the first max bytes written to it and counts the rest. It never fails a

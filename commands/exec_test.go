@@ -280,13 +280,13 @@ func TestRunBuiltins(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600))
 	reg := NewRegistry(Options{Version: "v1.2.3", Now: func() time.Time { return now }})
 	res := reg.Run(context.Background(), Request{Name: CmdPing}, Policy{})
-	want := Result{Started: now.UTC(), Duration: res.Duration}
+	want := Result{Outcome: OutcomeExited, Started: now.UTC(), Duration: res.Duration}
 	if !equalResults(res, want) || res.Duration < 0 {
 		t.Errorf("Run(ping) = %+v, want %+v", res, want)
 	}
 	res = reg.Run(context.Background(), Request{Name: CmdSysinfo}, Policy{})
-	if res.ExitCode != 0 || res.Info == nil || res.Info.Version != "v1.2.3" || res.Error != "" || !res.Started.Equal(now) {
-		t.Errorf("Run(sysinfo) = %+v, want exit code 0 and SysInfo with version v1.2.3", res)
+	if res.Outcome != OutcomeExited || res.ExitCode != 0 || res.Info == nil || res.Info.Version != "v1.2.3" || res.Error != "" || !res.Started.Equal(now) {
+		t.Errorf("Run(sysinfo) = %+v, want exited with exit code 0 and SysInfo with version v1.2.3", res)
 	}
 	if _, err := EncodeResult(res); err != nil {
 		t.Errorf("EncodeResult(Run(sysinfo)) = %v", err)

@@ -1,7 +1,7 @@
 package commands
 
 // Fuzz targets for the two payload decoders, seeded from testdata/vectors (and any crashers
-// kept under testdata/fuzz/), and, at the end, for sysinfo's /proc parsers. They assert: no panic; an error is a *DecodeError and comes with
+// kept under testdata/fuzz/), for ParseOutcome, and, at the end, for sysinfo's /proc parsers. They assert: no panic; an error is a *DecodeError and comes with
 // the zero value; a success encodes, and the encoding decodes to an equal value (JSON allows
 // several spellings of one value, so the bytes may differ). Run with, e.g.:
 //
@@ -57,6 +57,32 @@ func FuzzDecodeRequest(f *testing.F) {
 func FuzzDecodeResult(f *testing.F) {
 	addVectorSeeds(f, "result")
 	f.Fuzz(func(t *testing.T, b []byte) { fuzzDecode(t, "result", b) })
+}
+
+// FuzzParseOutcome: no panic; a token parses exactly when it is one of the outcomes' own
+// (String gives it back, and MarshalText the same bytes); anything else gives OutcomeUnknown
+// and an *UnknownOutcomeError holding at most 64 bytes of it.
+func FuzzParseOutcome(f *testing.F) {
+	for o := range numOutcomes {
+		f.Add(o.String())
+	}
+	for _, s := range []string{"", "Exited", "timed_out", "oom-killed", "exited\x00", "\xff", strings.Repeat("x", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, err := ParseOutcome(s)
+		if err != nil {
+			var ue *UnknownOutcomeError
+			if o != OutcomeUnknown || !errors.As(err, &ue) || len(ue.Token) > maxOutcomeToken {
+				t.Fatalf("ParseOutcome(%q) = %v, %v: want OutcomeUnknown and a short *UnknownOutcomeError", s, o, err)
+			}
+			return
+		}
+		b, merr := o.MarshalText()
+		if o >= numOutcomes || o.String() != s || string(b) != s || merr != nil {
+			t.Fatalf("ParseOutcome(%q) = %v, which marshals to %q, %v", s, o, b, merr)
+		}
+	})
 }
 
 // The /proc parsers of sysinfo. The kernel writes those files, but sysinfo must not panic or

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The test binary doubles as a tiny program the tests exec: when helperEnv is set in its
@@ -52,6 +53,21 @@ func helperMain(mode string, args []string) int {
 	case "exit":
 		code, _ := strconv.Atoi(args[0])
 		return code
+	case "kill-self": // ends itself with SIGKILL (Kill's signal on Unix)
+		p, err := os.FindProcess(os.Getpid())
+		if err == nil {
+			err = p.Kill()
+		}
+		fmt.Fprintln(os.Stderr, "still alive:", err)
+		return 1
+	case "hang": // runs until it is killed; with an argument, first writes a byte to that file (a FIFO the test reads)
+		if len(args) > 0 {
+			if err := os.WriteFile(args[0], []byte{1}, 0); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		time.Sleep(time.Hour)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		return 2

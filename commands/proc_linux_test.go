@@ -2,9 +2,12 @@ package commands
 
 import (
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"testing"
 )
 
 // alive reports whether pid exists and is not a zombie.
@@ -27,4 +30,27 @@ func killGroupOf(pid int) {
 	if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
 		syscall.Kill(-pgid, syscall.SIGKILL)
 	}
+}
+
+// The process tree's first use (a cgroup command whose program could not start there falls back
+// to it) and a cgroup command's start at the same time touch the tree's maps only under its
+// lock. Run with -race, which reported the two unordered writes before.
+func TestTreeInitWhileStartRoot(t *testing.T) {
+	t.Parallel()
+	exe, hp := helper(t, "exit")
+	var tr treeReaper // fresh: its init has not run
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		cmd := exec.Command(exe, "0")
+		cmd.Env = hp.Env
+		done, err := tr.startRoot(cmd)
+		if err != nil {
+			t.Errorf("startRoot(%s) = %v", exe, err)
+			return
+		}
+		cmd.Wait()
+		done()
+	})
+	wg.Go(tr.init)
+	wg.Wait()
 }

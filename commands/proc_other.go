@@ -7,9 +7,12 @@ import (
 	"os/exec"
 )
 
-func exitStatus(ps *os.ProcessState) (int, string) {
-	return ps.ExitCode(), ""
+func exitStatus(ps *os.ProcessState) (code, signal int, name string) {
+	return ps.ExitCode(), 0, ""
 }
+
+// notExecutable: outside Unix only fs.ErrPermission (checked by the caller) says so.
+func notExecutable(error) bool { return false }
 
 // Without Unix process groups only the program itself is known: cancelling kills it, and
 // nothing is left to find once it has ended.

@@ -80,6 +80,9 @@ func (t *treeReaper) init() {
 		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); e != 0 {
 			t.subreaper = e
 		}
+		// Under the lock: startRoot may be registering a cgroup command's program meanwhile.
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		t.groups = map[*treeGroup]struct{}{}
 		if t.roots == nil {
 			t.roots = map[int]struct{}{}

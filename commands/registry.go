@@ -129,23 +129,23 @@ func (r *Registry) Run(ctx context.Context, req Request, p Policy) Result {
 	checked, err := r.Check(req, p)
 	if err != nil {
 		r.log.Debug("command denied", "op", "check", "cmd", clip(req.Name, 64), "err", err)
-		return Result{ExitCode: -1, Error: clip(err.Error(), MaxErrorBytes), Started: started}
+		return Result{Outcome: OutcomeDenied, ExitCode: -1, Error: clip(err.Error(), MaxErrorBytes), Started: started}
 	}
 	t0 := time.Now()
 	res := r.cmds[checked.Name].run(ctx, r, checked, p)
 	res.Duration = time.Since(t0)
 	res.Started = started
 	res.Error = clip(res.Error, MaxErrorBytes)
-	r.log.Debug("command finished", "op", "run", "cmd", checked.Name, "exit_code", res.ExitCode,
+	r.log.Debug("command finished", "op", "run", "cmd", checked.Name, "outcome", res.Outcome, "exit_code", res.ExitCode,
 		"duration", res.Duration, "timed_out", res.TimedOut, "err", res.Error)
 	return res
 }
 
 func runPing(context.Context, *Registry, Request, Policy) Result {
-	return Result{}
+	return Result{Outcome: OutcomeExited}
 }
 
 func runSysinfo(_ context.Context, r *Registry, _ Request, _ Policy) Result {
 	info := r.sysinfo(r.version)
-	return Result{Info: &info}
+	return Result{Outcome: OutcomeExited, Info: &info}
 }

@@ -25,13 +25,23 @@ const (
 	MaxDisks = 32
 	// MaxMountBytes bounds Disk.Mount.
 	MaxMountBytes = 1024
+	// MaxSignal bounds Result.Signal: 128 plus the signal's number, as a shell reports it, stays
+	// an 8-bit exit status.
+	MaxSignal = 127
 )
 
 // Result is what comes back for a request.
 type Result struct {
-	// ExitCode is the program's exit status; -1 when it did not run or was killed by a signal.
-	// 0 for ping and sysinfo.
+	// Outcome says how the command ended; callers branch on it (or on [Result.EffectiveOutcome],
+	// which also reads results of older agents), never on Error.
+	Outcome Outcome `json:"outcome,omitempty"`
+	// ExitCode is the program's exit status when Outcome is OutcomeExited; -1 when it did not
+	// run or was killed by a signal. 0 for ping and sysinfo.
 	ExitCode int `json:"exit_code"`
+	// Signal is the number of the signal that ended the program (9 for SIGKILL), whoever sent
+	// it: set with OutcomeSignaled, and with OutcomeTimedOut and OutcomeCancelled when the kill
+	// ended it. 0 when it exited by itself or never ran.
+	Signal int `json:"signal,omitempty"`
 	// Stdout and Stderr hold the first Policy.MaxOutput bytes of each stream.
 	Stdout []byte `json:"stdout,omitempty"`
 	Stderr []byte `json:"stderr,omitempty"`
@@ -41,10 +51,12 @@ type Result struct {
 	// Duration is how long the command took on the agent (monotonic clock).
 	Duration time.Duration `json:"duration"`
 	// TimedOut reports that the timeout expired and the program's process group was killed.
+	// Set together with OutcomeTimedOut, for controllers of older builds that know no Outcome.
 	TimedOut bool `json:"timed_out,omitempty"`
-	// Error says why the command did not run or did not finish normally, for people: "program
-	// not found: /usr/bin/x", "killed by signal 11 (segmentation fault)", a denial. Empty when
-	// the program ran and exited by itself.
+	// Error explains, for people only, why the command did not run or did not finish normally:
+	// "program not found: /usr/bin/x", "killed by signal 11 (segmentation fault)", a denial.
+	// Empty when the program ran and exited by itself. Its wording may change with any build:
+	// branch on Outcome.
 	Error string `json:"error,omitempty"`
 	// Undelivered is set, in place of the output, when the full result could not be mailed back
 	// (the mail server refused it for good, typically for its size): it says why. The command
@@ -86,7 +98,9 @@ type Disk struct {
 }
 
 var resultShape = &shape{members: map[string]*shape{
+	"outcome":          str,
 	"exit_code":        integer,
+	"signal":           integer,
 	"stdout":           bytes64,
 	"stderr":           bytes64,
 	"stdout_truncated": boolean,
@@ -138,6 +152,11 @@ func EncodeResult(r Result) ([]byte, error) {
 
 // DecodeResult parses a result payload as strictly as DecodeRequest parses requests, with the
 // limits of validateResult. On failure it returns the zero Result and a *DecodeError.
+//
+// One leniency: an "outcome" string this build does not know decodes to OutcomeUnknown instead
+// of failing the result, because an agent of a newer build may report outcomes added after this
+// one; the rest of the result (exit code, output) is still worth showing, and
+// [Result.EffectiveOutcome] reads what it can from the older fields.
 func DecodeResult(b []byte) (Result, error) {
 	r, err := decodeResult(b)
 	if err != nil {
@@ -154,11 +173,25 @@ func decodeResult(b []byte) (Result, error) {
 	if err := checkShape(b, resultShape); err != nil {
 		return r, err
 	}
-	if err := unmarshal(b, &r, "started"); err != nil {
-		return r, err
+	// The outcome is decoded as a plain string beside the other members (a shallower field
+	// shadows Result's own "outcome"), so that an unknown token is not an error.
+	wire := resultWire{resultFields: (*resultFields)(&r)}
+	if err := unmarshal(b, &wire, "started"); err != nil {
+		return Result{}, err
 	}
+	r.Outcome, _ = ParseOutcome(wire.Outcome) // unknown tokens: OutcomeUnknown (see DecodeResult)
 	r = canonicalResult(r)
 	return r, validateResult(r)
+}
+
+// resultFields is Result without its methods (Outcome's UnmarshalText is not called through it
+// since resultWire shadows the member).
+type resultFields Result
+
+// resultWire is the shape decodeResult unmarshals into.
+type resultWire struct {
+	*resultFields
+	Outcome string `json:"outcome"`
 }
 
 // canonicalResult gives a result its one in-memory form: times in UTC without a monotonic
@@ -183,6 +216,12 @@ func canonicalResult(r Result) Result {
 
 // validateResult checks r against the limits; it returns a *DecodeError.
 func validateResult(r Result) error {
+	if r.Outcome >= numOutcomes {
+		return decodeErr("outcome", fmt.Sprintf("value %d is no outcome", r.Outcome))
+	}
+	if r.Signal < 0 || r.Signal > MaxSignal {
+		return decodeErr("signal", fmt.Sprintf("%d outside 0..%d", r.Signal, MaxSignal))
+	}
 	if c := int64(r.ExitCode); c < -1 || c > math.MaxUint32 {
 		return decodeErr("exit_code", fmt.Sprintf("%d outside -1..%d", c, uint64(math.MaxUint32)))
 	}

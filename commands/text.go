@@ -8,12 +8,20 @@ import (
 	"unicode/utf8"
 )
 
-// Text renders r for people, as the CLI shows a stored result: a header of what happened, then
-// stdout and stderr, then the sysinfo report if any. Remote output is shown as text with
+// Text renders r for people, as the CLI shows a stored result: a header of what happened (the
+// outcome's token when the agent sent one, with the signal's number), then stdout and stderr,
+// then the sysinfo report if any. Remote output is shown as text with
 // control characters (but newline and tab) and invalid UTF-8 escaped as \xNN or \u{...}, so
 // printing Text on a terminal is safe; the raw bytes stay in Stdout and Stderr.
 func (r Result) Text() string {
 	var b strings.Builder
+	switch {
+	case r.Outcome == OutcomeUnknown: // an older agent's result: the lines below say what it sent
+	case r.Signal != 0:
+		fmt.Fprintf(&b, "outcome:   %v (signal %d)\n", r.Outcome, r.Signal)
+	default:
+		fmt.Fprintf(&b, "outcome:   %v\n", r.Outcome)
+	}
 	fmt.Fprintf(&b, "exit code: %d\n", r.ExitCode)
 	fmt.Fprintf(&b, "duration:  %v\n", r.Duration)
 	if !r.Started.IsZero() {

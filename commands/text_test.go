@@ -31,6 +31,10 @@ func TestTextGolden(t *testing.T) {
 			Load1: 0.12, Load5: 0.08, Load15: 0.01, MemTotal: 8201187328, MemAvailable: 5476083712,
 			Disks:  []Disk{{"/", 52576092160, 38654705664}, {"/srv/data", 1 << 40, 1 << 39}},
 			NumCPU: 4, Version: "v0.1.0", GoVersion: "go1.26.8"}}},
+		{"signaled", Result{Outcome: OutcomeSignaled, ExitCode: -1, Signal: 9, Error: "killed by signal 9 (killed)",
+			Duration: 3 * time.Millisecond, Started: started}},
+		{"not-found", Result{Outcome: OutcomeNotFound, ExitCode: -1, Error: "program not found: /usr/local/bin/backup", Started: started}},
+		{"exited", Result{Outcome: OutcomeExited, ExitCode: 3, Stderr: []byte("no such table\n"), Duration: time.Second, Started: started}},
 		{"sysinfo-minimal", Result{Info: &SysInfo{OS: "plan9", Arch: "386", NumCPU: 1, Uptime: 42 * time.Second}}},
 	}
 	for _, c := range cases {
