@@ -352,6 +352,12 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 				return
 			}
 			r.Status, r.ExitCode, r.Stdout, r.Stderr, r.Error = StatusDone, res.ExitCode, res.Stdout, res.Stderr, res.Error
+			// How it ended travels as data (commands.Outcome); Error is for people only.
+			if o := res.EffectiveOutcome(); o != commands.OutcomeUnknown {
+				r.Outcome = o.String()
+			}
+			r.Signal, r.Started, r.Duration = res.Signal, res.Started, res.Duration
+			r.StdoutTruncated, r.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
 			if res.Undelivered != "" {
 				// It ran, but its output is lost for good: not a success to report as one.
 				r.Status = StatusFailed

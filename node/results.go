@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/session"
 )
@@ -50,18 +51,40 @@ type Result struct {
 	CommandID CommandID
 	Peer      string
 	Command   []string
-	Status    string
-	ExitCode  int
-	Error     string
-	Stdout    []byte
-	Stderr    []byte
-	Sent      time.Time
-	Finished  time.Time
+	// Status is where the command stands (StatusQueued … StatusDone, or the peer's refusal);
+	// Outcome, for a command that ran (StatusDone), how the program ended: with ExitCode, by
+	// Signal, by its timeout, or not started at all. Error is an explanation for people only.
+	Status   string
+	Outcome  commands.Outcome
+	ExitCode int
+	Signal   int
+	Error    string
+	Stdout   []byte
+	Stderr   []byte
+	// StdoutTruncated, StderrTruncated: the peer kept only the first part of the stream.
+	StdoutTruncated, StderrTruncated bool
+	Sent, Finished                   time.Time     // this node's clock
+	Started                          time.Time     // the peer's clock, when it began the program
+	Duration                         time.Duration // how long the program ran on the peer
+	Attempts                         int           // transmissions of the command so far
 }
 
 func resultOf(r keystore.Result) Result {
-	return Result{CommandID: r.CommandID, Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
-		Error: r.Error, Stdout: r.Stdout, Stderr: r.Stderr, Sent: r.Sent, Finished: r.Finished}
+	out := Result{CommandID: r.CommandID, Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
+		Signal: r.Signal, Error: r.Error, Stdout: r.Stdout, Stderr: r.Stderr, StdoutTruncated: r.StdoutTruncated,
+		StderrTruncated: r.StderrTruncated, Sent: r.Sent, Finished: r.Finished, Started: r.Started, Duration: r.Duration,
+		Attempts: r.Attempts}
+	if r.Outcome != "" {
+		// A token this build does not know (a newer build wrote it) reads as unknown.
+		out.Outcome, _ = commands.ParseOutcome(r.Outcome)
+	}
+	return out
+}
+
+// ShellExitCode is the exit status a shell would report for the program: its own for a program
+// that exited, 128+N for one killed by signal N (137 for kill -9); false when it did neither.
+func (r Result) ShellExitCode() (int, bool) {
+	return commands.Result{Outcome: r.Outcome, ExitCode: r.ExitCode, Signal: r.Signal}.ShellExitCode()
 }
 
 // Result returns the record of one command.

@@ -200,19 +200,25 @@ func printRun(g *globals, _ string, r node.Result) {
 func resultExit(peer string, r node.Result) error {
 	switch r.Status {
 	case node.StatusDone:
-		switch {
-		case r.ExitCode >= 0:
-			if r.Error != "" {
-				return exitCodeError{r.ExitCode, fmt.Errorf("note: %s", r.Error)}
+		if code, ok := r.ShellExitCode(); ok {
+			// Exited by itself (its own status), or killed by a signal (128+N, as shells say).
+			var note error
+			switch {
+			case r.Outcome == commands.OutcomeSignaled:
+				note = fmt.Errorf("%s: the program was killed by signal %d", peer, r.Signal)
+			case r.Error != "":
+				note = fmt.Errorf("note: %s", r.Error)
 			}
-			return exitCodeError{r.ExitCode, nil}
-		case strings.Contains(r.Error, "timed out"):
-			return exitCodeError{exitTimedOut, fmt.Errorf("%s: %s", peer, r.Error)}
-		case strings.HasPrefix(r.Error, "program not found") || strings.HasPrefix(r.Error, "permission denied") || strings.HasPrefix(r.Error, "cannot start"):
-			return exitCodeError{exitNotFound, fmt.Errorf("%s could not start the program: %s", peer, r.Error)}
-		default: // killed by a signal, or ended some other way without an exit status
-			return exitCodeError{exitSealpost, fmt.Errorf("%s: the program ended without an exit status: %s", peer, r.Error)}
+			return exitCodeError{code, note}
 		}
+		switch r.Outcome {
+		case commands.OutcomeTimedOut:
+			return exitCodeError{exitTimedOut, fmt.Errorf("%s: %s", peer, r.Error)}
+		case commands.OutcomeNotFound, commands.OutcomeNotExecutable, commands.OutcomeStartFailed:
+			return exitCodeError{exitNotFound, fmt.Errorf("%s could not start the program: %s", peer, r.Error)}
+		}
+		// Cancelled (the peer's agent stopped), denied, or an outcome this build does not know.
+		return exitCodeError{exitSealpost, fmt.Errorf("%s: the program ended without an exit status (%s): %s", peer, r.Outcome, r.Error)}
 	case node.StatusFailed, node.StatusLocalExpired:
 		return exitCodeError{exitSealpost, fmt.Errorf("%s: %s", r.Status, r.Error)}
 	}
@@ -273,7 +279,9 @@ type resultJSON struct {
 	Peer        string    `json:"peer"`
 	Command     []string  `json:"command"`
 	Status      string    `json:"status"`
+	Outcome     string    `json:"outcome,omitempty"` // for status done: exited, signaled, timed-out, not-found, ...
 	ExitCode    int       `json:"exit_code"`
+	Signal      int       `json:"signal,omitempty"`
 	Error       string    `json:"error,omitempty"`
 	Stdout      string    `json:"stdout"`
 	Stderr      string    `json:"stderr"`
@@ -284,7 +292,10 @@ type resultJSON struct {
 
 func jsonResult(r node.Result) resultJSON {
 	j := resultJSON{ID: hexID(r.CommandID), Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
-		Error: r.Error, Stdout: string(r.Stdout), Stderr: string(r.Stderr), Sent: r.Sent, Finished: r.Finished}
+		Signal: r.Signal, Error: r.Error, Stdout: string(r.Stdout), Stderr: string(r.Stderr), Sent: r.Sent, Finished: r.Finished}
+	if r.Outcome != commands.OutcomeUnknown {
+		j.Outcome = r.Outcome.String()
+	}
 	if !r.Finished.IsZero() {
 		j.RoundTripMS = r.Finished.Sub(r.Sent).Milliseconds()
 	}

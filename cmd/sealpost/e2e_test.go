@@ -228,8 +228,12 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 	if code == nil {
 		t.Fatalf("peer add printed no code:\n%s", added.stdout)
 	}
+	killself := filepath.Join(dir, "killself")
+	if err := os.WriteFile(killself, []byte("#!/bin/sh\nkill -9 $$\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", aliceAddr, "--code", code[1],
-		"--allow", "echo", "--allow", "false", "--allow", script), "peer add (bob)")
+		"--allow", "echo", "--allow", "false", "--allow", script, "--allow", killself), "peer add (bob)")
 
 	// alice has no agent: `run` reads her mailbox itself (bob's PAIR answer, then the answers).
 	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello", "$(rm -rf /)")
@@ -290,6 +294,19 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 	res := mustOK(t, sp(t, env, "--state", alice, "results", "--json"), "results")
 	if strings.Count(res.stdout, `"status": "done"`) != 3 || !strings.Contains(res.stdout, `"status": "denied"`) {
 		t.Fatalf("results --json:\n%s", res.stdout)
+	}
+	// A program killed on the peer by signal 9 exits 137, as in a shell; --json says how it ended.
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", killself)
+	if r.code != 128+9 {
+		t.Fatalf("a program that kills itself with SIGKILL: exit %d, stderr %q; want 137", r.code, r.stderr)
+	}
+	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--json", "--", killself)
+	var kj struct {
+		Outcome string `json:"outcome"`
+		Signal  int    `json:"signal"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &kj); err != nil || kj.Outcome != "signaled" || kj.Signal != 9 {
+		t.Fatalf("run --json of a program killed by SIGKILL: %q (%v); want outcome signaled, signal 9", r.stdout, err)
 	}
 
 	// status: bob's comes from his agent, through its socket; alice has no agent.
