@@ -142,11 +142,14 @@ func (h *health) snapshot() []ServerHealth {
 	return []ServerHealth{*h.server("imap"), *h.server("smtp")}
 }
 
-// isAuthRefused reports a server's refusal of the credentials: IMAP's AUTHENTICATIONFAILED
-// response code, SMTP's 535.
+// isAuthRefused reports a server's refusal of the credentials (IMAP's AUTHENTICATIONFAILED,
+// SMTP's 535, mailbox.ErrAuthFailed), or a password or token command that failed: either may
+// pass (a server's auth process restarting, a vault briefly away), so they count towards giving
+// up rather than end the agent at once.
 func isAuthRefused(err error) bool {
 	var ie *imap.Error
 	var se *smtp.SMTPError
-	return errors.As(err, &ie) && ie.Code == imap.ResponseCodeAuthenticationFailed ||
+	return errors.Is(err, mailbox.ErrAuthFailed) || errors.Is(err, mailbox.ErrNoSecret) ||
+		errors.As(err, &ie) && ie.Code == imap.ResponseCodeAuthenticationFailed ||
 		errors.As(err, &se) && se.Code == 535
 }

@@ -117,6 +117,14 @@ type MailConfig struct {
 	Login        string        `json:"login"`
 	PasswordEnv  string        `json:"password_env,omitempty"`
 	PasswordFile string        `json:"password_file,omitempty"`
+	// PasswordCommand is run (by /bin/sh) at every login; its first line of output is the
+	// password (pass, secret-tool, vault), as mbsync's PassCmd.
+	PasswordCommand string `json:"password_command,omitempty"`
+	// OAuth2TokenCommand is run at every login and again when the server refuses the token; its
+	// first line is an OAuth2 access token, sent by SASL OAuth2Mechanism (xoauth2, the default,
+	// or oauthbearer).
+	OAuth2TokenCommand string `json:"oauth2_token_command,omitempty"`
+	OAuth2Mechanism    string `json:"oauth2_mechanism,omitempty"`
 	TLS          string        `json:"tls"`
 	CAFile       string        `json:"ca_file,omitempty"`
 	PollInterval time.Duration `json:"poll_interval,omitempty"`
@@ -293,12 +301,12 @@ func (n *Node) transport() (mailbox.Transport, error) {
 
 // transport builds the mailbox transport these settings describe.
 func (c MailConfig) transport(log *slog.Logger) (*mailbox.IMAPSMTP, error) {
-	pw, err := c.password()
+	secret, auth, err := c.secret()
 	if err != nil {
 		return nil, err
 	}
 	return mailbox.New(mailbox.Config{
-		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Password: pw,
+		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Secret: secret, Auth: auth,
 		TLS: mailbox.TLSMode(c.TLS), CAFile: c.CAFile, AllowPlaintextAuth: c.AllowPlaintextAuth,
 		PollInterval: c.PollInterval, Logger: log,
 	})
@@ -313,6 +321,36 @@ func CheckMail(ctx context.Context, c MailConfig, log *slog.Logger) error {
 	}
 	defer tr.Close()
 	return tr.Verify(ctx)
+}
+
+// secret is where the password or token comes from at each login, and how it is sent. A
+// variable is read once per process (the environment does not change under it); a file and a
+// command are read at every login, so that a changed password or a refreshed token is used.
+func (c MailConfig) secret() (mailbox.SecretSource, mailbox.AuthMechanism, error) {
+	switch {
+	case c.OAuth2TokenCommand != "":
+		mech := mailbox.AuthMechanism(c.OAuth2Mechanism)
+		if mech == "" {
+			mech = mailbox.AuthXOAUTH2
+		}
+		return mailbox.CommandSecret(c.OAuth2TokenCommand, 0), mech, nil
+	case c.PasswordCommand != "":
+		return mailbox.CommandSecret(c.PasswordCommand, 0), mailbox.AuthPassword, nil
+	case c.PasswordFile != "":
+		// FileSecret reads at every login; a file that cannot be read is checked once here so
+		// that the agent says so at once (and stops: no retry brings the file back).
+		if _, err := os.Stat(c.PasswordFile); err != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrSecretUnavailable, err)
+		}
+		return mailbox.FileSecret(c.PasswordFile), mailbox.AuthPassword, nil
+	case c.PasswordEnv == "":
+		return nil, mailbox.AuthPassword, nil
+	}
+	pw, err := c.password()
+	if err != nil {
+		return nil, "", err
+	}
+	return mailbox.StaticSecret(pw), mailbox.AuthPassword, nil
 }
 
 func (c MailConfig) password() (string, error) {

@@ -19,7 +19,10 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.SMTP, "smtp", "", "SMTP submission server `HOST:PORT`")
 	fs.StringVar(&c.Login, "login", "", "mailbox login (default: the address)")
 	fs.StringVar(&c.PasswordEnv, "password-env", "", "environment `VARIABLE` that holds the mailbox password")
-	fs.StringVar(&c.PasswordFile, "password-file", "", "`FILE` that holds the mailbox password")
+	fs.StringVar(&c.PasswordFile, "password-file", "", "`FILE` that holds the mailbox password (read at every login)")
+	fs.StringVar(&c.PasswordCommand, "password-command", "", "`COMMAND` whose first line of output is the password, run by /bin/sh at every\nlogin (e.g. 'pass show mail/alice', 'secret-tool lookup mail alice')")
+	fs.StringVar(&c.OAuth2TokenCommand, "oauth2-token-command", "", "`COMMAND` whose first line of output is an OAuth2 access token, run at every\nlogin and when the server refuses the token (Gmail, Microsoft 365, Fastmail)")
+	fs.StringVar(&c.OAuth2Mechanism, "oauth2-mechanism", "xoauth2", "SASL `mechanism` for the token: xoauth2 (Google, Microsoft) or oauthbearer (RFC 7628)")
 	fs.StringVar(&c.TLS, "tls", "implicit", "implicit, starttls or none (none sends the password in clear and is allowed for loopback only)")
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
 	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
@@ -41,11 +44,25 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	default:
 		return usagef("--tls must be implicit, starttls or none, not %q", c.TLS)
 	}
+	given := 0
+	for _, v := range []string{c.PasswordEnv, c.PasswordFile, c.PasswordCommand, c.OAuth2TokenCommand} {
+		if v != "" {
+			given++
+		}
+	}
+	switch c.OAuth2Mechanism {
+	case "xoauth2", "oauthbearer":
+	default:
+		return usagef("--oauth2-mechanism must be xoauth2 or oauthbearer, not %q", c.OAuth2Mechanism)
+	}
+	if c.OAuth2TokenCommand == "" {
+		c.OAuth2Mechanism = ""
+	}
 	switch {
-	case c.PasswordEnv != "" && c.PasswordFile != "":
-		return usagef("give --password-env or --password-file, not both")
-	case c.PasswordEnv == "" && c.PasswordFile == "":
-		return usagef("no mailbox password given: name the environment variable that holds it with\n--password-env VARIABLE (read by every sealpost command and the agent, each time), or a\nfile with --password-file FILE (kept as an absolute path); it is never taken from the command line")
+	case given > 1:
+		return usagef("give one of --password-env, --password-file, --password-command and --oauth2-token-command")
+	case given == 0:
+		return usagef("no mailbox password given: name the environment variable that holds it with\n--password-env VARIABLE (read by every sealpost command and the agent, each time), a\nfile with --password-file FILE (kept as an absolute path), a command that prints it with\n--password-command CMD, or an OAuth2 token command with --oauth2-token-command CMD;\nit is never taken from the command line")
 	case c.PasswordFile != "":
 		// Stored as given, a relative path would be read from whatever directory a later
 		// command (cron, systemd) runs in.
