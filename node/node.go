@@ -60,6 +60,9 @@ type Options struct {
 	// deleting it (looked at once a day, to the day); zero means DefaultKeepProcessed (30 days),
 	// negative keeps it forever.
 	KeepProcessed time.Duration
+	// KeepResults is how long the results of finished commands are kept (results, `sealpost
+	// results`); zero means DefaultKeepResults (90 days), negative keeps them forever.
+	KeepResults time.Duration
 }
 
 // Node is one sealpost node: its state, protocol engine, transport and command registry.

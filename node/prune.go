@@ -66,3 +66,26 @@ func (n *Node) pruneProcessed(ctx context.Context) {
 		n.log.Warn("could not record the prune time", "op", "prune", "err", err)
 	}
 }
+
+// DefaultKeepResults is how long finished commands' results are kept when Options.KeepResults
+// is zero.
+const DefaultKeepResults = 90 * 24 * time.Hour
+
+// resultsPrunedPerCommand bounds the results deleted in the transaction that records a new
+// command: a few more than one, so that the history shrinks back to the retention however it
+// grew, without one submission paying for a large backlog at once.
+const resultsPrunedPerCommand = 8
+
+// pruneResults deletes up to limit results of commands that finished more than the keep time
+// ago (KeepResults), oldest first, in tx. Results still waiting for an answer are kept however
+// old: their commands may still be answered.
+func (n *Node) pruneResults(tx *keystore.Tx, limit int) (int, error) {
+	keep := n.opts.KeepResults
+	if keep < 0 {
+		return 0, nil
+	}
+	if keep == 0 {
+		keep = DefaultKeepResults
+	}
+	return tx.PruneResults(n.now().Add(-keep), limit)
+}

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/fixtures"
 	"github.com/sealpost/sealpost/keystore"
 )
@@ -89,5 +90,36 @@ func TestPruneProcessedMail(t *testing.T) {
 	l.bob.pruneProcessed(l.ctx)
 	if !lastPrune().Equal(looked) {
 		t.Fatalf("a restarted agent looked again an hour after the last look (%v, now %v)", looked, lastPrune())
+	}
+}
+
+// TestResultsPrunedAfterRetention: the results of finished commands older than the retention
+// are deleted as new commands are recorded, so the history does not grow without bound; one
+// still waiting for its answer stays however old.
+func TestResultsPrunedAfterRetention(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	l.alice.opts.KeepResults = time.Hour
+	first := l.run("echo", "one")
+	if first.Status != StatusDone {
+		t.Fatalf("first command: %+v", first)
+	}
+	l.stopBob()
+	// A command that stays unanswered: bob's agent is stopped.
+	waiting, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two hours on, a new command is recorded: the first result goes, the waiting one stays.
+	later := time.Now().Add(2 * time.Hour)
+	l.alice.now = func() time.Time { return later }
+	if _, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.alice.Result(first.CommandID); ok {
+		t.Fatal("the result of a command finished past the retention is still kept")
+	}
+	if _, ok, _ := l.alice.Result(waiting); !ok {
+		t.Fatal("the result of a command still waiting for its answer was deleted")
 	}
 }

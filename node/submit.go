@@ -89,6 +89,9 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 				return err
 			}
 		}
+		if _, err := n.pruneResults(tx, resultsPrunedPerCommand); err != nil {
+			return err
+		}
 		return tx.PutResult(r)
 	})
 	if err != nil || again {

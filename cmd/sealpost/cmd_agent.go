@@ -16,13 +16,15 @@ import (
 )
 
 func runAgent(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME] [--parallel N]",
+	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME] [--keep-results TIME] [--parallel N]",
 		"Serve this node's mailbox: run the commands peers send (within their allow lists), answer\nthem, and collect answers to the commands this node sent. While it runs, other sealpost\ncommands for the same state talk to it through its control socket.\n\nSIGTERM and SIGINT stop it: the commands still running are ended and answered, the outbox\nis mailed once more. SIGHUP restarts it in place: it stops the same way, then opens the state\nagain, reading the stored settings and the password file anew, and logs in again. Under\nsystemd (Type=notify) it reports READY=1 once its control socket answers.",
 		"sealpost agent -v")
 	once := fs.Bool("once", false, "process what is in the mailbox now, then exit")
 	parallel := fs.Int("parallel", node.DefaultMaxParallel, "run the commands of up to `N` peers at once (each peer's one at a time, in order)")
 	keep := keepFlag(node.DefaultKeepProcessed)
 	fs.Var(&keep, "keep-processed", "keep processed mail for `TIME` (like 30d or 12h), then delete it; checked once\na day; forever keeps it")
+	keepResults := keepFlag(node.DefaultKeepResults)
+	fs.Var(&keepResults, "keep-results", "keep the results of finished commands for `TIME` (like 90d), then delete them\n(each new command deletes up to 8 expired ones); forever keeps them")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,6 +37,7 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 		return usagef("--parallel must be at least 1, not %d", *parallel)
 	}
 	opts.Events, opts.KeepProcessed, opts.MaxParallel = events, time.Duration(keep), *parallel
+	opts.KeepResults = time.Duration(keepResults)
 	if *once {
 		// Quiet unless something goes wrong: cron mails whatever a job prints.
 		n, err := node.Open(opts)
