@@ -14,11 +14,20 @@
 //     whose handling fails for the node's own reasons (the state store) stays in the inbox and
 //     holds up the mail behind it while the trouble may pass; after 5 attempts over a minute it
 //     is moved aside too. Either way, for the protocol it is a lost mail that the sender retries.
-//   - Processed mail is deleted from the processed folder after Options.KeepProcessed.
+//   - Processed mail is deleted from the processed folder after Options.KeepProcessed, and
+//     results of finished commands after Options.KeepResults (prune.go).
+//   - Every record node keeps has a typed home in keystore (keystore/doc.go): the send queue,
+//     resend counts in the result, allow lists in the peer, owed acks, and the node's own
+//     records (mailbox settings, restore floor, last prune, processed mark, failing mail).
+//   - Outcomes travel as data: the peer's commands.Outcome (with exit code or signal) is
+//     recorded with the result and returned in Result; Error is for people only.
+//   - Health (health.go): the serving loop and the sender record each server's last success
+//     and current failure; Status reports them. Serve returns a *PermanentError when the
+//     secret cannot be had or the servers refuse it five times in a row.
 //   - A cleared command is recorded Accepted and queued in the executor (exec.go): one at a time
 //     per peer, in order, up to Options.MaxParallel peers at once, while the agent reads on. At
 //     its turn it is checked again (peer still pinned, not-after, the peer's allow list, kept
-//     under the peer's name and written by `peer add --allow`) and recorded Executing before its
+//     in the peer's record and written by `peer add --allow` and `peer allow/deny`, Node.Allow) and recorded Executing before its
 //     program starts. A crash leaves Accepted commands to run after the restart (Recover, in
 //     acceptance order) and the Executing one answered outcome-unknown; stopping the agent ends
 //     the running commands with every process they started and leaves the queued ones Accepted.

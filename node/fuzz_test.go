@@ -122,8 +122,8 @@ func FuzzDecodeResult(f *testing.F) {
 }
 
 // controlOps are the control operations and whether each needs a peer or a run.
-var controlOps = map[string]struct{ peer, run bool }{
-	"identity": {}, "add-peer": {peer: true}, "peers": {}, "remove-peer": {peer: true}, "run": {run: true}, "results": {}, "status": {},
+var controlOps = map[string]struct{ peer, run, allow bool }{
+	"identity": {}, "add-peer": {peer: true}, "peers": {}, "remove-peer": {peer: true}, "allow": {allow: true}, "run": {run: true}, "results": {}, "status": {},
 }
 
 // FuzzDecodeControlRequest fuzzes decodeControlRequest, which serveControl calls on each
@@ -136,6 +136,7 @@ func FuzzDecodeControlRequest(f *testing.F) {
 	for _, req := range []controlRequest{
 		{Op: "identity"}, {Op: "add-peer", Peer: &spec}, {Op: "peers"}, {Op: "remove-peer", Peer: &PeerSpec{Name: "bob"}},
 		{Op: "run", Run: &run, Wait: true, Timeout: 30 * time.Second}, {Op: "results", Timeout: time.Second},
+		{Op: "allow", Allow: &allowChange{Name: "bob", Add: []string{"df"}, Remove: []string{"uptime"}}},
 	} {
 		var b bytes.Buffer
 		if err := json.NewEncoder(&b).Encode(req); err != nil { // as Client.call sends it
@@ -146,7 +147,7 @@ func FuzzDecodeControlRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"op":"run"}`, `{"op":"add-peer","peer":null}`, `{"op":"reboot"}`, `{"op":"peers","extra":1}`, `{"Op":"PEERS"}`,
 		`{"op":"peers"}{"op":"identity"}`, `{"op":"peers"`, `[]`, `null`, ``, `{"op":"run","run":{"request":{"name":1}}}`,
-		`{"op":"identity","timeout":"1s"}`,
+		`{"op":"identity","timeout":"1s"}`, `{"op":"allow"}`, `{"op":"allow","allow":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -163,7 +164,7 @@ func FuzzDecodeControlRequest(f *testing.F) {
 			return
 		}
 		op, known := controlOps[req.Op]
-		if !known || op.peer && req.Peer == nil || op.run && req.Run == nil {
+		if !known || op.peer && req.Peer == nil || op.run && req.Run == nil || op.allow && req.Allow == nil {
 			t.Fatalf("decodeControlRequest(%q) = %+v: unknown operation or missing part", b, req)
 		}
 		again, err := json.Marshal(req)
