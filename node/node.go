@@ -114,23 +114,23 @@ type Node struct {
 
 // MailConfig is the mailbox account a node uses; it is stored in the state, the password never is.
 type MailConfig struct {
-	Address      string        `json:"address"`
-	IMAP         string        `json:"imap"`
-	SMTP         string        `json:"smtp"`
-	Login        string        `json:"login"`
-	PasswordEnv  string        `json:"password_env,omitempty"`
-	PasswordFile string        `json:"password_file,omitempty"`
+	Address      string `json:"address"`
+	IMAP         string `json:"imap"`
+	SMTP         string `json:"smtp"`
+	Login        string `json:"login"`
+	PasswordEnv  string `json:"password_env,omitempty"`
+	PasswordFile string `json:"password_file,omitempty"`
 	// PasswordCommand is run (by /bin/sh) at every login; its first line of output is the
 	// password (pass, secret-tool, vault), as mbsync's PassCmd.
 	PasswordCommand string `json:"password_command,omitempty"`
 	// OAuth2TokenCommand is run at every login and again when the server refuses the token; its
 	// first line is an OAuth2 access token, sent by SASL OAuth2Mechanism (xoauth2, the default,
 	// or oauthbearer).
-	OAuth2TokenCommand string `json:"oauth2_token_command,omitempty"`
-	OAuth2Mechanism    string `json:"oauth2_mechanism,omitempty"`
-	TLS          string        `json:"tls"`
-	CAFile       string        `json:"ca_file,omitempty"`
-	PollInterval time.Duration `json:"poll_interval,omitempty"`
+	OAuth2TokenCommand string        `json:"oauth2_token_command,omitempty"`
+	OAuth2Mechanism    string        `json:"oauth2_mechanism,omitempty"`
+	TLS                string        `json:"tls"`
+	CAFile             string        `json:"ca_file,omitempty"`
+	PollInterval       time.Duration `json:"poll_interval,omitempty"`
 	// AllowPlaintextAuth is set by `--tls none`: the user accepted credentials in the clear (the
 	// transport still refuses it for anything but loopback).
 	AllowPlaintextAuth bool `json:"allow_plaintext_auth,omitempty"`
