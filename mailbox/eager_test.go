@@ -13,12 +13,12 @@ import (
 )
 
 // TestEagerInterval: the wait before the next eager poll is half the time since Expect, at
-// least 20 ms and at most 500 ms.
+// least 50 ms and at most 500 ms.
 func TestEagerInterval(t *testing.T) {
 	for _, c := range []struct{ elapsed, want time.Duration }{
-		{0, 20 * time.Millisecond},
-		{39 * time.Millisecond, 20 * time.Millisecond},
-		{100 * time.Millisecond, 50 * time.Millisecond},
+		{0, 50 * time.Millisecond},
+		{99 * time.Millisecond, 50 * time.Millisecond},
+		{200 * time.Millisecond, 100 * time.Millisecond},
 		{999 * time.Millisecond, 499500 * time.Microsecond},
 		{time.Second, 500 * time.Millisecond},
 		{time.Hour, 500 * time.Millisecond},
@@ -30,9 +30,9 @@ func TestEagerInterval(t *testing.T) {
 }
 
 // TestEagerSchedule follows the schedule of one Expect on a fake clock: the polls come at
-// 20, 40, 60, 90, 135 ms ... (each wait half the time since Expect), no more than ten in the
-// first second, 500 ms apart after it, and none at or after the end; a zero end stops them at
-// once, and a new Expect starts over at 20 ms.
+// 50, 100, 150, 225, 337.5 ms ... (each wait half the time since Expect), no more than seven in
+// the first second, 500 ms apart after it, and none at or after the end; a zero end stops them
+// at once, and a new Expect starts over at 50 ms.
 func TestEagerSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tr, err := mailbox.New(mailbox.Config{Address: bob, IMAPAddr: "127.0.0.1:1", SMTPAddr: "127.0.0.1:1", TLS: mailbox.TLSNone})
@@ -59,7 +59,7 @@ func TestEagerSchedule(t *testing.T) {
 			t.Errorf("eager polling ended %v after Expect, want 5s", end)
 		}
 		ms := time.Millisecond
-		want := []time.Duration{20 * ms, 40 * ms, 60 * ms, 90 * ms, 135 * ms, 202500 * time.Microsecond}
+		want := []time.Duration{50 * ms, 100 * ms, 150 * ms, 225 * ms, 337500 * time.Microsecond, 506250 * time.Microsecond}
 		if len(polls) < len(want) || !slicesEqual(polls[:len(want)], want) {
 			t.Fatalf("first polls at %v, want %v", polls, want)
 		}
@@ -77,8 +77,8 @@ func TestEagerSchedule(t *testing.T) {
 				}
 			}
 		}
-		if first > 10 {
-			t.Errorf("%d polls in the first second, want at most 10", first)
+		if first > 7 {
+			t.Errorf("%d polls in the first second, want at most 7", first)
 		}
 		if after := len(polls) - first; after > 9 { // 4 s at 500 ms
 			t.Errorf("%d polls in seconds 1-5, want at most 9", after)
@@ -86,8 +86,8 @@ func TestEagerSchedule(t *testing.T) {
 
 		// A new Expect starts over; a zero end stops the polling at once.
 		tr.Expect(time.Now().Add(time.Minute))
-		if d, ok := mailbox.EagerWait(tr); !ok || d != 20*ms {
-			t.Errorf("after a new Expect: eager wait %v, %v; want 20ms", d, ok)
+		if d, ok := mailbox.EagerWait(tr); !ok || d != 50*ms {
+			t.Errorf("after a new Expect: eager wait %v, %v; want 50ms", d, ok)
 		}
 		time.Sleep(10 * time.Second)
 		if d, ok := mailbox.EagerWait(tr); !ok || d != 500*ms {
@@ -223,8 +223,8 @@ func TestExpectWakesIdleAndEnds(t *testing.T) {
 	if last := seen[len(seen)-1].polls; polls != last {
 		t.Errorf("%d eager polls at the end, %d when the wait went back to IDLE: want none after", polls, last)
 	}
-	// 20, 40, 60, 90, 135, 202, 303, 455 ms: at most 8 polls in a 600 ms window.
-	if polls > 8 || eager > 9 {
-		t.Errorf("%d eager polls (%d eager waits) in a %v window, want at most 8", polls, eager, window)
+	// 50, 100, 150, 225, 337, 506 ms: at most 6 polls in a 600 ms window.
+	if polls > 6 || eager > 7 {
+		t.Errorf("%d eager polls (%d eager waits) in a %v window, want at most 6", polls, eager, window)
 	}
 }

@@ -117,8 +117,9 @@ func (n *Node) flushSoon(ctx context.Context) error {
 // answer, the next command often follows at once (a person at a terminal, a script). Dovecot
 // holds its IDLE notice of new mail for about 500 ms, which the eager wait spares each way of a
 // round trip. A command that runs longer, or a next command that comes later, is noticed by
-// IDLE again, 500 ms late at most. The cost is NOOPs to the IMAP server: about ten in the first
-// second after the mail went out, two a second after that, none after the window (docs/
+// IDLE again, 500 ms late at most. The cost is NOOPs to the IMAP server, only while the node
+// waits for mail: never more than 20 a second, about 7 in the first second after the mail went
+// out, 2 a second after that, none after the window: 25 for one mail and no answer (docs/
 // BENCHMARKS.md, "One mail trip per answer").
 const expectWindow = 10 * time.Second
 
