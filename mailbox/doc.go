@@ -113,6 +113,11 @@
 //   - Dovecot answers a search from the session's snapshot of the folder, refreshed only at a
 //     sync point (NOOP, IDLE, the end of a command): a Receive on an already selected inbox
 //     sends NOOP first, or mail delivered since the last command would wait for the next call.
+//   - Dovecot holds its IDLE notice of new mail for about 500 ms, while any command (NOOP, UID
+//     SEARCH, a STATUS from elsewhere) reports the mail at once: measured 506-590 ms against
+//     5-30 ms after the submission began. While mail is expected (IMAPSMTP.Expect: a command
+//     was just mailed, or answered) a Receive waits with NOOPs at growing intervals instead of
+//     IDLE (eager.go), and goes back to IDLE when the expectation ends.
 //   - "UID SEARCH UID n:*" also returns the highest UID when it is below n: results are
 //     filtered against the cursor.
 //   - go-imap's Move falls back, without MOVE, to COPY (unchecked) + STORE + a bare EXPUNGE when

@@ -213,7 +213,9 @@ func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait time.Duration
 	}
 	cur := after
 	for {
-		msgs, next, more, closed, err := t.receiveOnce(ctx, cur, max, wait > 0)
+		// While mail is expected (Expect), the wait polls instead of idling (eager.go).
+		_, eager := t.eager(time.Now())
+		msgs, next, more, closed, err := t.receiveOnce(ctx, cur, max, wait > 0 && !eager)
 		cur = next
 		if err != nil || len(msgs) > 0 {
 			return msgs, cur, err
@@ -238,35 +240,64 @@ func (t *IMAPSMTP) Receive(ctx context.Context, after Cursor, wait time.Duration
 		if !idle {
 			closed = make(chan struct{}) // never fires
 		}
-		bound := t.s.PollInterval
-		if idle {
-			bound = t.s.idleReissue
-		}
-		timer := time.NewTimer(bound)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil, cur, ctx.Err()
-		case <-waitEnd:
-			// The wait is over. An IDLE left running is ended by the next call, under the
-			// command timeout, like any other command.
-			timer.Stop()
-			return nil, cur, nil
-		case <-t.wake:
+		// Wait until the next scan is due: new mail, another call's kick, the poll or IDLE
+		// re-issue timer. Eager polls that find nothing new wait on without a scan.
+	waiting:
+		for {
+			bound := t.s.PollInterval
 			if idle {
-				t.count(func(s *Stats) { s.IdleWakeups++ })
+				bound = t.s.idleReissue
 			}
-		case <-timer.C:
-			t.count(func(s *Stats) { s.PollWakeups++ })
-		case <-closed:
-			// The connection died while idling; the next round reconnects, after the backoff
-			// (a server that drops every IDLE must not make this a busy loop).
-			t.mu.Lock()
-			t.failed()
-			t.mu.Unlock()
-		case <-t.kick:
+			d, eager := t.eager(time.Now())
+			eager = eager && !idle // an IDLE under way is ended by Expect's kick first
+			if eager {
+				bound = min(bound, d)
+			}
+			if f := onWait.Load(); f != nil {
+				(*f)(idle, eager)
+			}
+			timer := time.NewTimer(bound)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil, cur, ctx.Err()
+			case <-waitEnd:
+				// The wait is over. An IDLE left running is ended by the next call, under the
+				// command timeout, like any other command.
+				timer.Stop()
+				return nil, cur, nil
+			case <-t.wake:
+				if idle {
+					t.count(func(s *Stats) { s.IdleWakeups++ })
+				}
+			case <-timer.C:
+				if !eager {
+					t.count(func(s *Stats) { s.PollWakeups++ })
+					break waiting
+				}
+				if _, still := t.eager(time.Now()); !still {
+					break waiting // no mail expected any more: scan once, then IDLE
+				}
+				if err := t.noop(ctx); err != nil {
+					return nil, cur, err
+				}
+				select {
+				case <-t.wake: // the NOOP reported new mail
+					break waiting
+				default:
+					continue waiting
+				}
+			case <-closed:
+				// The connection died while idling; the next round reconnects, after the backoff
+				// (a server that drops every IDLE must not make this a busy loop).
+				t.mu.Lock()
+				t.failed()
+				t.mu.Unlock()
+			case <-t.kick:
+			}
+			timer.Stop()
+			break
 		}
-		timer.Stop()
 	}
 }
 

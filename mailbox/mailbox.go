@@ -135,6 +135,7 @@ type Stats struct {
 	SMTPConnects int   // SMTP connections opened (one serves consecutive mails)
 	IdleWakeups  int   // IDLE waits ended by the server's push
 	PollWakeups  int   // waits ended by the poll or IDLE re-issue timer
+	EagerPolls   int   // NOOPs sent while mail was expected (IMAPSMTP.Expect)
 	BadSealpost  int   // X-Sealpost mails returned with Err set
 	ForeignSkips int   // mails looked at and left alone
 }

@@ -16,7 +16,8 @@ import (
 // reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share one
 // SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use;
 // Receive calls run one at a time, and an Ack, Reject, Prune or Processed made while a Receive
-// waits in IDLE interrupts the IDLE and lets it resume.
+// waits in IDLE interrupts the IDLE and lets it resume. While mail is expected (Expect) a
+// waiting Receive polls with NOOP instead of idling, as Dovecot delays its IDLE notices.
 type IMAPSMTP struct {
 	s *settings
 
@@ -29,7 +30,11 @@ type IMAPSMTP struct {
 	shut   atomic.Bool // closed, readable without mu (Send must not wait for an IMAP exchange)
 
 	wake chan struct{} // cap 1: the unilateral-data handler saw EXISTS (new mail)
-	kick chan struct{} // cap 1: another call ended the IDLE a Receive waits on, or Close ran
+	kick chan struct{} // cap 1: another call ended the IDLE a Receive waits on, Expect ran, or Close ran
+
+	eagerMu    sync.Mutex // guards the two below: mail is expected (eager.go)
+	eagerFrom  time.Time  // when Expect was last called: the eager schedule counts from here
+	eagerUntil time.Time  // the eager polling ends here
 
 	smtpMu sync.Mutex // one submission at a time, over smtp
 	smtp   *smtpConn  // the kept submission connection; nil when there is none

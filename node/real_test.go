@@ -504,7 +504,7 @@ func TestRealHalfOpenConnection(t *testing.T) {
 	l.poll("bob's agent noticing the silent server", 10*time.Second, func() bool {
 		lines, _ := l.bobLog.since(mark)
 		for _, s := range lines {
-			if strings.Contains(s, "mailbox trouble") {
+			if strings.Contains(s, "; retrying op=serve") {
 				noticed = s
 				return true
 			}
