@@ -65,6 +65,20 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // seconds apart with backoff, are a wrong password.
 const loginRefusalsToGiveUp = 5
 
+// serverTrouble reports an error of the server or the credentials rather than of one mail.
+func serverTrouble(err error) bool {
+	switch classify(err) {
+	case ProblemSecret, ProblemLogin, ProblemConnect, ProblemTLS:
+		return true
+	}
+	return false
+}
+
+// giveUpSpan is the least time between the first and the last of the refusals that end the
+// agent: five refusals within a second (one flush round, a burst of retries) may be one blip of
+// the server's authentication, five over a minute are a wrong password.
+const giveUpSpan = time.Minute
+
 // classify names the kind of a mailbox error.
 func classify(err error) Problem {
 	var (
@@ -91,10 +105,11 @@ func classify(err error) Problem {
 
 // health is this process's record of its servers.
 type health struct {
-	mu             sync.Mutex
-	imap, smtp     ServerHealth
-	loginRefusals  int // in a row, on either server
-	permanentCause error
+	mu            sync.Mutex
+	imap, smtp    ServerHealth
+	loginRefusals int           // in a row, on either server
+	firstRefusal  time.Time     // of the current run of refusals
+	span          time.Duration // giveUpSpan; tests shorten it
 }
 
 func (h *health) server(role string) *ServerHealth {
@@ -128,8 +143,15 @@ func (h *health) failed(role string, err error, now time.Time) error {
 	case ProblemSecret:
 		return &PermanentError{Server: *s, Err: err}
 	case ProblemLogin:
+		if h.loginRefusals == 0 {
+			h.firstRefusal = now
+		}
 		h.loginRefusals++
-		if h.loginRefusals >= loginRefusalsToGiveUp {
+		span := giveUpSpan
+		if h.span != 0 {
+			span = h.span
+		}
+		if h.loginRefusals >= loginRefusalsToGiveUp && now.Sub(h.firstRefusal) >= span {
 			return &PermanentError{Server: *s, Err: err}
 		}
 	}

@@ -134,6 +134,10 @@ type MailConfig struct {
 	// AllowPlaintextAuth is set by `--tls none`: the user accepted credentials in the clear (the
 	// transport still refuses it for anything but loopback).
 	AllowPlaintextAuth bool `json:"allow_plaintext_auth,omitempty"`
+	// KeepResults is the result retention last asked for (agent --keep-results): kept here so
+	// that every process that records commands on this state (a `run` without an agent too)
+	// prunes by it. Zero: DefaultKeepResults; negative: forever.
+	KeepResults time.Duration `json:"keep_results,omitempty"`
 }
 
 const inboxCursor = "INBOX"
@@ -211,6 +215,10 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.unsettled.Store(true)
+	if err := n.storeKeepResults(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	return n, nil
 }
 

@@ -113,7 +113,9 @@ func (n *Node) Flush(ctx context.Context) error {
 		if first == nil {
 			first = err
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || serverTrouble(err) {
+			// The server (not this mail) is the trouble: the rest would meet the same, each
+			// with a login of its own, and count as many refusals. They wait for the next round.
 			break
 		}
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/sealpost/sealpost/keystore"
@@ -80,7 +81,7 @@ const resultsPrunedPerCommand = 8
 // ago (KeepResults), oldest first, in tx. Results still waiting for an answer are kept however
 // old: their commands may still be answered.
 func (n *Node) pruneResults(tx *keystore.Tx, limit int) (int, error) {
-	keep := n.opts.KeepResults
+	keep := n.cfg.KeepResults
 	if keep < 0 {
 		return 0, nil
 	}
@@ -88,4 +89,18 @@ func (n *Node) pruneResults(tx *keystore.Tx, limit int) (int, error) {
 		keep = DefaultKeepResults
 	}
 	return tx.PruneResults(n.now().Add(-keep), limit)
+}
+
+// storeKeepResults records Options.KeepResults, when given, in the stored settings, so that
+// the retention an agent was started with holds for every process on this state.
+func (n *Node) storeKeepResults() error {
+	if n.opts.KeepResults == 0 || n.opts.KeepResults == n.cfg.KeepResults {
+		return nil
+	}
+	n.cfg.KeepResults = n.opts.KeepResults
+	b, err := json.Marshal(n.cfg)
+	if err != nil {
+		return err
+	}
+	return n.store.Update(func(tx *keystore.Tx) error { return tx.PutMailboxSettings(b) })
 }

@@ -100,6 +100,9 @@ func TestResultsPrunedAfterRetention(t *testing.T) {
 	l := newLab(t)
 	l.serveBob()
 	l.alice.opts.KeepResults = time.Hour
+	if err := l.alice.storeKeepResults(); err != nil {
+		t.Fatal(err)
+	}
 	first := l.run("echo", "one")
 	if first.Status != StatusDone {
 		t.Fatalf("first command: %+v", first)
@@ -121,5 +124,37 @@ func TestResultsPrunedAfterRetention(t *testing.T) {
 	}
 	if _, ok, _ := l.alice.Result(waiting); !ok {
 		t.Fatal("the result of a command still waiting for its answer was deleted")
+	}
+}
+
+// TestKeepResultsHoldsForEveryProcess: the retention an agent was started with is kept in the
+// state, so a `run` that opens the state itself (no agent) prunes by it, not by the default.
+func TestKeepResultsHoldsForEveryProcess(t *testing.T) {
+	l := newLab(t)
+	old := keystore.Result{CommandID: [16]byte{1}, Peer: "bob", Command: []string{"uptime"}, Status: StatusDone,
+		Sent: time.Now().Add(-200 * 24 * time.Hour), Finished: time.Now().Add(-200 * 24 * time.Hour)}
+	if err := l.alice.store.Update(func(tx *keystore.Tx) error { return tx.PutResult(old) }); err != nil {
+		t.Fatal(err)
+	}
+	// The agent ran with --keep-results forever, then stopped.
+	l.alice.Close()
+	opts := l.alice.opts
+	opts.KeepResults = -1
+	n, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	// `sealpost run` opens the state with the default options.
+	opts.KeepResults = 0
+	if l.alice, err = Open(opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.alice.Close() })
+	if _, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.alice.Result(old.CommandID); !ok {
+		t.Fatal("a result kept forever by the agent's setting was deleted by a run that opened the state itself")
 	}
 }

@@ -82,8 +82,13 @@ func resultOf(r keystore.Result) Result {
 }
 
 // ShellExitCode is the exit status a shell would report for the program: its own for a program
-// that exited, 128+N for one killed by signal N (137 for kill -9); false when it did neither.
+// that exited, 128+N for one killed by signal N (137 for kill -9); false when it did neither,
+// or when how it ended is not known (an outcome this build cannot read: never guessed from
+// the exit code alone).
 func (r Result) ShellExitCode() (int, bool) {
+	if r.Outcome == commands.OutcomeUnknown {
+		return 0, false
+	}
 	return commands.Result{Outcome: r.Outcome, ExitCode: r.ExitCode, Signal: r.Signal}.ShellExitCode()
 }
 

@@ -23,8 +23,8 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 	parallel := fs.Int("parallel", node.DefaultMaxParallel, "run the commands of up to `N` peers at once (each peer's one at a time, in order)")
 	keep := keepFlag(node.DefaultKeepProcessed)
 	fs.Var(&keep, "keep-processed", "keep processed mail for `TIME` (like 30d or 12h), then delete it; checked once\na day; forever keeps it")
-	keepResults := keepFlag(node.DefaultKeepResults)
-	fs.Var(&keepResults, "keep-results", "keep the results of finished commands for `TIME` (like 90d), then delete them\n(each new command deletes up to 8 expired ones); forever keeps them")
+	var keepResults keepFlag // zero: as stored in the state (90d unless set before)
+	fs.Var(&keepResults, "keep-results", "keep the results of finished commands for `TIME` (like 90d, the default), then\ndelete them (each new command deletes up to 8 expired ones); forever keeps them. It is\nstored: every later command on this state, agent or not, keeps to it")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -201,6 +201,8 @@ type keepFlag time.Duration
 
 func (k *keepFlag) String() string {
 	switch d := time.Duration(*k); {
+	case d == 0:
+		return "" // not given (--keep-results: as stored)
 	case d < 0:
 		return "forever"
 	case d%(24*time.Hour) == 0:

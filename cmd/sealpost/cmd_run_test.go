@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/node"
 )
 
@@ -146,4 +147,18 @@ func setOpenAPIKnobs(t *testing.T, lock, start time.Duration, retried func()) {
 	oldLock, oldStart, oldRetried := stateLockTimeout, agentStartWait, dialRetried
 	stateLockTimeout, agentStartWait, dialRetried = lock, start, retried
 	t.Cleanup(func() { stateLockTimeout, agentStartWait, dialRetried = oldLock, oldStart, oldRetried })
+}
+
+// TestResultExitUnknownOutcome: a result whose outcome this build cannot read exits 125 (sealpost
+// cannot say how the program ended), not with an exit code it would have to guess from.
+func TestResultExitUnknownOutcome(t *testing.T) {
+	r := node.Result{Status: node.StatusDone, Outcome: commands.OutcomeUnknown, ExitCode: 0, Error: "cancelled"}
+	var ec exitCodeError
+	if err := resultExit("bob", r); !errors.As(err, &ec) || ec.code != exitSealpost {
+		t.Fatalf("resultExit(%+v) = %v; want exit %d", r, err, exitSealpost)
+	}
+	r = node.Result{Status: node.StatusDone, Outcome: commands.OutcomeSignaled, Signal: 9, ExitCode: -1}
+	if err := resultExit("bob", r); !errors.As(err, &ec) || ec.code != 137 {
+		t.Fatalf("resultExit(%+v) = %v; want exit 137", r, err)
+	}
 }
