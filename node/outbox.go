@@ -216,4 +216,3 @@ func clip(s string, max int) string {
 	}
 	return s
 }
-
