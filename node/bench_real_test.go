@@ -503,7 +503,7 @@ func (t *countingTransport) Ack(ctx context.Context, ms ...mailbox.Message) erro
 
 // Expect passes the hint on: the wrapped node polls as it would unwrapped.
 func (t *countingTransport) Expect(until time.Time) {
-	if e, ok := t.Transport.(interface{ Expect(time.Time) }); ok {
+	if e, ok := t.Transport.(expecter); ok {
 		e.Expect(until)
 	}
 }

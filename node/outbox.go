@@ -74,6 +74,7 @@ func (n *Node) Flush(ctx context.Context) error {
 		}
 		if err == nil {
 			// An answer, or the next command, is likely soon: the mailbox wait polls (serve.go).
+			expectMail(tr)
 			if n.opts.Events != nil { // naming the peer reads every peer record: only for a reader
 				n.emit(Event{Kind: EventSent, Peer: n.peerLabel(it.To), Package: packageType(it.Package), Bytes: len(it.Package)})
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/mailbox"
 )
 
 // Serve is the agent: it answers commands from peers, delivers answers to commands this node
@@ -177,4 +178,26 @@ func troubleLine(role, addr string, err error) string {
 		return "TLS with " + server + " failed"
 	}
 	return "trouble with " + server
+}
+
+// expectWindow is how long after this node mailed a package its mailbox wait polls eagerly for
+// mail instead of idling (mailbox.IMAPSMTP.Expect): a command's answer is due, or, after an
+// answer, the next command often follows at once (a person at a terminal, a script). Dovecot
+// holds its IDLE notice of new mail for about 500 ms, which the eager wait spares each way of a
+// round trip. A command that runs longer, or a next command that comes later, is noticed by
+// IDLE again, 500 ms late at most. The cost is NOOPs to the IMAP server, only while the node
+// waits for mail: never more than 20 a second, about 7 in the first second after the mail went
+// out, 2 a second after that, none after the window: 25 for one mail and no answer (docs/
+// BENCHMARKS.md, "One mail trip per answer").
+const expectWindow = 10 * time.Second
+
+// expecter is a transport whose wait can poll eagerly while mail is expected.
+type expecter interface{ Expect(until time.Time) }
+
+// expectMail tells tr, if it can poll eagerly, that mail is expected for expectWindow: called
+// whenever a package was mailed.
+func expectMail(tr mailbox.Transport) {
+	if e, ok := tr.(expecter); ok {
+		e.Expect(time.Now().Add(expectWindow))
+	}
 }

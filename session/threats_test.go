@@ -7,6 +7,7 @@ package session_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -224,6 +225,29 @@ func TestThreat08SequenceBelowWindow(t *testing.T) {
 	}
 	if o := deliver(t, a, out.Reply); string(o.Payload) != "ok:one" {
 		t.Fatalf("retried response = %q", o.Payload)
+	}
+}
+
+// TestBurstReorderedByTheServer: a burst of commands that the mail server delivers in reverse
+// order (as Postfix + Dovecot do in part, with several deliveries at once) is taken in whole: none
+// is rejected as below the window, which would leave it to its retry, hours later.
+func TestBurstReorderedByTheServer(t *testing.T) {
+	a, b := pair(t)
+	const burst = 600
+	pkgs := make([][]byte, 0, burst)
+	for i := 1; i <= burst; i++ {
+		pkgs = append(pkgs, send(t, a, b, i, "burst"))
+	}
+	for i := len(pkgs) - 1; i >= 0; i-- {
+		out, err := b.eng.Receive(b.st, pkgs[i])
+		if err != nil {
+			t.Fatalf("command %d of the burst, delivered %d places late: %v", i+1, len(pkgs)-1-i, err)
+		}
+		if out.Kind == session.Execute {
+			if _, err := b.eng.Complete(b.st, out.Ticket, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -834,5 +858,17 @@ func TestThreat27DeniedIsAuthenticated(t *testing.T) {
 	out, err = b.eng.Receive(b.st, retry)
 	if err != nil || out.Kind != session.Replied || out.Err == nil || out.Err.Code != session.CodeDenied {
 		t.Fatalf("same command id again: %v, %v; want the recorded denial, not an execution", out.Kind, err)
+	}
+}
+
+// TestWindowFromSmallerBuild: a session stored when the window held 256 numbers decodes with
+// them in place (the newest), and the numbers further back read as not seen.
+func TestWindowFromSmallerBuild(t *testing.T) {
+	var w session.Window
+	if err := json.Unmarshal([]byte(`{"Highest":300,"Bits":[1,0,0,9223372036854775808]}`), &w); err != nil {
+		t.Fatalf("a 256-number window does not decode: %v", err)
+	}
+	if w.Highest != 300 || w.Bits[0] != 1 || w.Bits[3] != 1<<63 || w.Bits[4] != 0 {
+		t.Fatalf("decoded %d %v, want the four words in place", w.Highest, w.Bits[:5])
 	}
 }

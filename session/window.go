@@ -3,7 +3,14 @@ package session
 // WindowSize is how many sequence numbers below the highest seen a responder still tells apart.
 // Older ones are rejected; a retry of the same command (new sequence number, same command id) is
 // answered from the ledger, so a long delay costs a round trip, never a double execution.
-const WindowSize = 256
+//
+// It is sized for the reordering real mail servers do, not only for delays: a burst of commands
+// is delivered by several LMTP processes at once, and Postfix + Dovecot were measured putting a
+// mail 250 and more places behind later ones in a burst of 500, which a window of 256 rejected
+// (the commands then ran only after their retry, hours later). 4096 numbers cost 512 bytes of
+// bitmap per session. A window stored by a build with a smaller one decodes with the newest
+// numbers in place and the older ones unknown, which the ledger covers (section 12).
+const WindowSize = 4096
 
 // Window is a sliding replay window over a session's sequence numbers: Highest is the largest
 // number accepted, and bit i of Bits says whether Highest-i was accepted.
