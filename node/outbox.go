@@ -51,7 +51,35 @@ func (n *Node) Flush(ctx context.Context) error {
 		n.sent(err)
 		return err
 	}
-	var first error
+	var (
+		first error
+		done  []uint64 // mailed, to leave the outbox together (deleteSent)
+	)
+	// Mailed items leave the outbox in one transaction per sentBatch (and at the end of the
+	// round), not one each: a commit costs a sync, and the serving loop waits for the store's one
+	// writer. A crash before that commit mails them again: the peer takes duplicates (sequence
+	// numbers seen, answers from the ledger), as it does after any crash between send and delete.
+	deleteSent := func() error {
+		if len(done) == 0 {
+			return nil
+		}
+		err := n.store.Update(func(tx *keystore.Tx) error {
+			for _, id := range done {
+				// One gone meanwhile (its peer removed) is no reason to keep the others.
+				if err := tx.DeleteOutbox(id); err != nil && !errors.Is(err, keystore.ErrNotFound) {
+					return err
+				}
+			}
+			return nil
+		})
+		done = done[:0]
+		return err
+	}
+	defer func() {
+		if err := deleteSent(); err != nil && first == nil {
+			n.log.Warn("mailed mail not cleared from the outbox; it is mailed again", "op", "send", "err", err)
+		}
+	}()
 	for _, it := range due {
 		if ctx.Err() != nil {
 			break // the caller has gone; what is left is sent by the next flush
@@ -78,8 +106,10 @@ func (n *Node) Flush(ctx context.Context) error {
 			if n.opts.Events != nil { // naming the peer reads every peer record: only for a reader
 				n.emit(Event{Kind: EventSent, Peer: n.peerLabel(it.To), Package: packageType(it.Package), Bytes: len(it.Package)})
 			}
-			if err := n.store.Update(func(tx *keystore.Tx) error { return tx.DeleteOutbox(it.ID) }); err != nil {
-				return err
+			if done = append(done, it.ID); len(done) >= sentBatch {
+				if err := deleteSent(); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -121,6 +151,10 @@ func (n *Node) Flush(ctx context.Context) error {
 	}
 	return first
 }
+
+// sentBatch bounds how many mailed items wait for one commit to leave the outbox, and so how
+// many are mailed again after a crash.
+const sentBatch = 32
 
 // backoff doubles base per attempt up to max.
 func backoff(base, max time.Duration, attempt int) time.Duration {
