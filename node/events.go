@@ -47,7 +47,7 @@ func (n *Node) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = n.now()
 	}
-	e.Peer, e.Status, e.Detail = printable(e.Peer), printable(e.Status), printable(e.Detail)
+	e.Peer, e.Status, e.Detail = Printable(e.Peer), Printable(e.Status), Printable(e.Detail)
 	n.emitMu.Lock()
 	defer n.emitMu.Unlock()
 	n.opts.Events(e)
@@ -61,13 +61,16 @@ func packageType(pkg []byte) string {
 	return session.Type(pkg[5]).String()
 }
 
-// printable escapes what a terminal or a log reader would act on (control characters, escape
-// sequences, invalid UTF-8, bidirectional overrides) in text that came from mail, so that a forged
-// header cannot rewrite an operator's screen (THREATS row 41). Plain text passes unchanged.
-func printable(s string) string {
+// Printable escapes what a terminal or a log reader would act on (control characters, escape
+// sequences, C1 controls like CSI, invalid UTF-8, bidirectional overrides) the way Go quotes them
+// (\x1b, \n, \u202e), so that text that came from mail (a forged header) cannot rewrite an
+// operator's screen (THREATS row 41). Plain text, non-ASCII letters and spaces included, passes
+// unchanged, and so does what Printable returned: the test is unicode.IsGraphic, the same that
+// strconv.QuoteToGraphic escapes by. The CLI's log handler escapes every logged string with it.
+func Printable(s string) string {
 	clean := utf8.ValidString(s)
 	for _, r := range s {
-		if !clean || !unicode.IsPrint(r) {
+		if !clean || !unicode.IsGraphic(r) {
 			clean = false
 			break
 		}

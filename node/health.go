@@ -138,7 +138,7 @@ func (h *health) failed(role string, err error, now time.Time) error {
 	if s.FailingSince.IsZero() {
 		s.FailingSince = now
 	}
-	s.Problem, s.LastError = classify(err), printable(err.Error())
+	s.Problem, s.LastError = classify(err), Printable(err.Error())
 	switch s.Problem {
 	case ProblemSecret:
 		return &PermanentError{Server: *s, Err: err}

@@ -264,7 +264,7 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 // reject logs a refused mail and moves it aside. A failure to move it is logged too: the cursor
 // passes the mail all the same, so it is not read again, and nothing of it was committed.
 func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) {
-	n.log.Info("mail rejected and moved aside", "op", "reject", "uid", m.UID, "from", printable(m.From), "err", why)
+	n.log.Info("mail rejected and moved aside", "op", "reject", "uid", m.UID, "from", Printable(m.From), "err", why)
 	n.emit(Event{Kind: EventRejected, Peer: m.From, Package: packageType(m.Package), Bytes: len(m.Package), Detail: why.Error()})
 	if err := tr.Reject(ctx, m, why.Error()); err != nil {
 		n.log.Warn("could not move rejected mail; it stays in the inbox, read no more", "op", "reject", "uid", m.UID, "err", err)

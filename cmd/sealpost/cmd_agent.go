@@ -93,7 +93,7 @@ func (a *agent) run(ctx context.Context) error {
 		}
 		if err != nil {
 			// The error is the stop line's; the exit code tells the service manager it failed.
-			a.notify("STOPPING=1\nSTATUS=stopped: " + logSafe(err.Error()))
+			a.notify("STOPPING=1\nSTATUS=stopped: " + node.Printable(err.Error()))
 			a.log.Error("agent stopped", "reason", why, "err", err)
 			return exitCodeError{code: exitError}
 		}
@@ -139,7 +139,7 @@ func (a *agent) serve(ctx context.Context, restarts int) (why, detail string, er
 	}
 	a.log.Info(msg, "version", version, "state", opts.Dir, "address", n.Address(), "imap", st.IMAP, "smtp", st.SMTP,
 		"fingerprint", n.Fingerprint().String(), "pid", os.Getpid())
-	a.notify("READY=1\nSTATUS=serving " + logSafe(n.Address()))
+	a.notify("READY=1\nSTATUS=serving " + node.Printable(n.Address()))
 	done := make(chan error, 1)
 	go func() { done <- n.Serve(sctx, false) }()
 	select {

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/sealpost/sealpost/node"
 )
 
 // logFormat is --log-format: how log records are written to stderr. text is slog's key=value
@@ -48,40 +46,20 @@ func newLogHandler(w io.Writer, f logFormat) slog.Handler {
 func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 	switch v := a.Value; v.Kind() {
 	case slog.KindString:
-		if s := v.String(); logSafe(s) != s {
-			a.Value = slog.StringValue(logSafe(s))
+		if s := v.String(); node.Printable(s) != s {
+			a.Value = slog.StringValue(node.Printable(s))
 		}
 	case slog.KindAny:
 		switch x := v.Any().(type) {
 		case error:
-			a.Value = slog.StringValue(logSafe(x.Error()))
+			a.Value = slog.StringValue(node.Printable(x.Error()))
 		case fmt.Stringer:
-			a.Value = slog.StringValue(logSafe(x.String()))
+			a.Value = slog.StringValue(node.Printable(x.String()))
 		case []byte:
-			a.Value = slog.StringValue(logSafe(string(x)))
+			a.Value = slog.StringValue(node.Printable(string(x)))
 		}
 	}
 	return a
-}
-
-// logSafe escapes what a terminal or log viewer would act on (control characters, escape
-// sequences, C1 controls like CSI, bidirectional overrides, invalid UTF-8) the way Go quotes
-// them (\x1b, \n, \u202e); plain text, including non-ASCII letters and spaces, passes unchanged,
-// and so does what logSafe returned. node escapes event text the same way.
-func logSafe(s string) string {
-	clean := utf8.ValidString(s)
-	for _, r := range s {
-		if !clean || !unicode.IsGraphic(r) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	q := strconv.QuoteToGraphic(s)
-	q = q[1 : len(q)-1]
-	return strings.ReplaceAll(q, `\"`, `"`)
 }
 
 // minLevel passes on the records of at least its level to a handler shared with other loggers,

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sealpost/sealpost/node"
 )
 
 // hostile is text a forged mail could put into a log value: an escape sequence that would clear
@@ -64,8 +66,8 @@ func TestLogEscapesControlCharacters(t *testing.T) {
 			if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
 				t.Fatalf("json line %q: %v", lines[0], err)
 			}
-			if s, _ := rec["from"].(string); s != logSafe(hostile) {
-				t.Errorf("json from = %q, want %q", s, logSafe(hostile))
+			if s, _ := rec["from"].(string); s != node.Printable(hostile) {
+				t.Errorf("json from = %q, want %q", s, node.Printable(hostile))
 			}
 		}
 	}
@@ -83,8 +85,8 @@ func TestLogSafe(t *testing.T) {
 		{"\xff", `\xff`},
 		{"\u009b", `\u009b`},
 	} {
-		if got := logSafe(c.in); got != c.want {
-			t.Errorf("logSafe(%q) = %q, want %q", c.in, got, c.want)
+		if got := node.Printable(c.in); got != c.want {
+			t.Errorf("node.Printable(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -408,17 +410,17 @@ func FuzzLogSafe(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out := logSafe(s)
+		out := node.Printable(s)
 		for _, r := range out {
 			if !unicode.IsGraphic(r) || r == utf8.RuneError {
-				t.Fatalf("logSafe(%q) = %q holds %U", s, out, r)
+				t.Fatalf("node.Printable(%q) = %q holds %U", s, out, r)
 			}
 		}
 		if !utf8.ValidString(out) {
-			t.Fatalf("logSafe(%q) = %q is not UTF-8", s, out)
+			t.Fatalf("node.Printable(%q) = %q is not UTF-8", s, out)
 		}
-		if again := logSafe(out); again != out {
-			t.Fatalf("logSafe(%q) = %q, but logSafe of that = %q", s, out, again)
+		if again := node.Printable(out); again != out {
+			t.Fatalf("node.Printable(%q) = %q, but logSafe of that = %q", s, out, again)
 		}
 	})
 }
