@@ -6,11 +6,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
-	"time"
 )
 
 // The test binary doubles as a tiny program the tests exec: when helperEnv is set in its
@@ -67,7 +68,10 @@ func helperMain(mode string, args []string) int {
 				return 1
 			}
 		}
-		time.Sleep(time.Hour)
+		// Block until killed, on nothing to wait for: a signal subscription keeps the runtime
+		// from taking the bare select for a deadlock.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGUSR2)
+		select {}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper mode", mode)
 		return 2

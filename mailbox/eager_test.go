@@ -50,7 +50,7 @@ func TestEagerSchedule(t *testing.T) {
 			if !ok {
 				break
 			}
-			time.Sleep(d)
+			time.Sleep(d) // the bubble's fake clock
 			if _, ok := mailbox.EagerWait(tr); ok { // a poll only while mail is expected
 				polls = append(polls, time.Since(start))
 			}
@@ -89,7 +89,7 @@ func TestEagerSchedule(t *testing.T) {
 		if d, ok := mailbox.EagerWait(tr); !ok || d != 50*ms {
 			t.Errorf("after a new Expect: eager wait %v, %v; want 50ms", d, ok)
 		}
-		time.Sleep(10 * time.Second)
+		time.Sleep(10 * time.Second) // the bubble's fake clock
 		if d, ok := mailbox.EagerWait(tr); !ok || d != 500*ms {
 			t.Errorf("10s into a 1-minute Expect: eager wait %v, %v; want 500ms", d, ok)
 		}

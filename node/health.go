@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-smtp"
 	"github.com/sealpost/sealpost/mailbox"
 )
 
@@ -164,14 +162,10 @@ func (h *health) snapshot() []ServerHealth {
 	return []ServerHealth{*h.server("imap"), *h.server("smtp")}
 }
 
-// isAuthRefused reports a server's refusal of the credentials (IMAP's AUTHENTICATIONFAILED,
-// SMTP's 535, mailbox.ErrAuthFailed), or a password or token command that failed: either may
-// pass (a server's auth process restarting, a vault briefly away), so they count towards giving
-// up rather than end the agent at once.
+// isAuthRefused reports a server's refusal of the credentials (mailbox.ErrAuthFailed: mailbox
+// tells IMAP's AUTHENTICATIONFAILED and SMTP's 535 apart from other trouble), or a password or
+// token command that failed (mailbox.ErrNoSecret): either may pass (a server's auth process
+// restarting, a vault briefly away), so they count towards giving up rather than end the agent.
 func isAuthRefused(err error) bool {
-	var ie *imap.Error
-	var se *smtp.SMTPError
-	return errors.Is(err, mailbox.ErrAuthFailed) || errors.Is(err, mailbox.ErrNoSecret) ||
-		errors.As(err, &ie) && ie.Code == imap.ResponseCodeAuthenticationFailed ||
-		errors.As(err, &se) && se.Code == 535
+	return errors.Is(err, mailbox.ErrAuthFailed) || errors.Is(err, mailbox.ErrNoSecret)
 }

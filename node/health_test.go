@@ -16,16 +16,7 @@ import (
 func TestServeGivesUpOnRefusedLogin(t *testing.T) {
 	l := newLab(t)
 	l.bob.Close()
-	wrong := func(mailbox.Transport) mailbox.Transport {
-		tr, err := mailbox.New(mailbox.Config{Address: "bob@example.test", IMAPAddr: l.relay.IMAPAddr(), SMTPAddr: l.relay.SMTPAddr(),
-			Username: "bob@example.test", Password: "not-bobs", TLS: "none", AllowPlaintextAuth: true, CommandTimeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tr.Close() })
-		return tr
-	}
-	l.bob = l.open("bob", wrong, false)
+	l.bob = l.open("bob", wrongPassword(t, l), false)
 	l.bob.serveBackoff = time.Millisecond
 	l.bob.health.span = time.Nanosecond
 	err := l.bob.Serve(l.ctx, false)
@@ -61,16 +52,7 @@ func TestClassify(t *testing.T) {
 func TestOneFlushRoundCountsOneRefusal(t *testing.T) {
 	l := newLab(t)
 	l.bob.Close()
-	wrong := func(mailbox.Transport) mailbox.Transport {
-		tr, err := mailbox.New(mailbox.Config{Address: "bob@example.test", IMAPAddr: l.relay.IMAPAddr(), SMTPAddr: l.relay.SMTPAddr(),
-			Username: "bob@example.test", Password: "not-bobs", TLS: "none", AllowPlaintextAuth: true, CommandTimeout: 5 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tr.Close() })
-		return tr
-	}
-	l.bob = l.open("bob", wrong, false)
+	l.bob = l.open("bob", wrongPassword(t, l), false)
 	var cause error
 	giveUp := context.CancelCauseFunc(func(err error) { cause = err })
 	l.bob.giveUp.Store(&giveUp)
@@ -99,5 +81,18 @@ func TestOneFlushRoundCountsOneRefusal(t *testing.T) {
 	}
 	if got := l.bob.health.loginRefusals; got != 5 {
 		t.Fatalf("five flush rounds counted %d refusals, want 5 (one a round)", got)
+	}
+}
+
+// wrongPassword makes bob's transport log in with a password the relay refuses.
+func wrongPassword(t *testing.T, l *lab) func(mailbox.Transport) mailbox.Transport {
+	return func(mailbox.Transport) mailbox.Transport {
+		tr, err := mailbox.New(mailbox.Config{Address: "bob@example.test", IMAPAddr: l.relay.IMAPAddr(), SMTPAddr: l.relay.SMTPAddr(),
+			Username: "bob@example.test", Password: "not-bobs", TLS: "none", AllowPlaintextAuth: true, CommandTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		return tr
 	}
 }

@@ -136,7 +136,7 @@ func TestProgressLineClearedBeforeOutput(t *testing.T) {
 		c := &console{term: &term}
 		g := &globals{console: c, stdout: c.writer(&term), stderr: c.writer(&term)}
 		stop := progress(g, "bob", true)
-		time.Sleep(progressEvery)
+		time.Sleep(progressEvery) // the bubble's fake clock: returns once every goroutine is blocked
 		synctest.Wait()
 		if !strings.Contains(term.String(), "waiting for bob's answer") {
 			t.Fatalf("after %s the terminal shows %q; want the progress line", progressEvery, term.String())
@@ -145,7 +145,7 @@ func TestProgressLineClearedBeforeOutput(t *testing.T) {
 		if got := term.String(); !strings.HasSuffix(got, "waiting for bob's answer by mail… 1s (Ctrl-C stops waiting, not the command)"+clearLine+"a warning\n") {
 			t.Fatalf("terminal = %q; want the progress line cleared before the warning", got)
 		}
-		time.Sleep(progressEvery)
+		time.Sleep(progressEvery) // the bubble's fake clock: returns once every goroutine is blocked
 		synctest.Wait()
 		stop()
 		io.WriteString(g.stdout, "output\n")
@@ -161,7 +161,7 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 		var errOut lockedBuffer
 		g := &globals{stdout: io.Discard, stderr: &errOut}
 		stop := progress(g, "bob", true)
-		time.Sleep(3 * progressEvery)
+		time.Sleep(3 * progressEvery) // the bubble's fake clock
 		synctest.Wait()
 		stop()
 		if errOut.Len() != 0 {

@@ -30,7 +30,7 @@ func (f *logFormat) Set(s string) error {
 }
 
 // newLogHandler writes every record (the level is filtered by minLevel) to w in format f, with
-// the text of each value escaped by logSafe: values may quote what a mail said, and a log is
+// the text of each value escaped by node.Printable: values may quote what a mail said, and a log is
 // read on terminals (THREATS row 41).
 func newLogHandler(w io.Writer, f logFormat) slog.Handler {
 	opts := &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: escapeAttr}
@@ -41,7 +41,7 @@ func newLogHandler(w io.Writer, f logFormat) slog.Handler {
 }
 
 // escapeAttr makes the message and every value that prints as text safe for a terminal: strings,
-// errors and Stringers pass through logSafe; numbers, times and durations cannot hold control
+// errors and Stringers pass through node.Printable; numbers, times and durations cannot hold control
 // characters. slog resolves LogValuers (secrets redacting themselves) before this sees them.
 func escapeAttr(_ []string, a slog.Attr) slog.Attr {
 	switch v := a.Value; v.Kind() {

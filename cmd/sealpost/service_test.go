@@ -420,7 +420,7 @@ func FuzzLogSafe(f *testing.F) {
 			t.Fatalf("node.Printable(%q) = %q is not UTF-8", s, out)
 		}
 		if again := node.Printable(out); again != out {
-			t.Fatalf("node.Printable(%q) = %q, but logSafe of that = %q", s, out, again)
+			t.Fatalf("node.Printable(%q) = %q, but node.Printable of that = %q", s, out, again)
 		}
 	})
 }
