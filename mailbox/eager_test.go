@@ -50,7 +50,7 @@ func TestEagerSchedule(t *testing.T) {
 			if !ok {
 				break
 			}
-			time.Sleep(d) // the bubble's fake clock
+			time.Sleep(d)                           // the bubble's fake clock
 			if _, ok := mailbox.EagerWait(tr); ok { // a poll only while mail is expected
 				polls = append(polls, time.Since(start))
 			}
