@@ -357,36 +357,11 @@ func (c MailConfig) secret() (mailbox.SecretSource, mailbox.AuthMechanism, error
 	case c.PasswordEnv == "":
 		return nil, mailbox.AuthPassword, nil
 	}
-	pw, err := c.password()
-	if err != nil {
-		return nil, "", err
+	pw, ok := os.LookupEnv(c.PasswordEnv)
+	if !ok {
+		return nil, "", fmt.Errorf("%w: it is read from $%s, which is not set in this environment", ErrSecretUnavailable, c.PasswordEnv)
 	}
 	return mailbox.StaticSecret(pw), mailbox.AuthPassword, nil
-}
-
-func (c MailConfig) password() (string, error) {
-	switch {
-	case c.PasswordEnv != "":
-		pw, ok := os.LookupEnv(c.PasswordEnv)
-		if !ok {
-			return "", fmt.Errorf("%w: it is read from $%s, which is not set in this environment", ErrSecretUnavailable, c.PasswordEnv)
-		}
-		return pw, nil
-	case c.PasswordFile != "":
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("%w: read %s: %w", ErrSecretUnavailable, c.PasswordFile, err)
-		}
-		return string(trimNewline(b)), nil
-	}
-	return "", nil
-}
-
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // update runs fn in one state transaction with the protocol store bound to it.
