@@ -75,7 +75,9 @@ func TestUsageConventions(t *testing.T) {
 		{[]string{"--state", missing, "results", "ab", "cd"}, usage("at most one ID")},
 		{[]string{"--state", missing, "peer", "allow", "bob"}, usage("PROGRAM")},
 		// init without a password says which options give one.
-		{[]string{"--state", missing, "init", "--address", "a@example.test", "--no-check"}, usage("--password-env", "--password-file")},
+		{[]string{"--state", missing, "init", "--address", "a@example.test", "--no-check"}, usage("--password-env", "--password-file", "--password-command", "--oauth2-token-command")},
+		{[]string{"--state", missing, "init", "--address", "a@example.test", "--no-check", "--password-env", "PW", "--password-command", "echo x"}, usage("one of")},
+		{[]string{"--state", missing, "init", "--address", "a@example.test", "--no-check", "--oauth2-token-command", "echo t", "--oauth2-mechanism", "plain"}, usage("xoauth2 or oauthbearer")},
 	} {
 		r := sp(t, nil, c.args...)
 		w := c.want
