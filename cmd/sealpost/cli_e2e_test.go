@@ -72,12 +72,7 @@ func TestCLIAsUsed(t *testing.T) {
 
 	bobAgent := start(t, env, "--state", bob, "agent")
 	waitForSocket(t, bob)
-	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", "bob@example.test"), "peer add (alice)")
-	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
-	if code == nil {
-		t.Fatalf("peer add printed no code:\n%s", added.stdout)
-	}
-	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", "alice@example.test", "--code", code[1], "--allow", "echo"), "peer add (bob)")
+	pairCLI(t, env, alice, "alice@example.test", bob, "bob@example.test", "echo")
 	r := sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello")
 	if r.code != 0 || r.stdout != "hello\n" {
 		t.Fatalf("run echo: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)

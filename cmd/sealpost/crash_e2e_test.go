@@ -87,13 +87,7 @@ func newCrashLab(t *testing.T) *crashLab {
 		mustOK(t, sp(t, l.env, "--state", n.state, "init", "--address", n.addr, "--imap", l.imap, "--smtp", smtpAddr,
 			"--login", n.addr, "--password-env", "PW", "--tls", "none"), "init "+n.addr)
 	}
-	added := mustOK(t, sp(t, l.env, "--state", l.alice, "peer", "add", "bob", "--address", l.bobAddr), "peer add (alice)")
-	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
-	if code == nil {
-		t.Fatalf("peer add printed no code:\n%s", added.stdout)
-	}
-	mustOK(t, sp(t, l.env, "--state", l.bob, "peer", "add", "alice", "--address", l.aliceAddr, "--code", code[1],
-		"--allow", l.script), "peer add (bob)")
+	pairCLI(t, l.env, l.alice, l.aliceAddr, l.bob, l.bobAddr, l.script)
 	return l
 }
 

@@ -223,17 +223,11 @@ func runEndToEndCLI(t *testing.T, sc cliScenario) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\necho ran >> "+counter+"\necho counted\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", bobAddr), "peer add (alice)")
-	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
-	if code == nil {
-		t.Fatalf("peer add printed no code:\n%s", added.stdout)
-	}
 	killself := filepath.Join(dir, "killself")
 	if err := os.WriteFile(killself, []byte("#!/bin/sh\nkill -9 $$\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, sp(t, env, "--state", bob, "peer", "add", "alice", "--address", aliceAddr, "--code", code[1],
-		"--allow", "echo", "--allow", "false", "--allow", script, "--allow", killself), "peer add (bob)")
+	pairCLI(t, env, alice, aliceAddr, bob, bobAddr, "echo", "false", script, killself)
 
 	// alice has no agent: `run` reads her mailbox itself (bob's PAIR answer, then the answers).
 	r = sp(t, env, "--state", alice, "run", "bob", "--wait", "--timeout", "60s", "--", "echo", "hello", "$(rm -rf /)")
@@ -364,4 +358,20 @@ func waitForSocket(t *testing.T, state string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("the agent did not open its control socket")
+}
+
+// pairCLI pairs two states as their users do: alice's `peer add bob` prints a code, which bob's
+// `peer add alice --code` takes, allowing alice the programs in allow.
+func pairCLI(t *testing.T, env []string, alice, aliceAddr, bob, bobAddr string, allow ...string) {
+	t.Helper()
+	added := mustOK(t, sp(t, env, "--state", alice, "peer", "add", "bob", "--address", bobAddr), "peer add (alice)")
+	code := regexp.MustCompile(`Pairing code for bob: (\S+)`).FindStringSubmatch(added.stdout)
+	if code == nil {
+		t.Fatalf("peer add printed no code:\n%s", added.stdout)
+	}
+	args := []string{"--state", bob, "peer", "add", "alice", "--address", aliceAddr, "--code", code[1]}
+	for _, a := range allow {
+		args = append(args, "--allow", a)
+	}
+	mustOK(t, sp(t, env, args...), "peer add (bob)")
 }
