@@ -27,6 +27,8 @@ type Options struct {
 // builtin is one command the registry knows.
 type builtin struct {
 	run func(ctx context.Context, r *Registry, req Request, p Policy) Result
+	// pure: it only reads facts of the host and changes nothing, at once (see Registry.Pure).
+	pure bool
 }
 
 // Registry holds the built-in commands. It is built in code, never from configuration or by
@@ -44,8 +46,8 @@ type Registry struct {
 func NewRegistry(opts Options) *Registry {
 	r := &Registry{
 		cmds: map[string]builtin{
-			CmdPing:    {run: runPing},
-			CmdSysinfo: {run: runSysinfo},
+			CmdPing:    {run: runPing, pure: true},
+			CmdSysinfo: {run: runSysinfo, pure: true},
 			CmdExec:    {run: runExec},
 		},
 		version: opts.Version,
@@ -120,6 +122,12 @@ func (r *Registry) Check(req Request, p Policy) (Request, error) {
 	}
 	return out, nil
 }
+
+// Pure reports whether the named command only reads facts of the host, at once, and changes
+// nothing (ping, sysinfo): running it a second time after a crash does no harm, so an agent may
+// run and answer it in the transaction that accepts it, without the Executing record that a
+// command with effects needs before it starts (docs/PROTOCOL.md section 12).
+func (r *Registry) Pure(name string) bool { return r.cmds[name].pure }
 
 // Run checks req under p and executes it, and always returns a Result: a denied request comes
 // back with ExitCode -1 and Error saying why, and nothing ran. exec never goes through a shell;

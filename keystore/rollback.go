@@ -130,6 +130,10 @@ func (s *Store) Rollback() RollbackInfo {
 	return s.rollback
 }
 
+// Generation is the store's generation: it grows by one with every committed Update, so the
+// difference between two readings counts the commits (each a sync to disk) made between them.
+func (tx *Tx) Generation() (uint64, error) { return generation(tx.bucket(bMeta)) }
+
 // StoreID is the store's random 16-byte id, made at its first Open; it names the witness file.
 func (s *Store) StoreID() [16]byte { return s.storeID }
 

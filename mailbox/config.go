@@ -58,6 +58,11 @@ type Config struct {
 	DialTimeout    time.Duration // default 15s
 	// MaxMessageBytes caps a received mail before it is downloaded or parsed (default 24 MiB).
 	MaxMessageBytes int64
+	// SMTPConnections is how many mails Send submits at once, each over a connection of its own
+	// (default 2). The server syncs each mail to disk before it answers, so a second connection
+	// nearly doubles the rate of a backlog (docs/BENCHMARKS.md); 1 for a provider that allows
+	// only one.
+	SMTPConnections int
 	Logger          *slog.Logger // nil = silent; keys: op, mailbox, uid, err
 	DisableIDLE     bool         // force polling (tests)
 }
@@ -67,6 +72,7 @@ const (
 	DefaultCommandTimeout  = 30 * time.Second
 	DefaultDialTimeout     = 15 * time.Second
 	DefaultMaxMessageBytes = 24 << 20
+	DefaultSMTPConnections = 2
 	maxIdleRun             = 25 * time.Minute // servers drop IDLE after about 30 min (RFC 2177)
 	defaultProcessed       = "sealpost/processed"
 	defaultRejected        = "sealpost/rejected"
@@ -193,6 +199,9 @@ func (c Config) settings() (*settings, error) {
 	}
 	if s.CommandTimeout <= 0 {
 		s.CommandTimeout = DefaultCommandTimeout
+	}
+	if s.SMTPConnections <= 0 {
+		s.SMTPConnections = DefaultSMTPConnections
 	}
 	if s.DialTimeout <= 0 {
 		s.DialTimeout = DefaultDialTimeout

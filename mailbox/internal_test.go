@@ -134,7 +134,7 @@ func TestPlaintextGuardAtConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Username, s.Password = "bob@relay.test", "pw" // credentials without consent
-	tr := &IMAPSMTP{s: s, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
+	tr := newIMAPSMTP(s)
 	defer tr.Close()
 	ctx := context.Background()
 	if _, _, err := tr.Receive(ctx, Cursor{}, 0, 0); !errors.Is(err, ErrPlaintextCredentials) {

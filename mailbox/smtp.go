@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/emersion/go-smtp"
 )
 
-// Send implements Transport. Mails go out over one SMTP connection that stays open between
-// them, for at most smtpIdle after the last one: a backlog of answers then costs one TCP, TLS
-// and AUTH setup, not one per mail. Every submission runs under the watchdog.
+// Send implements Transport. Mails go out over SMTP connections that stay open between them,
+// for at most smtpIdle after the last one: a backlog of answers then costs one TCP, TLS and AUTH
+// setup per connection, not one per mail. Sends made at once use up to Config.SMTPConnections
+// connections side by side. Every submission runs under the watchdog.
 //
 // Classification: a 4xx reply, a network failure or a timeout is temporary. A 5xx reply to RCPT
 // or DATA, or a 552 to MAIL, concerns this mail (550: no such user, 552: too large) and is
@@ -67,18 +69,20 @@ func (sc *smtpConn) quit(commandTimeout time.Duration) {
 	sc.raw.Close()
 }
 
-// submit sends one mail over the kept connection, or a new one. When a kept connection fails
-// at the first command of the mail (MAIL FROM) without an answer from the server, or with 421
-// (closing the channel), the server had dropped it while it was idle: nothing of this mail
-// reached it, so the mail is sent once more over a new connection. A failure at any later step
-// is reported as it is: the server may hold part or all of the mail.
+// submit sends one mail over a kept connection, or a new one, once one of the
+// Config.SMTPConnections slots is free. When a kept connection fails at the first command of the
+// mail (MAIL FROM) without an answer from the server, or with 421 (closing the channel), the server
+// had dropped it while it was idle: nothing of this mail reached it, so the mail is sent once more
+// over a new connection. A failure at any later step is reported as it is: the server may hold part
+// or all of the mail.
 func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
-	t.smtpMu.Lock()
-	defer t.smtpMu.Unlock()
-	sc := t.smtp
-	t.smtp = nil
-	if sc != nil {
-		sc.idle.Stop()
+	select {
+	case t.smtpSlots <- struct{}{}:
+	case <-ctx.Done():
+		return &SendError{Temporary: true, Err: fmt.Errorf("SMTP %s: %w", t.s.SMTPAddr, ctx.Err())}
+	}
+	defer func() { <-t.smtpSlots }()
+	if sc := t.takeSMTP(); sc != nil {
 		step, err := t.transact(ctx, sc, to, mail)
 		if err == nil {
 			t.keepSMTP(sc)
@@ -102,6 +106,20 @@ func (t *IMAPSMTP) submit(ctx context.Context, to string, mail []byte) error {
 	return nil
 }
 
+// takeSMTP returns the kept connection used last, or nil when none is kept.
+func (t *IMAPSMTP) takeSMTP() *smtpConn {
+	t.smtpMu.Lock()
+	defer t.smtpMu.Unlock()
+	k := len(t.smtpKept)
+	if k == 0 {
+		return nil
+	}
+	sc := t.smtpKept[k-1]
+	t.smtpKept = t.smtpKept[:k-1]
+	sc.idle.Stop()
+	return sc
+}
+
 // droppedWhileIdle reports whether a failed MAIL FROM on a kept connection means the server
 // had closed it: a temporary failure with no SMTP reply (the connection was gone), or 421.
 func droppedWhileIdle(err error) bool {
@@ -113,40 +131,44 @@ func droppedWhileIdle(err error) bool {
 	return !errors.As(err, &reply) || reply.Code == 421
 }
 
-// keepSMTP keeps sc for the next mail, and ends it after smtpIdle unless one comes. The caller
-// holds smtpMu.
+// keepSMTP keeps sc for the next mail, and ends it after smtpIdle unless one comes. No more
+// connections are kept than submissions may run at once.
 func (t *IMAPSMTP) keepSMTP(sc *smtpConn) {
 	if sc.broken {
 		sc.raw.Close()
 		return
 	}
-	if t.shut.Load() {
+	t.smtpMu.Lock()
+	if t.shut.Load() || len(t.smtpKept) >= cap(t.smtpSlots) {
+		t.smtpMu.Unlock()
 		go sc.quit(t.s.CommandTimeout)
 		return
 	}
-	t.smtp = sc
+	t.smtpKept = append(t.smtpKept, sc)
 	sc.kept++
 	kept := sc.kept
 	sc.idle = time.AfterFunc(smtpIdle, func() {
 		t.smtpMu.Lock()
-		idle := t.smtp == sc && sc.kept == kept // not taken for a mail since
+		i := slices.Index(t.smtpKept, sc)
+		idle := i >= 0 && sc.kept == kept // not taken for a mail since
 		if idle {
-			t.smtp = nil
+			t.smtpKept = slices.Delete(t.smtpKept, i, i+1)
 		}
 		t.smtpMu.Unlock()
 		if idle {
 			sc.quit(t.s.CommandTimeout)
 		}
 	})
+	t.smtpMu.Unlock()
 }
 
-// closeSMTP ends the kept connection, if any.
+// closeSMTP ends the kept connections, if any.
 func (t *IMAPSMTP) closeSMTP() {
 	t.smtpMu.Lock()
-	sc := t.smtp
-	t.smtp = nil
+	kept := t.smtpKept
+	t.smtpKept = nil
 	t.smtpMu.Unlock()
-	if sc != nil {
+	for _, sc := range kept {
 		sc.idle.Stop()
 		sc.quit(t.s.CommandTimeout)
 	}

@@ -115,6 +115,57 @@ func arrivedOnce(t *testing.T, ctx context.Context, b *mailbox.IMAPSMTP, sent []
 	}
 }
 
+// TestSMTPSendsSideBySide: while one mail waits on a slow server, the next goes out over a
+// second connection (Config.SMTPConnections, default 2) instead of waiting behind it; both
+// connections are kept for the mails after them, and every mail arrives once.
+func TestSMTPSendsSideBySide(t *testing.T) {
+	proxy, a, b, ctx := proxiedSender(t)
+	first := fixtures.Package(100)
+	if err := a.Send(ctx, bob, first); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	proxy.freeze(true) // the server answers nothing on the kept connection
+	slow, quick := fixtures.Package(100), fixtures.Package(100)
+	done := make(chan error, 1)
+	// One of the two takes the kept connection and waits there; the other may not wait
+	// behind it.
+	go func() { done <- a.Send(ctx, bob, slow) }()
+	go func() { done <- a.Send(ctx, bob, quick) }()
+	proxy.waitAccepted(t, 2) // fails on a transport that sends one mail at a time
+	proxy.freeze(false)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	last := fixtures.Package(100)
+	if err := a.Send(ctx, bob, last); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if got := a.Stats().SMTPConnects; got != 2 {
+		t.Fatalf("%d SMTP connections, want 2: one more for the mail sent beside the slow one, then kept", got)
+	}
+	// The two sent side by side may arrive either way round.
+	var got []mailbox.Message
+	cur := mailbox.Cursor{}
+	for len(got) < 4 {
+		msgs, next, err := b.Receive(ctx, cur, 5*time.Second, 0)
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("Receive after %d mails: %v", len(got), err)
+		}
+		got, cur = append(got, msgs...), next
+	}
+	arrived := map[string]int{}
+	for _, m := range got {
+		arrived[string(m.Package)]++
+	}
+	for _, p := range [][]byte{first, slow, quick, last} {
+		if arrived[string(p)] != 1 {
+			t.Fatalf("a mail arrived %d times, want once (%d mails in all)", arrived[string(p)], len(got))
+		}
+	}
+}
+
 // TestSMTPKeptConnectionFailsLate: when a kept connection fails after MAIL FROM was answered,
 // the server may hold part of the mail (or all of it, if only the answer to the final dot is
 // lost), so the mail is not sent again at once: Send reports a temporary failure, for the

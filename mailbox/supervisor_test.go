@@ -58,6 +58,7 @@ func (p *freezeProxy) serve() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
 		p.accepted++
+		p.cond.Broadcast() // for waitAccepted
 		p.mu.Unlock()
 		go p.pipe(s, c, true)
 		go p.pipe(c, s, false)
@@ -121,6 +122,28 @@ func (p *freezeProxy) waitSent(t *testing.T, text string) {
 	}
 	if !bytes.Contains(p.sent, []byte(text)) {
 		t.Fatalf("the client did not send %q within 5 s", text)
+	}
+}
+
+// waitAccepted waits until the proxy has accepted n client connections in all, and fails the
+// test after 5 s.
+func (p *freezeProxy) waitAccepted(t *testing.T, n int) {
+	t.Helper()
+	late := false
+	timer := time.AfterFunc(5*time.Second, func() {
+		p.mu.Lock()
+		late = true
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.accepted < n && !late && !p.closed {
+		p.cond.Wait()
+	}
+	if p.accepted < n {
+		t.Fatalf("the proxy accepted %d connections within 5 s, want %d", p.accepted, n)
 	}
 }
 

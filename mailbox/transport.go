@@ -13,8 +13,9 @@ import (
 // IMAPSMTP is the Transport over an ordinary mailbox: it reads with IMAP (go-imap/v2) and sends
 // with SMTP (go-smtp). It keeps one IMAP connection, owned by a supervisor: every exchange runs
 // under a watchdog (Config.CommandTimeout), any failure closes the connection, and the next call
-// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends share one
-// SMTP connection, kept open for a few seconds after each mail. It is safe for concurrent use;
+// reconnects after an exponential backoff (200 ms doubling to 30 s, with jitter). Sends go over
+// SMTP connections kept open for a few seconds after each mail, at most Config.SMTPConnections
+// of them at once. It is safe for concurrent use;
 // Receive calls run one at a time, and an Ack, Reject, Prune or Processed made while a Receive
 // waits in IDLE interrupts the IDLE and lets it resume. While mail is expected (Expect) a
 // waiting Receive polls with NOOP instead of idling, as Dovecot delays its IDLE notices.
@@ -36,8 +37,9 @@ type IMAPSMTP struct {
 	eagerFrom  time.Time  // when Expect was last called: the eager schedule counts from here
 	eagerUntil time.Time  // the eager polling ends here
 
-	smtpMu sync.Mutex // one submission at a time, over smtp
-	smtp   *smtpConn  // the kept submission connection; nil when there is none
+	smtpSlots chan struct{} // one per submission under way (cap Config.SMTPConnections)
+	smtpMu    sync.Mutex    // guards smtpKept
+	smtpKept  []*smtpConn   // kept connections no submission uses; the last one kept is last
 
 	statsMu sync.Mutex
 	stats   Stats
@@ -52,7 +54,12 @@ func New(cfg Config) (*IMAPSMTP, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &IMAPSMTP{s: s, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}, nil
+	return newIMAPSMTP(s), nil
+}
+
+func newIMAPSMTP(s *settings) *IMAPSMTP {
+	return &IMAPSMTP{s: s, wake: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		smtpSlots: make(chan struct{}, s.SMTPConnections)}
 }
 
 // Stats returns counters of what the transport has done.
@@ -135,15 +142,7 @@ func (t *IMAPSMTP) Verify(ctx context.Context) error {
 		}
 		return err
 	}
-	t.smtpMu.Lock()
-	if t.smtp == nil {
-		t.keepSMTP(sc)
-		sc = nil
-	}
-	t.smtpMu.Unlock()
-	if sc != nil {
-		sc.quit(t.s.CommandTimeout)
-	}
+	t.keepSMTP(sc)
 	return nil
 }
 

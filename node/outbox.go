@@ -80,24 +80,59 @@ func (n *Node) Flush(ctx context.Context) error {
 			n.log.Warn("mailed mail not cleared from the outbox; it is mailed again", "op", "send", "err", err)
 		}
 	}()
-	for _, it := range due {
-		if ctx.Err() != nil {
-			break // the caller has gone; what is left is sent by the next flush
+	// Up to sendAtOnce mails are submitted side by side (the transport bounds its connections),
+	// so that a backlog of answers is not held to one server sync at a time. Mail to one peer
+	// keeps its order, answers aside (see sendOrder); the outcomes are handled here, one at a
+	// time, in the order they come.
+	type sendOutcome struct {
+		it  keystore.OutboxItem
+		err error
+	}
+	outcomes := make(chan sendOutcome)
+	inflight := 0
+	busy := map[string]int{} // sendOrder key -> mails under way
+	next, stopped := 0, false
+	serverDown := false // a send met server trouble: what fails after it is not counted again
+	var fatal error     // a commit failed: send no more, and return it
+	for {
+		for !stopped && next < len(due) && inflight < sendAtOnce && ctx.Err() == nil {
+			it := due[next]
+			k := sendOrder(it)
+			if k != "" && busy[k] > 0 {
+				break // the mail before it to the same peer is still under way
+			}
+			next++
+			busy[k]++
+			inflight++
+			go func() { outcomes <- sendOutcome{it, tr.Send(ctx, it.To, it.Package)} }()
 		}
-		err := tr.Send(ctx, it.To, it.Package)
+		if inflight == 0 {
+			break
+		}
+		o := <-outcomes
+		inflight--
+		busy[sendOrder(o.it)]--
+		if fatal != nil {
+			if o.err == nil {
+				done = append(done, o.it.ID)
+			}
+			continue
+		}
+		it, err := o.it, o.err
 		if err != nil && ctx.Err() != nil {
 			// Cut off by the caller, not refused by the server: nothing to record, and a
 			// caller past its deadline is not kept waiting for a commit.
 			if first == nil {
 				first = err
 			}
-			break
+			stopped = true
+			continue
 		}
 		var se *mailbox.SendError
 		permanent := errors.As(err, &se) && !se.Temporary
 		if permanent || err == nil {
 			n.sent(nil) // the server answered: a refusal of this mail says nothing of the server
-		} else if ctx.Err() == nil {
+		} else if ctx.Err() == nil && !serverDown {
 			n.sent(err)
 		}
 		if err == nil {
@@ -108,7 +143,7 @@ func (n *Node) Flush(ctx context.Context) error {
 			}
 			if done = append(done, it.ID); len(done) >= sentBatch {
 				if err := deleteSent(); err != nil {
-					return err
+					fatal, stopped = err, true
 				}
 			}
 			continue
@@ -137,7 +172,8 @@ func (n *Node) Flush(ctx context.Context) error {
 			return tx.PutOutbox(it)
 		})
 		if uerr != nil {
-			return uerr
+			fatal, stopped = uerr, true
+			continue
 		}
 		n.notify(failed...)
 		if first == nil {
@@ -146,10 +182,32 @@ func (n *Node) Flush(ctx context.Context) error {
 		if ctx.Err() != nil || serverTrouble(err) {
 			// The server (not this mail) is the trouble: the rest would meet the same, each
 			// with a login of its own, and count as many refusals. They wait for the next round.
-			break
+			stopped, serverDown = true, serverDown || serverTrouble(err)
 		}
 	}
+	if fatal != nil {
+		return fatal
+	}
 	return first
+}
+
+// sendAtOnce is how many mails Flush submits side by side; the transport's own bound
+// (mailbox.Config.SMTPConnections) may be lower.
+const sendAtOnce = 2
+
+// sendOrder is the key that keeps mail in order: mails with the same key go out one after the
+// other, in the order they were queued. Mail to one peer keeps its order (commands run in the
+// order they arrive, and a handshake reply should not pass what went before it), except answers
+// (RESPONSE and ERROR): the requester matches each by its command, so their order is nobody's
+// concern, and a backlog of them goes out side by side. "" is no key.
+func sendOrder(it keystore.OutboxItem) string {
+	if len(it.Package) > 5 {
+		switch session.Type(it.Package[5]) {
+		case session.TypeResponse, session.TypeError:
+			return ""
+		}
+	}
+	return it.To
 }
 
 // sentBatch bounds how many mailed items wait for one commit to leave the outbox, and so how

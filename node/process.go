@@ -89,7 +89,16 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	}
 	var handleErr error
 	acks := owed
-	for _, m := range msgs {
+	for i := 0; i < len(msgs); {
+		// A run of mails is applied in one transaction when it can be (handleGroup), else each
+		// on its own.
+		if g := n.groupable(msgs[i:]); len(g) > 1 && n.handleGroup(ctx, g) {
+			acks = append(acks, g...)
+			i += len(g)
+			continue
+		}
+		m := msgs[i]
+		i++
 		committed, err := n.handle(ctx, tr, m)
 		if committed {
 			acks = append(acks, m)
@@ -231,7 +240,7 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 			}
 			return errRejected
 		}
-		if eff, err = n.apply(tx, st, out, m.Package); err != nil {
+		if eff, err = n.apply(tx, st, out, m.Package, n.exec.reserve); err != nil {
 			return refusal(err)
 		}
 		return markRead(tx, m)
@@ -261,6 +270,86 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 	return true, nil
 }
 
+// groupMax bounds how many mails one transaction applies (handleGroup): the first command of a
+// run starts only when the run commits.
+const groupMax = 32
+
+// groupable returns the run of mails at the head of msgs that handleGroup may try: up to groupMax
+// of them, up to the first that failed to download or parse.
+func (n *Node) groupable(msgs []mailbox.Message) []mailbox.Message {
+	if n.failHandle != nil {
+		return nil // tests of one mail's failure: each mail alone
+	}
+	k := 0
+	for k < len(msgs) && k < groupMax && msgs[k].Err == nil {
+		k++
+	}
+	return msgs[:k]
+}
+
+// errGroup abandons the transaction of a run of mails: each is then applied on its own.
+var errGroup = errors.New("a mail of the run is to be applied on its own")
+
+// handleGroup applies a run of mails in one transaction, all or none (docs/PROTOCOL.md section
+// 11): a backlog then costs one commit, and one sync to disk, per run instead of per mail. It
+// reports whether the run committed; when a mail of it is refused, or anything fails, nothing of
+// the run is kept, and the caller applies each mail on its own (handle), which rejects or keeps
+// in the inbox what it must. The effects (events, waiters, commands to run) follow the commit,
+// in the order of the mail.
+func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) bool {
+	var (
+		effs []effects
+		// The peers with a command earlier in the run: a later one of theirs waits its turn
+		// behind it, as it would if the earlier one had been dispatched already.
+		behind = map[session.Fingerprint]bool{}
+	)
+	mayStart := func(fp session.Fingerprint) bool {
+		if behind[fp] {
+			return false
+		}
+		behind[fp] = true
+		return n.exec.reserve(fp)
+	}
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		for _, m := range ms {
+			out, err := n.eng.Receive(st, m.Package)
+			if err != nil {
+				return errGroup
+			}
+			eff, err := n.apply(tx, st, out, m.Package, mayStart)
+			effs = append(effs, eff)
+			if err != nil {
+				return errGroup
+			}
+			if err := markRead(tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, eff := range effs {
+			if eff.run != nil && eff.run.started {
+				n.exec.unreserve() // the start did not commit: the slot is not the command's
+			}
+		}
+		return false
+	}
+	for _, eff := range effs {
+		for _, e := range eff.events {
+			n.emit(e)
+		}
+		n.notify(eff.done...)
+		if eff.run != nil {
+			n.exec.dispatch(eff.run)
+		}
+	}
+	if n.serving.Load() {
+		_ = n.flushSoon(ctx)
+	}
+	return true
+}
+
 // reject logs a refused mail and moves it aside. A failure to move it is logged too: the cursor
 // passes the mail all the same, so it is not read again, and nothing of it was committed.
 func (n *Node) reject(ctx context.Context, tr mailbox.Transport, m mailbox.Message, why error) {
@@ -278,8 +367,9 @@ type effects struct {
 	events []Event
 }
 
-// apply records what one accepted package means, inside its transaction.
-func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byte) (effects, error) {
+// apply records what one accepted package means, inside its transaction. mayStart takes an
+// executor slot for a command of the peer that may start at once (executor.reserve).
+func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byte, mayStart func(session.Fingerprint) bool) (effects, error) {
 	var eff effects
 	peer, pinned, err := tx.PeerByFingerprint(out.Peer)
 	if err != nil {
@@ -324,8 +414,20 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 		eff.events = append(eff.events, evs...)
+		if x != nil && n.reg.Pure(x.req.Name) {
+			// It changes nothing, so it needs no Executing record of its own: it runs and is
+			// answered here, in the transaction that accepts it, and a crash before the commit
+			// only runs it again. It does not wait behind the peer's running commands either: a
+			// ping says whether the agent reads its mail, not what it is busy with.
+			ev, apkg, err := n.answerNow(st, x)
+			if err != nil {
+				return eff, err
+			}
+			eff.events = append(eff.events, ev)
+			x, pkg = nil, apkg
+		}
 		eff.run = x
-		if x != nil && n.exec.reserve(x.ticket.Peer) {
+		if x != nil && mayStart(x.ticket.Peer) {
 			// Its turn is now (nothing of the peer's before it, a slot free): it starts in this
 			// transaction, which saves the turn's own commit. The slot is held for it until it
 			// ran, or given back if this transaction does not commit.
@@ -464,7 +566,7 @@ func joinNote(a, b string) string {
 // or next.answered when the check answered it instead.
 func (n *Node) execute(ctx context.Context, x *execution, next *execution) error {
 	res := n.reg.Run(ctx, x.req, x.policy)
-	n.emit(Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))})
+	n.emit(executed(x, res))
 	frame, err := encodeResult(res)
 	if err != nil {
 		return err
@@ -517,6 +619,27 @@ func (n *Node) execute(ctx context.Context, x *execution, next *execution) error
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
 	return nil
+}
+
+// answerNow runs a pure command (commands.Registry.Pure) inside the transaction that accepted it
+// and records its answer: Accepted, Executing and Done in one commit.
+func (n *Node) answerNow(st TxStore, x *execution) (Event, []byte, error) {
+	res := n.reg.Run(context.Background(), x.req, x.policy)
+	ev := executed(x, res)
+	frame, err := encodeResult(res)
+	if err != nil {
+		return ev, nil, err
+	}
+	if err := n.eng.Start(st, x.ticket); err != nil {
+		return ev, nil, err
+	}
+	pkg, err := n.eng.Complete(st, x.ticket, frame)
+	return ev, pkg, err
+}
+
+// executed is the event of a command that ran.
+func executed(x *execution, res commands.Result) Event {
+	return Event{Kind: EventExecuted, Peer: x.peer.Name, Command: x.ticket.Command, Detail: fmt.Sprintf("%s exit %d in %s", describe(x.req), res.ExitCode, res.Duration.Round(1e5))}
 }
 
 func describe(r commands.Request) string {
