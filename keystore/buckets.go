@@ -32,9 +32,10 @@ var (
 	bSendQueueByPeer = []byte("send_queue_by_peer")
 	bOwedAcks        = []byte("owed_acks")
 	bNode            = []byte("node")
+	bPeerTags        = []byte("peer_tags")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
-		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode}
+		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -57,7 +58,8 @@ var identityKey = []byte("self")
 //	1  the first layout: node's own records in a generic "config" bucket
 //	2  every record in a typed bucket; results indexed by time; retry
 //	   bookkeeping in the result; allow lists in the peer
-const schemaVersion = 2
+//	3  fleet operations: peer tags (a bucket added; nothing to migrate)
+const schemaVersion = 3
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the
 // schema version, in Open's first transaction: a migration commits together

@@ -35,12 +35,12 @@
 //
 // # Bucket layout
 //
-// Schema version 2. All integers are big-endian; ids (session ids, peer
+// Schema version 3. All integers are big-endian; ids (session ids, peer
 // fingerprints, command ids) are 16 raw bytes and never all zero; "T" is a
 // 12-byte order-preserving time (Unix seconds with the sign bit flipped, then
 // nanoseconds).
 //
-//	meta                "schema"     -> uint64 schema version (2)
+//	meta                "schema"     -> uint64 schema version (3)
 //	                    "generation" -> uint64 count of committed transactions
 //	                    "rollback"   -> JSON RollbackInfo (only while unacknowledged)
 //	                    "store_id"   -> 16 random bytes, made at the first Open
@@ -70,12 +70,15 @@
 //	                    "last_prune"     -> T
 //	                    "processed_mark" -> JSON ProcessedMark
 //	                    "failing_mail"   -> JSON FailingMail
+//	peer_tags           peer name             -> JSON []string: the peer's tags, sorted and
+//	                                             unique, never empty (pinned or pairing)
 //
 // # Schema versions and migration
 //
 // Open stamps a new file with the current version, migrates an older one in
 // its first transaction (so a crash leaves the file wholly old or wholly new,
 // and the next Open migrates again), and refuses a newer one (ErrSchema).
+// Schema 3 only added buckets, which Open creates.
 // Schema 1 kept the engine's records in a generic "config" bucket under
 // string keys; migrate.go lists each key and where it goes: the single
 // records to node, owed-ack/ to owed_acks, policy/ to Peer.Allow (or

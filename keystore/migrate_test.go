@@ -47,9 +47,29 @@ func TestMigrateV1File(t *testing.T) {
 		t.Fatalf("the migrated copy reads as restored: %+v", rb)
 	}
 	checkV1Migrated(t, s)
-	// A second Open finds schema 2 and changes nothing.
+	// A second Open finds the current schema and changes nothing.
 	s = reopen(t, s, Options{Now: clockAt(t0)})
 	checkV1Migrated(t, s)
+}
+
+// TestMigrateV2File opens a state written by schema 2 (testdata/state-v2.db: the schema-1
+// fixture as the schema-2 build migrated it) and finds it all as it was, with the schema-3
+// buckets added.
+func TestMigrateV2File(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join("testdata", "state-v2.db"), filepath.Join(dir, dbFile))
+	copyFile(t, filepath.Join("testdata", "state-v2.gen"), filepath.Join(dir, genFile))
+	s := openTestStoreIn(t, dir, Options{Now: clockAt(t0)})
+	if rb := s.Rollback(); rb.Detected {
+		t.Fatalf("the schema-2 copy reads as restored: %+v", rb)
+	}
+	checkV1Migrated(t, s)
+	if _, ok := snapshot(t, s)[string(bPeerTags)]; !ok {
+		t.Fatal("no peer_tags bucket after opening a schema-2 file")
+	}
 }
 
 func checkV1Migrated(t *testing.T, s *Store) {
@@ -58,8 +78,8 @@ func checkV1Migrated(t *testing.T, s *Store) {
 	if _, ok := snap["config"]; ok {
 		t.Errorf("the config bucket survived the migration")
 	}
-	if v := snap[string(bMeta)][string(metaSchema)]; binary.BigEndian.Uint64(v) != 2 {
-		t.Errorf("meta/schema = %x, want 2", v)
+	if v := snap[string(bMeta)][string(metaSchema)]; binary.BigEndian.Uint64(v) != schemaVersion {
+		t.Errorf("meta/schema = %x, want %d", v, schemaVersion)
 	}
 	bob, alice := testPeer(t, "bob", 2), testPeer(t, "alice", 1)
 	mustView(t, s, func(tx *Tx) error {

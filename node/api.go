@@ -23,6 +23,15 @@ type API interface {
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error)
 	Results(ctx context.Context) ([]Result, error)
 	Status(ctx context.Context) (Status, error)
+	// Tag adds tags to and removes them from one peer and returns its tags as they are then.
+	Tag(ctx context.Context, name string, add, remove []string) ([]string, error)
+	// ResolveTarget returns the names of the peers a target (bob, @web, @all, a,b) names.
+	ResolveTarget(ctx context.Context, target string) ([]string, error)
+	// SubmitMany seals and queues many commands at once and mails them (see Node.SubmitMany).
+	SubmitMany(ctx context.Context, specs []RunSpec) ([]CommandID, error)
+	// ResultsOf returns the results recorded under ids, in their order; an id with none
+	// recorded gives a Result with only its CommandID and StatusMissing.
+	ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,24 +31,31 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
+	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
+	Target  string        `json:"target,omitempty"`
 	Run     *RunSpec      `json:"run,omitempty"`
+	Runs    []RunSpec     `json:"runs,omitempty"`
+	IDs     []CommandID   `json:"ids,omitempty"`
 	Wait    bool          `json:"wait,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 type controlResponse struct {
-	Error    string     `json:"error,omitempty"`
-	Timeout  bool       `json:"timeout,omitempty"`
-	Identity *IDInfo    `json:"identity,omitempty"`
-	Added    *PeerAdded `json:"added,omitempty"`
-	Peers    []PeerInfo `json:"peers,omitempty"`
-	Allowed  []string   `json:"allowed,omitempty"`
-	Result   *Result    `json:"result,omitempty"`
-	Results  []Result   `json:"results,omitempty"`
-	Status   *Status    `json:"status,omitempty"`
+	Error    string      `json:"error,omitempty"`
+	Timeout  bool        `json:"timeout,omitempty"`
+	Identity *IDInfo     `json:"identity,omitempty"`
+	Added    *PeerAdded  `json:"added,omitempty"`
+	Peers    []PeerInfo  `json:"peers,omitempty"`
+	Allowed  []string    `json:"allowed,omitempty"`
+	Tags     []string    `json:"tags,omitempty"`
+	Names    []string    `json:"names,omitempty"`
+	IDs      []CommandID `json:"ids,omitempty"`
+	Result   *Result     `json:"result,omitempty"`
+	Results  []Result    `json:"results,omitempty"`
+	Status   *Status     `json:"status,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -152,6 +160,19 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 	var missing string
 	switch req.Op {
 	case "identity", "peers", "results", "status":
+	case "tag":
+		if req.Tag == nil {
+			missing = "a tag change"
+		}
+	case "resolve":
+		if req.Target == "" {
+			missing = "a target"
+		}
+	case "submit-many":
+		if len(req.Runs) == 0 {
+			missing = "commands"
+		}
+	case "results-of":
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -221,6 +242,14 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		var st Status
 		st, err = n.Status(ctx)
 		resp.Status = &st
+	case "tag":
+		resp.Tags, err = n.Tag(ctx, req.Tag.Name, req.Tag.Add, req.Tag.Remove)
+	case "resolve":
+		resp.Names, err = n.ResolveTarget(ctx, req.Target)
+	case "submit-many":
+		resp.IDs, err = n.SubmitMany(ctx, req.Runs)
+	case "results-of":
+		resp.Results, err = n.ResultsOf(ctx, req.IDs)
 	}
 	if err != nil {
 		resp.Error = err.Error()
@@ -359,6 +388,9 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 		if req.Op == "run" {
 			return &FateUnknownError{ID: req.Run.ID, Err: err}
 		}
+		if req.Op == "submit-many" {
+			return &FateUnknownError{ID: req.Runs[0].ID, Err: err}
+		}
 		return err
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -455,4 +487,33 @@ func (cl *Client) Status(ctx context.Context) (Status, error) {
 	}
 	r.Status.Agent = true // it answered on its socket (even while it stops)
 	return *r.Status, err
+}
+
+func (cl *Client) Tag(ctx context.Context, name string, add, remove []string) ([]string, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "tag", Tag: &allowChange{Name: name, Add: add, Remove: remove}})
+	return r.Tags, err
+}
+
+func (cl *Client) ResolveTarget(ctx context.Context, target string) ([]string, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "resolve", Target: target})
+	return r.Names, err
+}
+
+// SubmitMany makes the ids that are zero, so that a *FateUnknownError can name the first.
+func (cl *Client) SubmitMany(ctx context.Context, specs []RunSpec) ([]CommandID, error) {
+	specs = slices.Clone(specs)
+	for i := range specs {
+		if specs[i].ID.IsZero() {
+			if _, err := rand.Read(specs[i].ID[:]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r, err := cl.call(ctx, controlRequest{Op: "submit-many", Runs: specs})
+	return r.IDs, err
+}
+
+func (cl *Client) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "results-of", IDs: ids})
+	return r.Results, err
 }

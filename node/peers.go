@@ -21,6 +21,7 @@ type PeerSpec struct {
 	Code        string   `json:"code,omitempty"`
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	Allow       []string `json:"allow,omitempty"`
+	Tags        []string `json:"tags,omitempty"` // added to the peer's tags
 }
 
 // PeerAdded tells the operator what happened and what to do on the other side.
@@ -28,6 +29,7 @@ type PeerAdded struct {
 	Name          string   `json:"name"`
 	GeneratedCode string   `json:"generated_code,omitempty"`
 	Allow         []string `json:"allow,omitempty"`
+	Tags          []string `json:"tags,omitempty"`
 	Pairing       bool     `json:"pairing"`
 }
 
@@ -50,7 +52,25 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			return res, err
 		}
 	}
+	for _, t := range spec.Tags {
+		if err := keystore.CheckTag(t); err != nil {
+			return res, err
+		}
+	}
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if len(spec.Tags) > 0 {
+			// --tag adds to the peer's tags, as --allow to its allow list.
+			old, err := tx.PeerTags(spec.Name)
+			if err != nil {
+				return err
+			}
+			if err := tx.PutPeerTags(spec.Name, append(old, spec.Tags...)); err != nil {
+				return err
+			}
+			if res.Tags, err = tx.PeerTags(spec.Name); err != nil {
+				return err
+			}
+		}
 		if len(allow) > 0 {
 			// --allow adds to what the peer may already run; `peer remove` starts over.
 			old, err := n.policyFor(tx, spec.Name)
@@ -196,6 +216,9 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 				}
 			}
 		}
+		if err := tx.DeletePeerTags(name); err != nil {
+			return err
+		}
 		return tx.PutAllow(name, nil)
 	})
 	if err == nil {
@@ -222,6 +245,7 @@ type PeerInfo struct {
 	Epoch       uint64       `json:"epoch"`
 	LastSeen    time.Time    `json:"last_seen,omitzero"`
 	Allow       []string     `json:"allow,omitempty"`
+	Tags        []string     `json:"tags,omitempty"`
 	Outbound    *SessionInfo `json:"outbound,omitempty"` // we command the peer
 	Inbound     *SessionInfo `json:"inbound,omitempty"`  // the peer commands us
 }
@@ -262,6 +286,9 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 			return nil, err
 		}
 		pi.Allow = pol.Allow
+		if pi.Tags, err = tx.PeerTags(p.Name); err != nil {
+			return nil, err
+		}
 		ids, err := st.SessionsOf(p.Fingerprint)
 		if err != nil {
 			return nil, err
@@ -296,7 +323,11 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow})
+		tags, err := tx.PeerTags(pr.Name)
+		if err != nil {
+			return err
+		}
+		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow, Tags: tags})
 		return nil
 	})
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })

@@ -18,6 +18,7 @@ const (
 	StatusDone         = "done"               // ran; ExitCode is the program's
 	StatusFailed       = "failed"             // an answer that could not be read, or a local failure
 	StatusLocalExpired = "expired-unanswered" // not-after passed with no answer
+	StatusMissing      = "missing"            // ResultsOf: no result recorded under the id (pruned, or never submitted)
 )
 
 // Final reports whether a result status will not change any more.
@@ -115,6 +116,26 @@ func (n *Node) Results(ctx context.Context) ([]Result, error) {
 		return err
 	})
 	return rs, err
+}
+
+// ResultsOf returns the results recorded under ids, in their order; see API.
+func (n *Node) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error) {
+	out := make([]Result, 0, len(ids))
+	err := n.store.View(func(tx *keystore.Tx) error {
+		for _, id := range ids {
+			r, ok, err := tx.Result(id)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				out = append(out, Result{CommandID: id, Status: StatusMissing})
+				continue
+			}
+			out = append(out, resultOf(r))
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Wait blocks until the command's result is final or ctx ends. Without an agent serving this

@@ -47,52 +47,11 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	if err != nil {
 		return id, err
 	}
-	again := false
+	var again bool
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		if r, ok, err := tx.Result(id); err != nil {
-			return err
-		} else if ok {
-			if r.Peer != spec.Peer || !slices.Equal(r.Command, commandLine(spec.Request)) {
-				return fmt.Errorf("command id %s is already used by another command (%s on %s)", id, strings.Join(r.Command, " "), r.Peer)
-			}
-			again = true
-			return nil
-		}
-		peer, ok, err := tx.Peer(spec.Peer)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			if n.pairingArmed(tx, spec.Peer) {
-				return fmt.Errorf("%w: %q has not answered; the other side must run `sealpost peer add` with the same code, and its agent must be running", ErrNotPaired, spec.Peer)
-			}
-			return fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
-		}
-		r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
-		// Queued orders the commands waiting for a session: they go out, and so run, in the
-		// order they were issued.
-		q := keystore.QueuedCommand{ID: id, Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
-		pkg, err := n.eng.Send(st, peer.Fingerprint, id, frame, q.NotAfter)
-		switch {
-		case errors.Is(err, session.ErrNoSession):
-			if err := tx.PutQueued(q); err != nil {
-				return err
-			}
-			if err := n.ensureHandshake(tx, st, peer, false); err != nil {
-				return err
-			}
-		case err != nil:
-			return err
-		default:
-			r.Status, r.Attempts, r.LastAttempt = StatusSent, 1, now
-			if err := enqueue(tx, peer.Address, pkg); err != nil {
-				return err
-			}
-		}
-		if _, err := n.pruneResults(tx, resultsPrunedPerCommand); err != nil {
-			return err
-		}
-		return tx.PutResult(r)
+		var err error
+		again, err = n.submitIn(tx, st, id, spec, frame, now)
+		return err
 	})
 	if err != nil || again {
 		return id, err
@@ -103,6 +62,112 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	}
 	return id, nil
 }
+
+// submitIn records and seals one command in tx (Submit's transaction); again: a result is
+// already recorded under id, and nothing was done.
+func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec RunSpec, frame []byte, now time.Time) (again bool, err error) {
+	if r, ok, err := tx.Result(id); err != nil {
+		return false, err
+	} else if ok {
+		if r.Peer != spec.Peer || !slices.Equal(r.Command, commandLine(spec.Request)) {
+			return false, fmt.Errorf("command id %s is already used by another command (%s on %s)", id, strings.Join(r.Command, " "), r.Peer)
+		}
+		return true, nil
+	}
+	peer, ok, err := tx.Peer(spec.Peer)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		if n.pairingArmed(tx, spec.Peer) {
+			return false, fmt.Errorf("%w: %q has not answered; the other side must run `sealpost peer add` with the same code, and its agent must be running", ErrNotPaired, spec.Peer)
+		}
+		return false, fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
+	}
+	r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
+	// Queued orders the commands waiting for a session: they go out, and so run, in the
+	// order they were issued.
+	q := keystore.QueuedCommand{ID: id, Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
+	pkg, err := n.eng.Send(st, peer.Fingerprint, id, frame, q.NotAfter)
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		if err := tx.PutQueued(q); err != nil {
+			return false, err
+		}
+		if err := n.ensureHandshake(tx, st, peer, false); err != nil {
+			return false, err
+		}
+	case err != nil:
+		return false, err
+	default:
+		r.Status, r.Attempts, r.LastAttempt = StatusSent, 1, now
+		if err := enqueue(tx, peer.Address, pkg); err != nil {
+			return false, err
+		}
+	}
+	if _, err := n.pruneResults(tx, resultsPrunedPerCommand); err != nil {
+		return false, err
+	}
+	return false, tx.PutResult(r)
+}
+
+// SubmitMany is Submit for many commands at once (one command to many peers, say): it seals and
+// queues them all in one transaction, a commit per submitManyBatch commands, and then mails them
+// in one flush, over the transport's kept connections. It returns their ids, in the order of
+// specs; each is idempotent per spec.ID as with Submit. An error in one spec (an unknown peer)
+// fails its whole batch, and the batches before it stay submitted: the ids returned are those.
+func (n *Node) SubmitMany(ctx context.Context, specs []RunSpec) ([]session.CommandID, error) {
+	ids := make([]session.CommandID, 0, len(specs))
+	now := n.now()
+	for start := 0; start < len(specs); start += submitManyBatch {
+		batch := specs[start:min(start+submitManyBatch, len(specs))]
+		type prepared struct {
+			id    session.CommandID
+			spec  RunSpec
+			frame []byte
+		}
+		prep := make([]prepared, 0, len(batch))
+		for _, spec := range batch {
+			id := spec.ID
+			if id.IsZero() {
+				if _, err := rand.Read(id[:]); err != nil {
+					return ids, err
+				}
+			}
+			if spec.TTL <= 0 {
+				spec.TTL = 24 * time.Hour
+			}
+			spec.Request.Sent = now
+			frame, err := encodeRequest(spec.Request)
+			if err != nil {
+				return ids, err
+			}
+			prep = append(prep, prepared{id, spec, frame})
+		}
+		if err := n.update(func(tx *keystore.Tx, st TxStore) error {
+			for _, p := range prep {
+				if _, err := n.submitIn(tx, st, p.id, p.spec, p.frame, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return ids, err
+		}
+		for _, p := range prep {
+			ids = append(ids, p.id)
+		}
+	}
+	if err := n.Flush(ctx); err != nil {
+		n.log.Warn("commands queued; mailing them failed and will be retried", "op", "flush", "count", len(ids), "err", err)
+		return ids, fmt.Errorf("%w: %v", ErrNotMailed, err)
+	}
+	return ids, nil
+}
+
+// submitManyBatch bounds the commands SubmitMany seals in one transaction, so that the agent's
+// receiving goes on between batches of a fan-out to a large fleet.
+const submitManyBatch = 200
 
 func commandLine(r commands.Request) []string {
 	if r.Name == "exec" {
