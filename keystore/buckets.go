@@ -33,9 +33,10 @@ var (
 	bOwedAcks        = []byte("owed_acks")
 	bNode            = []byte("node")
 	bPeerTags        = []byte("peer_tags")
+	bPeerState       = []byte("peer_state")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
-		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags}
+		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -58,7 +59,7 @@ var identityKey = []byte("self")
 //	1  the first layout: node's own records in a generic "config" bucket
 //	2  every record in a typed bucket; results indexed by time; retry
 //	   bookkeeping in the result; allow lists in the peer
-//	3  fleet operations: peer tags (a bucket added; nothing to migrate)
+//	3  fleet operations: peer tags, peer state (buckets added; nothing to migrate)
 const schemaVersion = 3
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the

@@ -206,6 +206,11 @@ func (c *checker) simple() {
 			c.errs = append(c.errs, err)
 		}
 	})
+	c.each(bPeerState, func(k, v []byte) {
+		if _, err := decodePeerState(k, v); err != nil {
+			c.errs = append(c.errs, err)
+		}
+	})
 	c.each(bPeerTags, func(k, v []byte) {
 		if _, err := decodeTags(k, v); err != nil {
 			c.errs = append(c.errs, err)

@@ -72,6 +72,8 @@
 //	                    "failing_mail"   -> JSON FailingMail
 //	peer_tags           peer name             -> JSON []string: the peer's tags, sorted and
 //	                                             unique, never empty (pinned or pairing)
+//	peer_state          peer name             -> JSON PeerState: the fleet view's row (latest
+//	                                             sysinfo, last ping, status reports asked)
 //
 // # Schema versions and migration
 //

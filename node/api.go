@@ -32,6 +32,8 @@ type API interface {
 	// ResultsOf returns the results recorded under ids, in their order; an id with none
 	// recorded gives a Result with only its CommandID and StatusMissing.
 	ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
+	// Fleet returns the fleet view of the peers a target names ("": every pinned peer).
+	Fleet(ctx context.Context, target string) ([]FleetEntry, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -44,18 +44,19 @@ type controlRequest struct {
 }
 
 type controlResponse struct {
-	Error    string      `json:"error,omitempty"`
-	Timeout  bool        `json:"timeout,omitempty"`
-	Identity *IDInfo     `json:"identity,omitempty"`
-	Added    *PeerAdded  `json:"added,omitempty"`
-	Peers    []PeerInfo  `json:"peers,omitempty"`
-	Allowed  []string    `json:"allowed,omitempty"`
-	Tags     []string    `json:"tags,omitempty"`
-	Names    []string    `json:"names,omitempty"`
-	IDs      []CommandID `json:"ids,omitempty"`
-	Result   *Result     `json:"result,omitempty"`
-	Results  []Result    `json:"results,omitempty"`
-	Status   *Status     `json:"status,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Timeout  bool         `json:"timeout,omitempty"`
+	Identity *IDInfo      `json:"identity,omitempty"`
+	Added    *PeerAdded   `json:"added,omitempty"`
+	Peers    []PeerInfo   `json:"peers,omitempty"`
+	Allowed  []string     `json:"allowed,omitempty"`
+	Tags     []string     `json:"tags,omitempty"`
+	Names    []string     `json:"names,omitempty"`
+	IDs      []CommandID  `json:"ids,omitempty"`
+	Fleet    []FleetEntry `json:"fleet,omitempty"`
+	Result   *Result      `json:"result,omitempty"`
+	Results  []Result     `json:"results,omitempty"`
+	Status   *Status      `json:"status,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -172,7 +173,7 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if len(req.Runs) == 0 {
 			missing = "commands"
 		}
-	case "results-of":
+	case "results-of", "fleet":
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -250,6 +251,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.IDs, err = n.SubmitMany(ctx, req.Runs)
 	case "results-of":
 		resp.Results, err = n.ResultsOf(ctx, req.IDs)
+	case "fleet":
+		resp.Fleet, err = n.Fleet(ctx, req.Target)
 	}
 	if err != nil {
 		resp.Error = err.Error()
@@ -516,4 +519,9 @@ func (cl *Client) SubmitMany(ctx context.Context, specs []RunSpec) ([]CommandID,
 func (cl *Client) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error) {
 	r, err := cl.call(ctx, controlRequest{Op: "results-of", IDs: ids})
 	return r.Results, err
+}
+
+func (cl *Client) Fleet(ctx context.Context, target string) ([]FleetEntry, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "fleet", Target: target})
+	return r.Fleet, err
 }

@@ -219,6 +219,9 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 		if err := tx.DeletePeerTags(name); err != nil {
 			return err
 		}
+		if err := tx.DeletePeerState(name); err != nil {
+			return err
+		}
 		return tx.PutAllow(name, nil)
 	})
 	if err == nil {

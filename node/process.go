@@ -448,7 +448,10 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 	case session.Delivered:
 		res, derr := decodeResult(out.Payload)
+		var asked []string // the command line, and when it was sent, for the fleet view
+		var sent time.Time
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
+			asked, sent = r.Command, r.Sent
 			if derr != nil {
 				r.Status, r.Error, r.ExitCode = StatusFailed, derr.Error(), -1
 				return
@@ -476,6 +479,11 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			}
 		}); err != nil {
 			return eff, err
+		}
+		if derr == nil {
+			if err := n.noteAnswer(tx, peer.Name, asked, sent, res); err != nil {
+				return eff, err
+			}
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
 		eff.done = append(eff.done, out.Command)

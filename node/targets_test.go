@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -132,5 +133,41 @@ func TestSubmitMany(t *testing.T) {
 	}
 	if again, err := l.alice.SubmitMany(l.ctx, specs); err != nil || !slices.Equal(again, ids) {
 		t.Fatalf("SubmitMany again = %v, %v", again, err)
+	}
+}
+
+// TestFleetFromAnswers: the fleet view shows a peer's sysinfo members once it answered a
+// sysinfo, and the round trip of its last ping, with nothing pending after.
+func TestFleetFromAnswers(t *testing.T) {
+	l := newLab(t)
+	l.serveBob()
+	ids, err := l.alice.SubmitMany(l.ctx, []RunSpec{
+		{Peer: "bob", Request: commands.Request{Name: commands.CmdSysinfo}},
+		{Peer: "bob", Request: commands.Request{Name: commands.CmdPing}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.waitAll(ids)
+	fl, err := l.alice.Fleet(l.ctx, "")
+	if err != nil || len(fl) != 1 {
+		t.Fatalf("Fleet = %+v, %v", fl, err)
+	}
+	e := fl[0]
+	if e.Name != "bob" || e.SysInfo == nil || e.SysInfo.Hostname == "" || e.RoundTrip <= 0 || e.Pending != 0 || e.Stale {
+		t.Fatalf("bob's fleet entry: %+v", e)
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"name", "last_seen", "stale", "hostname", "os", "kernel"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("fleet JSON has no %q: %s", k, b)
+		}
 	}
 }
