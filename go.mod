@@ -13,3 +13,5 @@ require (
 )
 
 require golang.org/x/sys v0.49.0
+
+require github.com/expr-lang/expr v1.17.8 // indirect

@@ -570,11 +570,18 @@ func TestRealForeignMailUntouched(t *testing.T) {
 // TestRealUIDValidityChange: bob's INBOX is deleted and recreated (UIDs restart, new
 // UIDVALIDITY) and the mail of an earlier command comes back into it. Bob's agent reads the new
 // inbox from UID 1 and runs nothing again; a new command works.
+//
+// Bob's agent is stopped while the INBOX is recreated: doveadm rebuilds the INBOX's index under
+// the sessions that have it selected, and with the agent's session open Dovecot at times refused
+// the recreate or the APPEND that follows ("Mailbox was deleted under us"), on the code of before
+// this test's change as well. What the agent must do, read a new UIDVALIDITY from UID 1 and run
+// nothing twice, is the same whether it finds the change at its next poll or at its next start.
 func TestRealUIDValidityChange(t *testing.T) {
 	l := newRealLab(t, realOpts{})
 	l.serveBob()
 	l.run(l.script)
 	old := cursorOf(t, l.bob)
+	l.stopBob()
 
 	l.ms.DeleteAndRecreateInbox(t, realBob)
 	pw := l.ms.Users[realBob]
@@ -582,6 +589,7 @@ func TestRealUIDValidityChange(t *testing.T) {
 	if n == 0 {
 		t.Fatal("nothing re-injected")
 	}
+	l.serveBob()
 	// The INBOX can look empty before bob's agent saw the new UIDVALIDITY: wait for both.
 	l.poll("bob reading the recreated inbox and the re-injected mail", 20*time.Second, func() bool {
 		return cursorOf(t, l.bob).UIDValidity != old.UIDValidity && fixtures.InboxCount(t, l.ms.IMAPPlain, realBob, pw) == 0
