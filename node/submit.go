@@ -50,7 +50,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	var again bool
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		var err error
-		again, err = n.submitIn(tx, st, id, spec, frame, now)
+		again, err = n.submitIn(tx, st, id, spec, frame, now, nil)
 		return err
 	})
 	if err != nil || again {
@@ -65,7 +65,7 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 
 // submitIn records and seals one command in tx (Submit's transaction); again: a result is
 // already recorded under id, and nothing was done.
-func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec RunSpec, frame []byte, now time.Time) (again bool, err error) {
+func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec RunSpec, frame []byte, now time.Time, keys *keySupply) (again bool, err error) {
 	if r, ok, err := tx.Result(id); err != nil {
 		return false, err
 	} else if ok {
@@ -94,7 +94,7 @@ func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec 
 		if err := tx.PutQueued(q); err != nil {
 			return false, err
 		}
-		if err := n.ensureHandshake(tx, st, peer, false); err != nil {
+		if err := n.ensureHandshakeWith(tx, st, peer, false, keys); err != nil {
 			return false, err
 		}
 	case err != nil:
@@ -144,9 +144,16 @@ func (n *Node) SubmitMany(ctx context.Context, specs []RunSpec) ([]session.Comma
 			}
 			prep = append(prep, prepared{id, spec, frame})
 		}
+		// Peers without a session get a handshake, whose RSA key is slow to make: they are made
+		// here, in parallel and before the transaction, which would otherwise hold the state's
+		// one writer for minutes when a controller first meets a large fleet.
+		keys, err := n.handshakeKeys(ctx, batch)
+		if err != nil {
+			return ids, err
+		}
 		if err := n.update(func(tx *keystore.Tx, st TxStore) error {
 			for _, p := range prep {
-				if _, err := n.submitIn(tx, st, p.id, p.spec, p.frame, now); err != nil {
+				if _, err := n.submitIn(tx, st, p.id, p.spec, p.frame, now, keys); err != nil {
 					return err
 				}
 			}
@@ -179,6 +186,12 @@ func commandLine(r commands.Request) []string {
 // ensureHandshake starts a handshake with peer unless one is already under way and not overdue
 // (force starts one unless one was started just now).
 func (n *Node) ensureHandshake(tx *keystore.Tx, st TxStore, peer keystore.Peer, force bool) error {
+	return n.ensureHandshakeWith(tx, st, peer, force, nil)
+}
+
+// ensureHandshakeWith is ensureHandshake taking the handshake's keys from keys when it has some
+// (made ahead, see handshakeKeys).
+func (n *Node) ensureHandshakeWith(tx *keystore.Tx, st TxStore, peer keystore.Peer, force bool, keys *keySupply) error {
 	ids, err := st.SessionsOf(peer.Fingerprint)
 	if err != nil {
 		return err
@@ -208,7 +221,7 @@ func (n *Node) ensureHandshake(tx *keystore.Tx, st TxStore, peer keystore.Peer, 
 			}
 		}
 	}
-	pkg, sid, err := n.eng.StartSession(st, peer.Fingerprint)
+	pkg, sid, err := n.eng.StartSessionWith(st, peer.Fingerprint, keys.take())
 	if err != nil {
 		return err
 	}

@@ -30,24 +30,52 @@ const (
 	maxInitializing = 4
 )
 
+// HandshakeKeys are an initiator's ephemeral keys for one handshake: an RSA-3072 key and an
+// ML-KEM-768 key. Making the RSA key is the slow part of a handshake (a few tenths of a second),
+// so a node opening sessions with many peers at once makes them ahead with NewHandshakeKeys, in
+// parallel and outside its state transaction, and hands one to each StartSessionWith. Each is
+// used for one handshake only.
+type HandshakeKeys struct {
+	rsa *rsa.PrivateKey
+	dk  *mlkem.DecapsulationKey768
+}
+
+// NewHandshakeKeys makes the ephemeral keys of one handshake.
+func NewHandshakeKeys() (*HandshakeKeys, error) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, rsaBits)
+	if err != nil {
+		return nil, fmt.Errorf("generate RSA key: %w", err)
+	}
+	dk, err := mlkem.GenerateKey768()
+	if err != nil {
+		return nil, fmt.Errorf("generate ML-KEM key: %w", err)
+	}
+	return &HandshakeKeys{rsa: rsaKey, dk: dk}, nil
+}
+
 // StartSession begins a handshake with a pinned peer: it stores an Initializing initiator session
 // holding the ephemeral private keys and returns the INIT_REQ to mail. An existing Confirmed
 // session keeps working until the new one is confirmed.
 func (e *Engine) StartSession(st Store, peer Fingerprint) ([]byte, SessionID, error) {
+	return e.StartSessionWith(st, peer, nil)
+}
+
+// StartSessionWith is StartSession with keys made ahead (NewHandshakeKeys); nil makes them here.
+// The keys must not have been used before.
+func (e *Engine) StartSessionWith(st Store, peer Fingerprint, keys *HandshakeKeys) ([]byte, SessionID, error) {
 	var id SessionID
 	if _, ok, err := st.Peer(peer); err != nil {
 		return nil, id, err
 	} else if !ok {
 		return nil, id, ErrUnknownPeer
 	}
-	rsaKey, err := rsa.GenerateKey(rand.Reader, rsaBits)
-	if err != nil {
-		return nil, id, fmt.Errorf("generate RSA key: %w", err)
+	if keys == nil {
+		var err error
+		if keys, err = NewHandshakeKeys(); err != nil {
+			return nil, id, err
+		}
 	}
-	dk, err := mlkem.GenerateKey768()
-	if err != nil {
-		return nil, id, fmt.Errorf("generate ML-KEM key: %w", err)
-	}
+	rsaKey, dk := keys.rsa, keys.dk
 	h := Header{Type: TypeInitReq, Sender: e.fp, Recipient: peer, BodyLen: initReqBodyLen, SigLen: SigSize}
 	if err := e.random(h.Session[:]); err != nil {
 		return nil, id, err
