@@ -27,7 +27,7 @@ type Options struct {
 // builtin is one command the registry knows.
 type builtin struct {
 	run func(ctx context.Context, r *Registry, req Request, p Policy) Result
-	// pure: it only reads facts of the host and changes nothing, at once (see Registry.Pure).
+	// pure: it changes nothing and answers at once (see Registry.Pure).
 	pure bool
 }
 
@@ -47,7 +47,7 @@ func NewRegistry(opts Options) *Registry {
 	r := &Registry{
 		cmds: map[string]builtin{
 			CmdPing:    {run: runPing, pure: true},
-			CmdSysinfo: {run: runSysinfo, pure: true},
+			CmdSysinfo: {run: runSysinfo},
 			CmdExec:    {run: runExec},
 		},
 		version: opts.Version,
@@ -123,10 +123,12 @@ func (r *Registry) Check(req Request, p Policy) (Request, error) {
 	return out, nil
 }
 
-// Pure reports whether the named command only reads facts of the host, at once, and changes
-// nothing (ping, sysinfo): running it a second time after a crash does no harm, so an agent may
-// run and answer it in the transaction that accepts it, without the Executing record that a
-// command with effects needs before it starts (docs/PROTOCOL.md section 12).
+// Pure reports whether the named command changes nothing and answers at once, whatever the host
+// (ping): running it a second time after a crash does no harm, so an agent may run and answer it
+// in the transaction that accepts it, without the Executing record that a command with effects
+// needs before it starts (docs/PROTOCOL.md section 12). sysinfo changes nothing either, but it
+// asks the file systems (statfs), which a hung network or FUSE mount can block for good: it
+// must not run while the agent holds its state's one writer.
 func (r *Registry) Pure(name string) bool { return r.cmds[name].pure }
 
 // Run checks req under p and executes it, and always returns a Result: a denied request comes

@@ -181,3 +181,49 @@ func TestRunOfCommandsRunsEachOnce(t *testing.T) {
 		t.Fatalf("the 6 commands ran %d times in all, want 6", n)
 	}
 }
+
+// TestRunAroundARejectedMail: a forged mail in the middle of a run costs the run no more than
+// a split: the mails before it commit as one run, it is rejected alone, the mails after it form
+// the next run. Applying the rest mail by mail after a refusal (the first version of runs) cost a
+// commit per mail.
+func TestRunAroundARejectedMail(t *testing.T) {
+	l := newLab(t)
+	l.warmUp()
+	ids := l.submitN(8, commands.Request{Name: commands.CmdPing})
+	tr, err := l.alice.transport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Send(l.ctx, "bob@example.test", forgedPair(t, "x")); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, l.submitN(8, commands.Request{Name: commands.CmdPing})...)
+	before := generation(t, l.bob)
+	if n, err := l.bob.Pump(l.ctx, false, 0); err != nil || n != 17 {
+		t.Fatalf("bob's Pump = %d, %v; want the 16 pings and the forged mail", n, err)
+	}
+	// Two runs, the notes of the moved mail, the sent mail leaving the outbox.
+	if commits := generation(t, l.bob) - before; commits > 5 {
+		t.Fatalf("bob committed %d times for 16 pings around a forged mail; want at most 5", commits)
+	}
+	l.waitAll(ids)
+}
+
+// TestSendOrder: mail to one peer keeps its order (one key per address), answers excepted.
+func TestSendOrder(t *testing.T) {
+	pkg := func(typ session.Type) []byte { return []byte{'S', 'L', 'P', 'K', 1, byte(typ), 0, 0} }
+	for _, tc := range []struct {
+		typ  session.Type
+		want string
+	}{
+		{session.TypeCommand, "bob@example.test"},
+		{session.TypeInitReq, "bob@example.test"},
+		{session.TypePair, "bob@example.test"},
+		{session.TypeResponse, ""},
+		{session.TypeError, ""},
+	} {
+		if got := sendOrder(keystore.OutboxItem{To: "bob@example.test", Package: pkg(tc.typ)}); got != tc.want {
+			t.Errorf("sendOrder of a %v: %q, want %q", tc.typ, got, tc.want)
+		}
+	}
+}

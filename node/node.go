@@ -138,6 +138,10 @@ type MailConfig struct {
 	// that every process that records commands on this state (a `run` without an agent too)
 	// prunes by it. Zero: DefaultKeepResults; negative: forever.
 	KeepResults time.Duration `json:"keep_results,omitempty"`
+	// SMTPConnections is how many mails are submitted at once, each over its own connection
+	// (mailbox.Config.SMTPConnections); zero: mailbox.DefaultSMTPConnections (2). 1 for a
+	// provider that allows one connection at a time.
+	SMTPConnections int `json:"smtp_connections,omitempty"`
 }
 
 const inboxCursor = "INBOX"
@@ -319,7 +323,7 @@ func (c MailConfig) transport(log *slog.Logger) (*mailbox.IMAPSMTP, error) {
 	return mailbox.New(mailbox.Config{
 		Address: c.Address, IMAPAddr: c.IMAP, SMTPAddr: c.SMTP, Username: c.Login, Secret: secret, Auth: auth,
 		TLS: mailbox.TLSMode(c.TLS), CAFile: c.CAFile, AllowPlaintextAuth: c.AllowPlaintextAuth,
-		PollInterval: c.PollInterval, Logger: log,
+		PollInterval: c.PollInterval, SMTPConnections: c.SMTPConnections, Logger: log,
 	})
 }
 

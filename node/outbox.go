@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,7 +81,7 @@ func (n *Node) Flush(ctx context.Context) error {
 			n.log.Warn("mailed mail not cleared from the outbox; it is mailed again", "op", "send", "err", err)
 		}
 	}()
-	// Up to sendAtOnce mails are submitted side by side (the transport bounds its connections),
+	// Up to MailConfig.SMTPConnections mails are submitted side by side (the transport's bound),
 	// so that a backlog of answers is not held to one server sync at a time. Mail to one peer
 	// keeps its order, answers aside (see sendOrder); the outcomes are handled here, one at a
 	// time, in the order they come.
@@ -89,13 +90,14 @@ func (n *Node) Flush(ctx context.Context) error {
 		err error
 	}
 	outcomes := make(chan sendOutcome)
+	atOnce := cmp.Or(n.cfg.SMTPConnections, mailbox.DefaultSMTPConnections)
 	inflight := 0
 	busy := map[string]int{} // sendOrder key -> mails under way
 	next, stopped := 0, false
 	serverDown := false // a send met server trouble: what fails after it is not counted again
 	var fatal error     // a commit failed: send no more, and return it
 	for {
-		for !stopped && next < len(due) && inflight < sendAtOnce && ctx.Err() == nil {
+		for !stopped && next < len(due) && inflight < atOnce && ctx.Err() == nil {
 			it := due[next]
 			k := sendOrder(it)
 			if k != "" && busy[k] > 0 {
@@ -190,10 +192,6 @@ func (n *Node) Flush(ctx context.Context) error {
 	}
 	return first
 }
-
-// sendAtOnce is how many mails Flush submits side by side; the transport's own bound
-// (mailbox.Config.SMTPConnections) may be lower.
-const sendAtOnce = 2
 
 // sendOrder is the key that keeps mail in order: mails with the same key go out one after the
 // other, in the order they were queued. Mail to one peer keeps its order (commands run in the

@@ -92,10 +92,19 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	for i := 0; i < len(msgs); {
 		// A run of mails is applied in one transaction when it can be (handleGroup), else each
 		// on its own.
-		if g := n.groupable(msgs[i:]); len(g) > 1 && n.handleGroup(ctx, g) {
-			acks = append(acks, g...)
-			i += len(g)
-			continue
+		if g := n.groupable(msgs[i:]); len(g) > 1 {
+			ok, bad := n.handleGroup(ctx, g)
+			if !ok && bad > 1 {
+				// The run up to the mail that failed commits as a run after all; that mail
+				// is then applied on its own below, and the mail after it starts a new run.
+				g = g[:bad]
+				ok, _ = n.handleGroup(ctx, g)
+			}
+			if ok {
+				acks = append(acks, g...)
+				i += len(g)
+				continue
+			}
 		}
 		m := msgs[i]
 		i++
@@ -274,14 +283,23 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 // run starts only when the run commits.
 const groupMax = 32
 
+// groupBytes bounds the packages of one run: a run's ledger copies and dirty pages are held until
+// its commit.
+const groupBytes = 4 << 20
+
 // groupable returns the run of mails at the head of msgs that handleGroup may try: up to groupMax
-// of them, up to the first that failed to download or parse.
+// of them and groupBytes of packages (at least one), up to the first that failed to download or
+// parse.
 func (n *Node) groupable(msgs []mailbox.Message) []mailbox.Message {
 	if n.failHandle != nil {
 		return nil // tests of one mail's failure: each mail alone
 	}
-	k := 0
+	k, size := 0, 0
 	for k < len(msgs) && k < groupMax && msgs[k].Err == nil {
+		size += len(msgs[k].Package)
+		if k > 0 && size > groupBytes {
+			break
+		}
 		k++
 	}
 	return msgs[:k]
@@ -293,10 +311,11 @@ var errGroup = errors.New("a mail of the run is to be applied on its own")
 // handleGroup applies a run of mails in one transaction, all or none (docs/PROTOCOL.md section
 // 11): a backlog then costs one commit, and one sync to disk, per run instead of per mail. It
 // reports whether the run committed; when a mail of it is refused, or anything fails, nothing of
-// the run is kept, and the caller applies each mail on its own (handle), which rejects or keeps
-// in the inbox what it must. The effects (events, waiters, commands to run) follow the commit,
-// in the order of the mail.
-func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) bool {
+// the run is kept, and bad is the index of the mail that failed (-1: the commit itself): the
+// caller commits the mails before it as a run and applies that one on its own (handle), which
+// rejects or keeps in the inbox what it must. The effects (events, waiters, commands to run)
+// follow the commit, in the order of the mail.
+func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) (ok bool, bad int) {
 	var (
 		effs []effects
 		// The peers with a command earlier in the run: a later one of theirs waits its turn
@@ -310,15 +329,18 @@ func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) bool {
 		behind[fp] = true
 		return n.exec.reserve(fp)
 	}
+	bad = -1
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
-		for _, m := range ms {
+		for i, m := range ms {
 			out, err := n.eng.Receive(st, m.Package)
 			if err != nil {
+				bad = i
 				return errGroup
 			}
 			eff, err := n.apply(tx, st, out, m.Package, mayStart)
 			effs = append(effs, eff)
 			if err != nil {
+				bad = i
 				return errGroup
 			}
 			if err := markRead(tx, m); err != nil {
@@ -333,7 +355,7 @@ func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) bool {
 				n.exec.unreserve() // the start did not commit: the slot is not the command's
 			}
 		}
-		return false
+		return false, bad
 	}
 	for _, eff := range effs {
 		for _, e := range eff.events {
@@ -347,7 +369,7 @@ func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) bool {
 	if n.serving.Load() {
 		_ = n.flushSoon(ctx)
 	}
-	return true
+	return true, -1
 }
 
 // reject logs a refused mail and moves it aside. A failure to move it is logged too: the cursor

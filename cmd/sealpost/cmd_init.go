@@ -26,6 +26,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.TLS, "tls", "implicit", "implicit, starttls or none (none sends the password in clear and is allowed for loopback only)")
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
 	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
+	fs.IntVar(&c.SMTPConnections, "smtp-connections", 0, "how many mails are sent at once, each over its own SMTP connection (default 2;\n1 for a provider that allows one connection at a time)")
 	noCheck := fs.Bool("no-check", false, "store the settings without logging in to the servers first (to set up a host\nbefore its mail server is reachable)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -36,6 +37,9 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	}
 	if c.Address == "" {
 		return usagef("--address is required")
+	}
+	if c.SMTPConnections < 0 {
+		return usagef("--smtp-connections %d: give 1 or more", c.SMTPConnections)
 	}
 	switch c.TLS {
 	case "implicit", "starttls":
