@@ -24,7 +24,7 @@ func goList(t *testing.T, args ...string) []string {
 
 // known is every package of the module; a new one must be placed in the house (and here) on
 // purpose, so that a renamed or added leaf cannot slip past the checks below.
-var known = append([]string{"cmd/sealpost", "node", "fixtures"}, leaves...)
+var known = append([]string{"cmd/sealpost", "node", "fixtures", "web"}, leaves...)
 
 func TestDependencyDirection(t *testing.T) {
 	all := goList(t, "./...")
@@ -82,6 +82,38 @@ func TestCLIImportsOnlyNode(t *testing.T) {
 			if dep == module+"/"+forbidden {
 				t.Errorf("cmd/sealpost imports %s; it must reach state and protocol through node", dep)
 			}
+		}
+	}
+}
+
+// TestWebImportsOnlyNode: the dashboard (web) reads the node through node's API and its types,
+// never the state or the protocol directly, and only the command line imports it (DESIGN.md
+// section 2a). Its tests may build commands' values (the sysinfo in a fleet entry).
+func TestWebImportsOnlyNode(t *testing.T) {
+	for _, c := range []struct {
+		field string
+		may   []string
+	}{{".Imports", []string{"node"}}, {".TestImports", []string{"node", "commands"}}} {
+		out, err := exec.Command("go", "list", "-f", "{{join "+c.field+` " "}}`, "./web").Output()
+		if err != nil {
+			t.Fatalf("go list ./web: %v", err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if rest, ok := strings.CutPrefix(dep, module+"/"); ok && !slices.Contains(c.may, rest) {
+				t.Errorf("web (%s) imports %s; it may import only %v", c.field, dep, c.may)
+			}
+		}
+	}
+	for _, pkg := range goList(t, "./...") {
+		if pkg == module+"/cmd/sealpost" || pkg == module+"/web" {
+			continue
+		}
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}} {{join .TestImports " "}}`, pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		if slices.Contains(strings.Fields(string(out)), module+"/web") {
+			t.Errorf("%s imports web; only the command line may", pkg)
 		}
 	}
 }

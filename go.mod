@@ -12,6 +12,7 @@ require (
 	golang.org/x/crypto v0.58.0
 )
 
-require golang.org/x/sys v0.49.0
-
-require github.com/expr-lang/expr v1.17.8 // indirect
+require (
+	github.com/expr-lang/expr v1.17.8
+	golang.org/x/sys v0.49.0
+)

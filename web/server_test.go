@@ -1,0 +1,211 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/node"
+)
+
+var testNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// fakeSource is a node with two peers: bob, whose host answered a sysinfo with a hostile host
+// name and ran a command whose output is HTML, and carol, silent and STALE.
+type fakeSource struct {
+	fleet   []node.FleetEntry
+	results []node.Result
+	err     error
+}
+
+func (f *fakeSource) Fleet(context.Context, string) ([]node.FleetEntry, error) { return f.fleet, f.err }
+func (f *fakeSource) Peers(context.Context) ([]node.PeerInfo, error) {
+	return []node.PeerInfo{{Name: "bob", Fingerprint: "ab12-cd34", Allow: []string{"uptime"},
+		Outbound: &node.SessionInfo{ID: "5e55", Status: "Confirmed", Epoch: 3}}}, f.err
+}
+func (f *fakeSource) Results(context.Context) ([]node.Result, error) { return f.results, f.err }
+func (f *fakeSource) Status(context.Context) (node.Status, error) {
+	return node.Status{Address: "alice@example.test", Fingerprint: "ffff-0000", Outbox: 2, LastError: "smtp <b>down</b>"}, f.err
+}
+
+const hostile = `<script>alert(1)</script><img src=x onerror=alert(2)>`
+
+func newFake() *fakeSource {
+	disk := 7.0
+	return &fakeSource{
+		fleet: []node.FleetEntry{
+			{Name: "bob", Tags: []string{"web"}, Status: "Confirmed", Epoch: 3, LastSeen: testNow.Add(-3 * time.Minute),
+				DiskFreePct: &disk, SysInfoAt: testNow.Add(-3 * time.Minute),
+				SysInfo: &commands.SysInfo{Hostname: hostile, OS: "linux", Kernel: "6.1.0", Uptime: 50 * time.Hour,
+					Disks: []commands.Disk{{Mount: "/", Total: 100, Free: 7}}}},
+			{Name: "carol", Status: "Confirmed", Stale: true, ReportEvery: time.Minute, LastSeen: testNow.Add(-time.Hour)},
+		},
+		results: []node.Result{{Peer: "bob", Command: []string{"cat", "page.html"}, Status: node.StatusDone,
+			Stdout: []byte(hostile), Sent: testNow.Add(-time.Minute), Finished: testNow}},
+	}
+}
+
+func newTestServer(src Source, token string) http.Handler {
+	return New(Options{
+		Open:  func(context.Context) (Source, func(), error) { return src, func() {}, nil },
+		Token: token,
+		Now:   func() time.Time { return testNow },
+	})
+}
+
+func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Request)) (*http.Response, string) {
+	t.Helper()
+	r := httptest.NewRequest(method, target, nil)
+	if mod != nil {
+		mod(r)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	res := w.Result()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+// TestPagesRender: every page renders from the node's API with the figures it should show, the
+// security headers and no script; what peers sent is escaped, never markup.
+func TestPagesRender(t *testing.T) {
+	h := newTestServer(newFake(), "")
+	for _, c := range []struct {
+		path string
+		has  []string
+	}{
+		{"/", []string{`<meta http-equiv="refresh" content="10">`, `href="/peer/bob"`, "linux 6.1.0", "2d2h", "/ 7% free",
+			`<tr class="stale" data-peer="carol">`, `badge stale">STALE<`, "2 peers, 1 stale"}},
+		{"/peer/bob", []string{"Peer bob", "ab12-cd34", "5e55", "we command it", "cat page.html", "uptime"}},
+		{"/peer/carol", []string{"Peer carol", `badge stale">STALE<`, "no sysinfo yet"}},
+		{"/results", []string{"cat page.html", "1 most recent of 1"}},
+		{"/status", []string{"alice@example.test", "2 mails not sent yet", "not running"}},
+		{"/schedules", []string{"no schedules"}},
+	} {
+		res, body := get(t, h, "GET", "http://127.0.0.1:8080"+c.path, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d\n%s", c.path, res.StatusCode, body)
+			continue
+		}
+		for _, s := range c.has {
+			if !strings.Contains(body, s) {
+				t.Errorf("GET %s: the page has no %q:\n%s", c.path, s, body)
+			}
+		}
+		for _, bad := range []string{"<script", "<img", "<b>down"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("GET %s: the page holds %q unescaped", c.path, bad)
+			}
+		}
+		if c.path == "/" || c.path == "/results" || c.path == "/peer/bob" {
+			if !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+				t.Errorf("GET %s: the hostile host name or output is not shown escaped:\n%s", c.path, body)
+			}
+		}
+		for k, v := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "Content-Type": "text/html; charset=utf-8"} {
+			if got := res.Header.Get(k); got != v {
+				t.Errorf("GET %s: %s = %q, want %q", c.path, k, got, v)
+			}
+		}
+		if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") || strings.Contains(csp, "unsafe") {
+			t.Errorf("GET %s: Content-Security-Policy %q, want no script allowed", c.path, csp)
+		}
+	}
+	res, body := get(t, h, "GET", "http://127.0.0.1:8080/style.css", nil)
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") || !strings.Contains(body, "stale") {
+		t.Errorf("GET /style.css: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+func TestNotFoundAndNodeDown(t *testing.T) {
+	h := newTestServer(newFake(), "")
+	if res, _ := get(t, h, "GET", "http://localhost/peer/nobody", nil); res.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /peer/nobody: %d, want 404", res.StatusCode)
+	}
+	if res, _ := get(t, h, "GET", "http://localhost/nothing-here", nil); res.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nothing-here: %d, want 404", res.StatusCode)
+	}
+	down := newFake()
+	down.err = errors.New("the agent <i>stopped</i>")
+	res, body := get(t, newTestServer(down, ""), "GET", "http://localhost/", nil)
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "the agent &lt;i&gt;stopped") || !strings.Contains(body, `http-equiv="refresh"`) {
+		t.Errorf("GET / with the node unreachable: %d\n%s\nwant 503, the error escaped, and the page still refreshing", res.StatusCode, body)
+	}
+}
+
+// TestReadOnly: anything but GET and HEAD is refused, on every path.
+func TestReadOnly(t *testing.T) {
+	h := newTestServer(newFake(), "")
+	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
+		for _, p := range []string{"/", "/peer/bob", "/status"} {
+			if res, _ := get(t, h, m, "http://127.0.0.1"+p, nil); res.StatusCode != http.StatusMethodNotAllowed {
+				t.Errorf("%s %s: %d, want 405", m, p, res.StatusCode)
+			}
+		}
+	}
+	if res, _ := get(t, h, "HEAD", "http://127.0.0.1/", nil); res.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /: %d, want 200", res.StatusCode)
+	}
+}
+
+// TestNoTokenOnlyLoopbackHost: without a token the dashboard answers only requests addressed to
+// a loopback host, so that a page on another site cannot read it through DNS rebinding.
+func TestNoTokenOnlyLoopbackHost(t *testing.T) {
+	h := newTestServer(newFake(), "")
+	for host, ok := range map[string]bool{"127.0.0.1:8080": true, "localhost:8080": true, "[::1]:8080": true, "127.0.0.1": true,
+		"evil.example:8080": false, "192.168.1.5:8080": false, "localhost.evil.example": false} {
+		res, _ := get(t, h, "GET", "http://"+host+"/", nil)
+		if got := res.StatusCode == http.StatusOK; got != ok {
+			t.Errorf("GET / with Host %s: %d, want served %v", host, res.StatusCode, ok)
+		}
+	}
+}
+
+// TestTokenRequired: with a token, a request without it is refused; the token works as a
+// Bearer header, and a first visit with ?token= sets an HttpOnly cookie and takes the token out
+// of the address; the cookie then works alone. A wrong token never does.
+func TestTokenRequired(t *testing.T) {
+	const tok = "0123456789abcdef-secret"
+	h := newTestServer(newFake(), tok)
+	host := "http://192.168.1.5:8080"
+	if res, body := get(t, h, "GET", host+"/", nil); res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "bob") {
+		t.Fatalf("GET / without the token: %d, want 401 and nothing of the fleet", res.StatusCode)
+	}
+	for _, bad := range []func(*http.Request){
+		func(r *http.Request) { r.Header.Set("Authorization", "Bearer wrong") },
+		func(r *http.Request) { r.AddCookie(&http.Cookie{Name: CookieName, Value: tok + "x"}) },
+		func(r *http.Request) { r.Header.Set("Authorization", "Basic "+tok) },
+	} {
+		if res, _ := get(t, h, "GET", host+"/", bad); res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET / with a wrong token: %d, want 401", res.StatusCode)
+		}
+	}
+	if res, _ := get(t, h, "GET", host+"/?token=wrong", nil); res.StatusCode != http.StatusUnauthorized || len(res.Cookies()) != 0 {
+		t.Errorf("GET /?token=wrong: %d with cookies %v, want 401 and no cookie", res.StatusCode, res.Cookies())
+	}
+	if res, _ := get(t, h, "GET", host+"/", func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }); res.StatusCode != http.StatusOK {
+		t.Errorf("GET / with the Bearer token: %d, want 200", res.StatusCode)
+	}
+	res, _ := get(t, h, "GET", host+"/peer/bob?token="+tok, nil)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/peer/bob" {
+		t.Fatalf("GET /peer/bob?token=: %d to %q, want 303 to /peer/bob", res.StatusCode, res.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, c := range res.Cookies() {
+		if c.Name == CookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.Value != tok || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("the first visit set %+v, want an HttpOnly, SameSite=Strict cookie with the token", cookie)
+	}
+	if res, body := get(t, h, "GET", host+"/peer/bob", func(r *http.Request) { r.AddCookie(cookie) }); res.StatusCode != http.StatusOK || !strings.Contains(body, "Peer bob") {
+		t.Errorf("GET /peer/bob with the cookie: %d, want the page", res.StatusCode)
+	}
+}
