@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,7 +43,7 @@ func pairTagged(t *testing.T, env []string, ctl, ctlName, peer, peerName string,
 // TestFanOutCLI is issue 11's acceptance for fan-out, with real processes on a relay: alice
 // (no agent) controls bob and carol, both tagged web. `run @web --wait` shows both answers,
 // grouped; with carol's agent stopped, `run @web --wait --deadline 5s` lists carol as not
-// answered and exits 75; once carol's agent is back (and alice's agent runs), `results` shows
+// answered and exits 75, and Ctrl-C shows what came in and exits 130; once carol's agent is back (and alice's agent runs), `results` shows
 // carol's answer; `ping @web --json` prints one object per peer with "peer"; a failing program
 // exits 1; peer tag, untag and list show the tags.
 func TestFanOutCLI(t *testing.T) {
@@ -110,6 +117,37 @@ func TestFanOutCLI(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^not answered by the deadline: (.*)$`).FindStringSubmatch(r.stdout)
 	if r.code != exitPending || m == nil || !slices.Contains(strings.Split(m[1], ", "), "carol") || !strings.Contains(r.stderr, "carol") {
 		t.Fatalf("run @web --deadline 5s with carol stopped: exit %d\nstdout:\n%s\nstderr:\n%s\nwant exit %d and carol not answered", r.code, r.stdout, r.stderr, exitPending)
+	}
+
+	// Ctrl-C after bob's answer: what came in, carol as not answered, exit 130.
+	cmd := exec.Command(binary, "--state", state["alice"], "run", "@web", "--wait", "--deadline", "60s", "--", "echo", "interrupted")
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	errLines := bufio.NewReader(errPipe)
+	for {
+		line, err := errLines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("run @web ended before bob's answer: %v", err)
+		}
+		if strings.Contains(line, "bob: exit 0") {
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	rest, _ := io.ReadAll(errLines)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitSignal+int(syscall.SIGINT) || !strings.Contains(out.String(), "--- bob: exit 0\ninterrupted\n") ||
+		!strings.Contains(out.String(), "not answered when interrupted: carol\n") || !strings.Contains(string(rest), "their commands go on") {
+		t.Fatalf("run @web interrupted: %v\nstdout:\n%s\nstderr:\n%s\nwant exit 130, bob's answer and carol not answered", err, out.String(), rest)
 	}
 
 	// carol's agent and alice's come back: carol's answer arrives, and results shows it.
