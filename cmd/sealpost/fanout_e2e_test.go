@@ -43,9 +43,10 @@ func pairTagged(t *testing.T, env []string, ctl, ctlName, peer, peerName string,
 // TestFanOutCLI is issue 11's acceptance for fan-out, with real processes on a relay: alice
 // (no agent) controls bob and carol, both tagged web. `run @web --wait` shows both answers,
 // grouped; with carol's agent stopped, `run @web --wait --deadline 5s` lists carol as not
-// answered and exits 75, and Ctrl-C shows what came in and exits 130; once carol's agent is back (and alice's agent runs), `results` shows
-// carol's answer; `ping @web --json` prints one object per peer with "peer"; a failing program
-// exits 1; peer tag, untag and list show the tags.
+// answered and exits 75, and Ctrl-C shows what came in and exits 130; once carol's agent is
+// back (and alice's agent runs), `results` shows carol's answer; `ping @web --json` prints one
+// object per peer with "peer"; a failing program exits 1; peer tag, untag and list show the
+// tags.
 func TestFanOutCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs processes")
