@@ -32,6 +32,9 @@ type API interface {
 	// ResultsOf returns the results recorded under ids, in their order; an id with none
 	// recorded gives a Result with only its CommandID and StatusMissing.
 	ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
+	// WaitMany waits until every command in ids is final or ctx ends (then with the last
+	// known results and ctx's error); see Node.WaitMany (node/fanout.go).
+	WaitMany(ctx context.Context, ids []CommandID, progress func([]Result)) ([]Result, error)
 	// Fleet returns the fleet view of the peers a target names ("": every pinned peer).
 	Fleet(ctx context.Context, target string) ([]FleetEntry, error)
 }

@@ -197,6 +197,9 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		}
 		rows = append(rows, fmt.Sprintf("   %-36s %-16s %8s   epoch %d", s.title, statusLine(r), rtt, epoch))
 	}
+	if err := d.fanOut(ctx, alice); err != nil {
+		return err
+	}
 	d.say("\nSummary (round trip through SMTP and IMAP on this machine):")
 	for _, r := range rows {
 		d.say("%s", r)
@@ -206,6 +209,33 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 		d.say("\nalice's view of bob: %s, key epoch %d, fingerprint %s", p.Status, p.Epoch, p.Fingerprint)
 	}
 	d.say("Done in %s.", time.Since(d.start).Round(10*time.Millisecond))
+	return nil
+}
+
+// fanOut shows a command to a target (README, "Many hosts at once"): bob is tagged web, and
+// alice pings @web, as she would a fleet of many.
+func (d *demo) fanOut(ctx context.Context, alice *node.Node) error {
+	d.say("\n3. Many hosts at once: alice tags bob web and pings @web (with more peers, each gets one).")
+	if _, err := alice.Tag(ctx, "bob", []string{"web"}, nil); err != nil {
+		return err
+	}
+	names, err := alice.ResolveTarget(ctx, "@web")
+	if err != nil {
+		return err
+	}
+	specs := make([]node.RunSpec, len(names))
+	for i, name := range names {
+		specs[i] = node.RunSpec{Peer: name, Request: commands.Request{Name: "ping"}, TTL: time.Hour}
+	}
+	ids, err := alice.SubmitMany(ctx, specs)
+	if err != nil {
+		return fmt.Errorf("ping @web: %w", err)
+	}
+	rs, err := alice.WaitMany(ctx, ids, nil)
+	if err != nil {
+		return fmt.Errorf("ping @web: %w", err)
+	}
+	d.say("   %s; `sealpost run @web --wait -- PROGRAM` groups the outputs and lists who did not answer", summaryLine(rs))
 	return nil
 }
 

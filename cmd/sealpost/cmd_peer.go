@@ -26,9 +26,11 @@ const peerUsage = `Usage: sealpost peer SUBCOMMAND [options] [arguments]
 Pair with peers, list them, and change which programs they may run on this node.
 
 Subcommands:
-  add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]
-                            pair with a peer (or add to what an existing one may run)
-  list [--json]             list peers: status, key epoch, last seen, allow list
+  add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...]
+                            pair with a peer (or add to what an existing one may run, or its tags)
+  list [--json]             list peers: status, key epoch, last seen, allow list, tags
+  tag NAME TAG...           add tags to a peer (a target @TAG names every peer tagged TAG)
+  untag NAME TAG...         take tags off a peer
   allow NAME PROGRAM...     let the peer run these programs here
   deny NAME PROGRAM...      take programs off the peer's allow list
   remove NAME               forget a peer
@@ -58,8 +60,12 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 		return runPeerAllow(ctx, g, args[1:], false)
 	case "remove", "rm":
 		return runPeerRemove(ctx, g, args[1:])
+	case "tag":
+		return runPeerTag(ctx, g, args[1:], true)
+	case "untag":
+		return runPeerTag(ctx, g, args[1:], false)
 	}
-	return usagef("unknown peer subcommand %q (want add, list, allow, deny or remove)", args[0])
+	return usagef("unknown peer subcommand %q (want add, list, allow, deny, tag, untag or remove)", args[0])
 }
 
 // runPeerAllow is `peer allow NAME PROGRAM...` (allow) and `peer deny NAME PROGRAM...`.
@@ -109,18 +115,66 @@ func runPeerAllow(ctx context.Context, g *globals, args []string, allow bool) er
 	return nil
 }
 
+// runPeerTag is `peer tag NAME TAG...` (add) and `peer untag NAME TAG...`.
+func runPeerTag(ctx context.Context, g *globals, args []string, add bool) error {
+	verb := "untag"
+	about := "Take tags off a peer. A tag the peer does not have is an error, and nothing changes."
+	if add {
+		verb = "tag"
+		about = "Add tags to a peer. A tag is lower-case letters, digits, - and _; the target @TAG (in\nrun, ping, sysinfo) names every peer tagged TAG, and @all every peer."
+	}
+	fs := newFlags(g, "peer "+verb, "NAME TAG...", about, "sealpost peer "+verb+" web1 web eu")
+	asJSON := fs.Bool("json", false, "print the peer's tags as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return usagef("peer %s needs a NAME and at least one TAG", verb)
+	}
+	api, done, err := openAPI(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer done()
+	plus, minus := pos[1:], []string(nil)
+	if !add {
+		plus, minus = nil, pos[1:]
+	}
+	tags, err := api.Tag(ctx, pos[0], plus, minus)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if tags == nil {
+			tags = []string{}
+		}
+		return writeJSON(g.stdout, struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}{pos[0], tags})
+	}
+	if len(tags) == 0 {
+		fmt.Fprintf(g.stdout, "%s has no tags.\n", pos[0])
+	} else {
+		fmt.Fprintf(g.stdout, "%s is tagged: %s\n", pos[0], strings.Join(tags, " "))
+	}
+	return nil
+}
+
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...]",
-		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over).",
-		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime")
+	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...]",
+		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over). --tag adds a tag (see `sealpost peer tag`).",
+		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime --tag web")
 	var spec node.PeerSpec
-	var allow multiFlag
+	var allow, tags multiFlag
 	var codeFile string
 	fs.StringVar(&spec.Address, "address", "", "the peer's mail `address`")
 	fs.StringVar(&codeFile, "code-file", "", "read the pairing code shared with the peer's operator from the first line of\n`FILE`; - is standard input, where a terminal is asked for it without showing it")
 	fs.StringVar(&spec.Code, "code", "", "the pairing `CODE` on the command line, where other local users can read it\n(in the process list) and your shell history keeps it: prefer --code-file")
 	fs.StringVar(&spec.Fingerprint, "fingerprint", "", "pin the peer's `FINGERPRINT` (from `sealpost id` on the peer) instead of a code")
 	fs.Var(&allow, "allow", "`PROGRAM` the peer may run here (repeatable)")
+	fs.Var(&tags, "tag", "add `TAG` to the peer's tags, for targets such as @TAG (repeatable)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -138,7 +192,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	if given > 1 {
 		return usagef("give one of --code-file, --code and --fingerprint")
 	}
-	spec.Name, spec.Allow = pos[0], allow
+	spec.Name, spec.Allow, spec.Tags = pos[0], allow, tags
 	if codeFile != "" {
 		// Before the state is opened: the lock is not held while someone types.
 		if spec.Code, err = codeFrom(ctx, g, codeFile, spec.Name); err != nil {
@@ -167,11 +221,14 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	if len(res.Allow) > 0 {
 		fmt.Fprintf(g.stdout, "%s may run: %s\n", spec.Name, strings.Join(res.Allow, " "))
 	}
+	if len(res.Tags) > 0 {
+		fmt.Fprintf(g.stdout, "%s is tagged: %s\n", spec.Name, strings.Join(res.Tags, " "))
+	}
 	return nil
 }
 
 func runPeerList(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status, key epoch and the programs each may run here.", "sealpost peer list --json")
+	fs := newFlags(g, "peer list", "[--json]", "List peers with their session status, key epoch, the programs each may run here and its tags.", "sealpost peer list --json")
 	asJSON := fs.Bool("json", false, "print JSON")
 	api, done, err := parseAndOpen(ctx, g, fs, args)
 	if err != nil {
@@ -193,9 +250,12 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT\tALLOWED")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT\tALLOWED\tTAGS")
 	for _, p := range peers {
-		seen, fp, allowed := "-", "-", "-"
+		seen, fp, allowed, tags := "-", "-", "-", "-"
+		if len(p.Tags) > 0 {
+			tags = strings.Join(p.Tags, ",")
+		}
 		if !p.LastSeen.IsZero() {
 			seen = ago(time.Now(), p.LastSeen) + " ago"
 		}
@@ -205,7 +265,7 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		if len(p.Allow) > 0 {
 			allowed = strings.Join(p.Allow, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, fp, allowed)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, fp, allowed, tags)
 	}
 	return tw.Flush()
 }

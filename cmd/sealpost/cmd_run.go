@@ -35,10 +35,34 @@ func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, builtin bool) {
 		waits = "how long --wait waits; the command stays pending after it"
 	}
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, waits)
+	fs.DurationVar(&o.timeout, "deadline", 2*time.Minute, "the same as --timeout (give one of them): for a TARGET of several peers, the\npeers that have not answered by then are listed as not answered")
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the command may wait for the peer to run it (at most 720h)")
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON; for a TARGET of several peers one object per peer\nand line (JSON Lines), each with \"peer\"")
 	fs.Var(&o.id, "id", "the command's `ID` (32 hex digits; default: a new one). Run again with the ID\nprinted by a run whose fate is unknown (exit 76): if that one was recorded, this\nreports it instead of sending it twice")
 }
+
+// check refuses what the flags cannot mean together.
+func (o *runOptions) check(fs *flag.FlagSet) error {
+	given := 0
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "timeout" || f.Name == "deadline" {
+			given++
+		}
+	})
+	if given > 1 {
+		return usagef("--deadline is another name for --timeout: give one of them")
+	}
+	return nil
+}
+
+// targetHelp explains TARGET in the help of run, ping and sysinfo.
+const targetHelp = `TARGET is a peer's name, @TAG (every peer tagged TAG; see sealpost peer tag), @all, or a
+comma-separated list of these (bob,@web). A target of several peers gets the command in one pass;
+waiting, a terminal shows a live table, and at the end the outputs are shown grouped by identical
+output, then the peers that did not answer by the deadline. Exit status for several peers: 0 when
+every peer answered with exit 0; 1 when some peer answered otherwise (non-zero exit, refused, ...);
+75 when the others succeeded but some did not answer by the deadline (their commands go on);
+130 on Ctrl-C (the commands go on).`
 
 // commandIDFlag is --id: a command id in the 32-hex-digit form `results` prints.
 type commandIDFlag node.CommandID
@@ -60,9 +84,9 @@ func (f *commandIDFlag) Set(s string) error {
 }
 
 func runRun(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "run", "PEER [--wait] [--timeout 2m] [--json] -- PROGRAM [ARG ...]",
-		"Run a program on a peer. Arguments are passed as they are, never through a shell; the peer\nruns only programs its operator allowed for this node (sealpost peer add NAME --allow PROGRAM).\nWith --wait, the remote stdout and stderr are printed and the exit status is the remote one.",
-		"sealpost run bob --wait --timeout 2m -- df -h /")
+	fs := newFlags(g, "run", "TARGET [--wait] [--timeout 2m] [--json] -- PROGRAM [ARG ...]",
+		"Run a program on a peer, or on each peer of a TARGET. Arguments are passed as they are,\nnever through a shell; the peer runs only programs its operator allowed for this node (sealpost\npeer add NAME --allow PROGRAM). With --wait, the remote stdout and stderr are printed and, for\none peer, the exit status is the remote one.\n\n"+targetHelp,
+		"sealpost run bob --wait --timeout 2m -- df -h /\n  sealpost run @web --wait --deadline 5m -- systemctl is-active nginx")
 	var o runOptions
 	o.addFlags(g, fs, false)
 	fs.DurationVar(&o.execTime, "exec-timeout", 0, "how long the program may run on the peer (default: the peer's, 1m)")
@@ -74,7 +98,13 @@ func runRun(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.check(fs); err != nil {
+		return err
+	}
 	req := commands.Request{Name: "exec", Argv: argv, Timeout: o.execTime}
+	if isFanout(pos[0]) {
+		return fanOut(ctx, g, pos[0], req, o, groupedOutput)
+	}
 	return submit(ctx, g, pos[0], req, o, printRun)
 }
 
@@ -96,19 +126,19 @@ func runArgv(pos, tail []string) ([]string, error) {
 }
 
 func runPing(ctx context.Context, g *globals, args []string) error {
-	return runBuiltin(ctx, g, args, "ping", "Send the built-in ping and print the round-trip time through the mail servers.",
+	return runBuiltin(ctx, g, args, "ping", "Send the built-in ping and print the round-trip time through the mail servers.", pingLines,
 		func(g *globals, peer string, r node.Result) {
 			fmt.Fprintf(g.stdout, "answer from %s: time=%s\n", peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
 		})
 }
 
 func runSysinfo(ctx context.Context, g *globals, args []string) error {
-	return runBuiltin(ctx, g, args, "sysinfo", "Show the peer's host name, OS, kernel, uptime, load, memory, disks and sealpost version.", printRun)
+	return runBuiltin(ctx, g, args, "sysinfo", "Show the peer's host name, OS, kernel, uptime, load, memory, disks and sealpost version.", groupedOutput, printRun)
 }
 
-// runBuiltin is `sealpost ping|sysinfo PEER`: a built-in command, waited for.
-func runBuiltin(ctx context.Context, g *globals, args []string, name, about string, print func(*globals, string, node.Result)) error {
-	fs := newFlags(g, name, "PEER [--timeout 2m] [--json]", about, "sealpost "+name+" bob")
+// runBuiltin is `sealpost ping|sysinfo TARGET`: a built-in command, waited for.
+func runBuiltin(ctx context.Context, g *globals, args []string, name, about string, style fanoutStyle, print func(*globals, string, node.Result)) error {
+	fs := newFlags(g, name, "TARGET [--timeout 2m] [--json]", about+"\n\n"+targetHelp, "sealpost "+name+" bob\n  sealpost "+name+" @all --json")
 	var o runOptions
 	o.addFlags(g, fs, true)
 	pos, err := parse(fs, args)
@@ -116,7 +146,13 @@ func runBuiltin(ctx context.Context, g *globals, args []string, name, about stri
 		return err
 	}
 	if len(pos) != 1 {
-		return usagef("%s needs exactly one PEER", name)
+		return usagef("%s needs exactly one TARGET (a PEER, @TAG, @all or a comma list)", name)
+	}
+	if err := o.check(fs); err != nil {
+		return err
+	}
+	if isFanout(pos[0]) {
+		return fanOut(ctx, g, pos[0], commands.Request{Name: name}, o, style)
 	}
 	return submit(ctx, g, pos[0], commands.Request{Name: name}, o, print)
 }
