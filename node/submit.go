@@ -117,6 +117,17 @@ func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec 
 // specs; each is idempotent per spec.ID as with Submit. An error in one spec (an unknown peer)
 // fails its whole batch, and the batches before it stay submitted: the ids returned are those.
 func (n *Node) SubmitMany(ctx context.Context, specs []RunSpec) ([]session.CommandID, error) {
+	ids, err := n.submitMany(ctx, specs)
+	if errors.Is(err, ErrNotPaired) && !n.serving.Load() && len(ids) == 0 {
+		// A peer's PAIR answer may be waiting in our mailbox (as in Run): read it, then try again.
+		if _, perr := n.Pump(ctx, false, 0); perr == nil {
+			ids, err = n.submitMany(ctx, specs)
+		}
+	}
+	return ids, err
+}
+
+func (n *Node) submitMany(ctx context.Context, specs []RunSpec) ([]session.CommandID, error) {
 	ids := make([]session.CommandID, 0, len(specs))
 	now := n.now()
 	for start := 0; start < len(specs); start += submitManyBatch {
