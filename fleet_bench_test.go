@@ -1,4 +1,4 @@
-package node
+package sealpost_test
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/web"
 )
 
 // The fleet benchmark: one controller and many agents on the embedded relay (issue 11, "Scale").
@@ -24,7 +27,7 @@ import (
 // SEALPOST_FLEET_AGENTS set; TestFleetAgentsProcess), the controller in the benchmark's own
 // process, so that the process's CPU time and peak memory (getrusage) are the controller's own.
 //
-//	go test -run '^$' -bench 'Fleet1000' -benchtime 1x -timeout 60m ./node/
+//	go test -run '^$' -bench 'Fleet1000' -benchtime 1x -timeout 60m .
 //
 // SEALPOST_FLEET_PEERS changes the number of agents (default 1000).
 
@@ -64,7 +67,7 @@ func TestFleetAgentsProcess(t *testing.T) {
 	defer relay.Close()
 	in := bufio.NewReader(os.Stdin)
 	out := fleetChild{IMAP: relay.IMAPAddr(), SMTP: relay.SMTPAddr(), Password: users["alice@"+fleetDomain]}
-	agents := make([]*Node, n)
+	agents := make([]*node.Node, n)
 	for i := range n {
 		addr := fmt.Sprintf("agent%04d@%s", i, fleetDomain)
 		tr, err := mailbox.New(mailbox.Config{Address: addr, IMAPAddr: relay.IMAPAddr(), SMTPAddr: relay.SMTPAddr(),
@@ -72,8 +75,8 @@ func TestFleetAgentsProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := Init(Options{Dir: filepath.Join(dir, fmt.Sprintf("agent%04d", i)), Transport: tr, RetryAfter: time.Hour},
-			MailConfig{Address: addr, IMAP: relay.IMAPAddr(), SMTP: relay.SMTPAddr(), TLS: "none"})
+		a, err := node.Init(node.Options{Dir: filepath.Join(dir, fmt.Sprintf("agent%04d", i)), Transport: tr, RetryAfter: time.Hour},
+			node.MailConfig{Address: addr, IMAP: relay.IMAPAddr(), SMTP: relay.SMTPAddr(), TLS: "none"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +97,7 @@ func TestFleetAgentsProcess(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for _, a := range agents {
-		if _, err := a.AddPeer(ctx, PeerSpec{Name: "alice", Address: "alice@" + fleetDomain, Fingerprint: alice.Fingerprint}); err != nil {
+		if _, err := a.AddPeer(ctx, node.PeerSpec{Name: "alice", Address: "alice@" + fleetDomain, Fingerprint: alice.Fingerprint}); err != nil {
 			t.Fatal(err)
 		}
 		wg.Add(1)
@@ -177,8 +180,8 @@ func benchFleet(b *testing.B, peers int) {
 		b.Fatal(err)
 	}
 	aliceDir := filepath.Join(dir, "alice")
-	alice, err := Init(Options{Dir: aliceDir, Transport: tr, RetryAfter: time.Hour, HandshakeTimeout: time.Hour},
-		MailConfig{Address: addr, IMAP: info.IMAP, SMTP: info.SMTP, TLS: "none"})
+	alice, err := node.Init(node.Options{Dir: aliceDir, Transport: tr, RetryAfter: time.Hour, HandshakeTimeout: time.Hour},
+		node.MailConfig{Address: addr, IMAP: info.IMAP, SMTP: info.SMTP, TLS: "none"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -204,7 +207,7 @@ func benchFleet(b *testing.B, peers int) {
 	start := time.Now()
 	cpu0, _ := fleetUsage(b)
 	for _, a := range info.Agents {
-		if _, err := alice.AddPeer(ctx, PeerSpec{Name: a.Name, Address: a.Address, Fingerprint: a.Fingerprint, Tags: []string{"fleet"}}); err != nil {
+		if _, err := alice.AddPeer(ctx, node.PeerSpec{Name: a.Name, Address: a.Address, Fingerprint: a.Fingerprint, Tags: []string{"fleet"}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -238,9 +241,9 @@ func benchFleet(b *testing.B, peers int) {
 		if err != nil || len(names) != peers {
 			b.Fatalf("@fleet = %d names, %v", len(names), err)
 		}
-		specs := make([]RunSpec, len(names))
+		specs := make([]node.RunSpec, len(names))
 		for i, n := range names {
-			specs[i] = RunSpec{Peer: n, Request: req}
+			specs[i] = node.RunSpec{Peer: n, Request: req}
 		}
 		start := time.Now()
 		cpu0, _ := fleetUsage(b)
@@ -250,7 +253,7 @@ func benchFleet(b *testing.B, peers int) {
 		}
 		step(name+": sealed, queued, mailed", start, cpu0)
 		for _, id := range ids {
-			if r, err := alice.Wait(ctx, id, nil); err != nil || r.Status != StatusDone {
+			if r, err := alice.Wait(ctx, id, nil); err != nil || r.Status != node.StatusDone {
 				b.Fatalf("%s: %+v, %v", id, r, err)
 			}
 		}
@@ -273,6 +276,19 @@ func benchFleet(b *testing.B, peers int) {
 	}
 	step("fleet view", start, cpu0)
 	b.ReportMetric(time.Since(start).Seconds()*1000, "fleet-ms")
+
+	// The dashboard's fleet page, rendered by its handler over the node (as `sealpost
+	// dashboard` does, without the HTTP server around it).
+	h := web.New(web.Options{Open: func(context.Context) (web.Source, func(), error) { return alice, func() {}, nil }})
+	start = time.Now()
+	cpu0, _ = fleetUsage(b)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
+	if rec.Code != 200 {
+		b.Fatalf("dashboard: %d %s", rec.Code, rec.Body.String())
+	}
+	step(fmt.Sprintf("dashboard fleet page (%d KB)", rec.Body.Len()/1000), start, cpu0)
+	b.ReportMetric(time.Since(start).Seconds()*1000, "dashboard-ms")
 	_, rss := fleetUsage(b)
 	b.ReportMetric(float64(rss)/1e6, "peak-rss-MB")
 	b.ReportMetric(float64(stateSize())/float64(peers), "state-B/peer")
