@@ -178,6 +178,7 @@ func commandList() []command {
 		{"ping", "measure the round trip to a peer", usesAll, runPing},
 		{"sysinfo", "show a peer's system information", usesAll, runSysinfo},
 		{"results", "list the commands this node sent, or show one with its output", usesAll, runResults},
+		{"schedule", "send commands by themselves, every interval or by cron (add, list, remove, run)", usesAll, runSchedule},
 		{"status", "show the agent, the mail servers, waiting commands and the outbox", usesAll, runStatus},
 		{"relay", "start a local mail server for demos and labs", usesVerbose, runRelay},
 		{"demo", "show everything in-process, on the embedded relay, in seconds", 0, runDemo},
