@@ -93,6 +93,9 @@ func (e *ScheduleError) Error() string { return fmt.Sprintf("schedule %s: %s", e
 // hookTimeout bounds a failure hook.
 var hookTimeout = time.Minute
 
+// scheduleRetry is how soon the scheduler tries again what failed (a fire, a judgement).
+const scheduleRetry = 5 * time.Second
+
 // CheckScheduleSpec checks the form of spec without the state: a name, exactly one of an
 // interval of at least 1s and a cron expression that parses, a jitter below the interval, a
 // target and a request that can be sent. Errors are *ScheduleError.
@@ -619,8 +622,10 @@ func (n *Node) tickSchedules(ctx context.Context, sc *scheduler) (time.Time, []s
 	if err != nil {
 		return now.Add(time.Minute), nil
 	}
-	if fired && (next.IsZero() || !next.After(now)) {
-		next = now.Add(time.Second) // a schedule that could not fire is tried again, not in a busy loop
+	if !next.IsZero() && !next.After(now) {
+		// Still due after this tick: a fire or a judgement failed (the store, say). Try again
+		// a little later, not in a busy loop.
+		next = now.Add(scheduleRetry)
 	}
 	return next, ids
 }
