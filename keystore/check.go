@@ -104,6 +104,43 @@ func (c *checker) run() {
 	c.results()
 	c.sendQueue()
 	c.nodeRecords()
+	c.schedules()
+}
+
+// schedules checks the schedules and their runs: each run belongs to a schedule, each pending
+// time names a run, and no schedule keeps more runs than MaxScheduleRuns beyond its pending ones.
+func (c *checker) schedules() {
+	pending := map[string]int{}
+	c.each(bSchedules, func(k, v []byte) {
+		s, err := decodeSchedule(k, v)
+		if err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
+		pending[s.Name] = len(s.Pending)
+		for _, p := range s.Pending {
+			if _, ok := c.has(bScheduleRuns, runKey(s.Name, p)); !ok {
+				c.fail("schedule %q: pending run fired at %s is not kept", s.Name, p)
+			}
+		}
+	})
+	runs := map[string]int{}
+	c.each(bScheduleRuns, func(k, v []byte) {
+		r, err := decodeScheduleRun(k, v)
+		if err != nil {
+			c.errs = append(c.errs, err)
+			return
+		}
+		if _, ok := pending[r.Schedule]; !ok {
+			c.fail("schedule_runs: a run of %q, which is no schedule", r.Schedule)
+		}
+		runs[r.Schedule]++
+	})
+	for name, n := range runs {
+		if n > MaxScheduleRuns+pending[name] {
+			c.fail("schedule %q keeps %d runs, above %d", name, n, MaxScheduleRuns)
+		}
+	}
 }
 
 func (c *checker) meta() {

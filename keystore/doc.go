@@ -74,6 +74,11 @@
 //	                                             unique, never empty (pinned or pairing)
 //	peer_state          peer name             -> JSON PeerState: the fleet view's row (latest
 //	                                             sysinfo, last ping, status reports asked)
+//	schedules           schedule name         -> JSON Schedule: target, request, interval or
+//	                                             cron, jitter, hook, next slot, pending runs
+//	schedule_runs       schedule name || 0x00 || T(fired) -> JSON ScheduleRun: the command
+//	                                             ids per peer, then the outcome; the newest
+//	                                             MaxScheduleRuns (and pending ones) are kept
 //
 // # Schema versions and migration
 //

@@ -37,6 +37,12 @@ type API interface {
 	WaitMany(ctx context.Context, ids []CommandID, progress func([]Result)) ([]Result, error)
 	// Fleet returns the fleet view of the peers a target names ("": every pinned peer).
 	Fleet(ctx context.Context, target string) ([]FleetEntry, error)
+	// Schedules (schedule.go): add one, list them, remove one, fire one now, and one's history.
+	AddSchedule(ctx context.Context, spec ScheduleSpec) (ScheduleInfo, error)
+	Schedules(ctx context.Context) ([]ScheduleInfo, error)
+	RemoveSchedule(ctx context.Context, name string) error
+	RunSchedule(ctx context.Context, name string) (ScheduleRun, error)
+	ScheduleRuns(ctx context.Context, name string) ([]ScheduleRun, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -41,6 +41,8 @@ type controlRequest struct {
 	IDs     []CommandID   `json:"ids,omitempty"`
 	Wait    bool          `json:"wait,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Schedule is the schedule operation's request (schedule.go).
+	Schedule *scheduleOp `json:"schedule,omitempty"`
 }
 
 type controlResponse struct {
@@ -57,6 +59,7 @@ type controlResponse struct {
 	Result   *Result      `json:"result,omitempty"`
 	Results  []Result     `json:"results,omitempty"`
 	Status   *Status      `json:"status,omitempty"`
+	Schedule *scheduleOut `json:"schedule,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -174,6 +177,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 			missing = "commands"
 		}
 	case "results-of", "fleet":
+	case "schedule":
+		if req.Schedule == nil {
+			missing = "a schedule operation"
+		}
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -253,6 +260,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Results, err = n.ResultsOf(ctx, req.IDs)
 	case "fleet":
 		resp.Fleet, err = n.Fleet(ctx, req.Target)
+	case "schedule":
+		resp.Schedule, err = n.serveSchedule(ctx, *req.Schedule)
 	}
 	if err != nil {
 		resp.Error = err.Error()

@@ -103,6 +103,8 @@ type Node struct {
 
 	lastPrune time.Time // when Serve last looked for old processed mail (also kept in the state)
 
+	sched atomic.Pointer[scheduler] // fires schedules, while Serve runs (schedule.go)
+
 	serveBackoff time.Duration                           // Serve's first wait after mailbox trouble (doubling); tests shorten it
 	health       health                                  // this process's record of its mail servers
 	since        atomic.Pointer[time.Time]               // when Serve started, while it runs

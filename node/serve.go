@@ -26,6 +26,8 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		n.serving.Store(true)
 		defer n.serving.Store(false)
 		defer n.startSender(ctx)()
+		// Stops before the sender's last flush, which mails what it fired last.
+		defer n.startScheduler(ctx)()
 		// Runs before the sender's last flush: the commands still running are ended with the
 		// agent (THREATS row 39), and their answers are recorded and queued for that flush.
 		defer n.exec.stop()
@@ -48,6 +50,7 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		}
 		n.pruneProcessed(ctx)
 		if once {
+			n.runSchedulesOnce(ctx)
 			_, err := n.Pump(ctx, false, 0)
 			n.polled(err)
 			return err

@@ -41,6 +41,9 @@ type Status struct {
 	LastError   string    `json:"outbox_last_error,omitempty"`
 
 	LastPrune time.Time `json:"last_prune,omitzero"` // when old processed mail was last looked for
+
+	// FailedSchedules names the schedules whose last judged run failed (schedule.go).
+	FailedSchedules []string `json:"failed_schedules,omitempty"`
 }
 
 // Status reports this node's state.
@@ -103,7 +106,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		if t, ok, err := tx.LastPrune(); err == nil && ok {
 			s.LastPrune = t
 		}
-		return nil
+		s.FailedSchedules, err = failedSchedules(tx)
+		return err
 	})
 	return s, err
 }

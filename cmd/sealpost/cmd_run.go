@@ -344,15 +344,22 @@ func jsonResult(r node.Result) resultJSON {
 func hexID(id [16]byte) string { return fmt.Sprintf("%x", id[:]) }
 
 func runResults(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "results", "[ID] [--json] [--limit N] [--id PREFIX]",
+	fs := newFlags(g, "results", "[ID] [--json] [--limit N] [--id PREFIX] [--schedule NAME]",
 		"Without ID, list the commands this node sent, newest last. With ID (the command's id, or\nany unique start of it, as the list shows it), show that command: the program, its status\nand exit code, when it was sent and answered, and its output.",
 		"sealpost results 3f2a9c1b")
 	asJSON := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 50, "list at most `N` (0: all)")
 	idPrefix := fs.String("id", "", "list only the command with this `ID`, or the ones whose ID starts with it\n(exit 1 when none: the command was never recorded)")
+	schedule := fs.String("schedule", "", "list the runs of the schedule called `NAME`, each with its peers' results")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *schedule != "" {
+		if len(pos) > 0 || *idPrefix != "" {
+			return usagef("--schedule lists a schedule's runs: give no ID or --id with it")
+		}
+		return scheduleResults(ctx, g, *schedule, *asJSON, *limit)
 	}
 	if len(pos) > 1 {
 		return usagef("results takes at most one ID, not %q", strings.Join(pos, " "))

@@ -62,6 +62,9 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 			fmt.Fprintf(w, "          last error: %s\n", st.LastError)
 		}
 	}
+	if len(st.FailedSchedules) > 0 {
+		fmt.Fprintf(w, "schedules %d whose last run failed: %s (see `sealpost results --schedule NAME`)\n", len(st.FailedSchedules), node.Printable(strings.Join(st.FailedSchedules, ", ")))
+	}
 	if !st.LastPrune.IsZero() {
 		fmt.Fprintf(w, "cleanup   old processed mail last looked for %s ago\n", ago(now, st.LastPrune))
 	}
