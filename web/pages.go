@@ -243,17 +243,49 @@ func (s *server) status(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// schedulesPage: SCHEDULES — node's API has no schedules yet (issue 11, item 3, another
-// change). When it does, add its method to Source, fill Schedules (name, target, program,
-// every/cron, last run and how it went, next run) and set Available.
+// schedulesPage lists the schedules and how their last run went.
 type schedulesPage struct {
-	Available bool
-	Schedules []any
+	Schedules []scheduleRow
+}
+
+type scheduleRow struct {
+	Name, Target, Command, When, Next, Last, LastClass string
+	Failed                                             bool
 }
 
 func (s *server) schedules(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, "schedules", "Schedules", func(context.Context, Source, node.Status) (any, error) {
-		return schedulesPage{}, nil
+	s.render(w, r, "schedules", "Schedules", func(ctx context.Context, src Source, _ node.Status) (any, error) {
+		list, err := src.Schedules(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := s.opts.Now()
+		var p schedulesPage
+		for _, sc := range list {
+			row := scheduleRow{Name: sc.Name, Target: sc.Target, Next: when(now, sc.Next), Last: "not run yet"}
+			row.Command = sc.Request.Name
+			if sc.Request.Name == "exec" {
+				row.Command = strings.Join(sc.Request.Argv, " ")
+			}
+			switch {
+			case sc.Cron != "":
+				row.When = "cron " + sc.Cron
+			default:
+				row.When = "every " + sc.Every.String()
+			}
+			if r := sc.LastRun; r != nil {
+				switch {
+				case !r.Done:
+					row.Last = "fired " + when(now, r.Fired) + ", waiting for answers"
+				case r.Failed:
+					row.Last, row.Failed = "FAILED, fired "+when(now, r.Fired), true
+				default:
+					row.Last = "ok, fired " + when(now, r.Fired)
+				}
+			}
+			p.Schedules = append(p.Schedules, row)
+		}
+		return p, nil
 	})
 }
 

@@ -23,6 +23,7 @@ type Source interface {
 	Peers(ctx context.Context) ([]node.PeerInfo, error)
 	Results(ctx context.Context) ([]node.Result, error)
 	Status(ctx context.Context) (node.Status, error)
+	Schedules(ctx context.Context) ([]node.ScheduleInfo, error)
 }
 
 // Options configure the dashboard's handler.

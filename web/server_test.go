@@ -19,9 +19,10 @@ var testNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // fakeSource is a node with two peers: bob, whose host answered a sysinfo with a hostile host
 // name and ran a command whose output is HTML, and carol, silent and STALE.
 type fakeSource struct {
-	fleet   []node.FleetEntry
-	results []node.Result
-	err     error
+	fleet     []node.FleetEntry
+	results   []node.Result
+	schedules []node.ScheduleInfo
+	err       error
 }
 
 func (f *fakeSource) Fleet(context.Context, string) ([]node.FleetEntry, error) { return f.fleet, f.err }
@@ -30,6 +31,9 @@ func (f *fakeSource) Peers(context.Context) ([]node.PeerInfo, error) {
 		Outbound: &node.SessionInfo{ID: "5e55", Status: "Confirmed", Epoch: 3}}}, f.err
 }
 func (f *fakeSource) Results(context.Context) ([]node.Result, error) { return f.results, f.err }
+func (f *fakeSource) Schedules(context.Context) ([]node.ScheduleInfo, error) {
+	return f.schedules, f.err
+}
 func (f *fakeSource) Status(context.Context) (node.Status, error) {
 	return node.Status{Address: "alice@example.test", Fingerprint: "ffff-0000", Outbox: 2, LastError: "smtp <b>down</b>"}, f.err
 }
@@ -46,6 +50,9 @@ func newFake() *fakeSource {
 					Disks: []commands.Disk{{Mount: "/", Total: 100, Free: 7}}}},
 			{Name: "carol", Status: "Confirmed", Stale: true, ReportEvery: time.Minute, LastSeen: testNow.Add(-time.Hour)},
 		},
+		schedules: []node.ScheduleInfo{{ScheduleSpec: node.ScheduleSpec{Name: "nightly", Target: "@web", Every: 24 * time.Hour,
+			Request: commands.Request{Name: "exec", Argv: []string{"<b>x"}}}, Next: testNow.Add(time.Hour),
+			LastRun: &node.ScheduleRun{Fired: testNow.Add(-time.Hour), Done: true, Failed: true}}},
 		results: []node.Result{{Peer: "bob", Command: []string{"cat", "page.html"}, Status: node.StatusDone,
 			Stdout: []byte(hostile), Sent: testNow.Add(-time.Minute), Finished: testNow}},
 	}
@@ -86,7 +93,7 @@ func TestPagesRender(t *testing.T) {
 		{"/peer/carol", []string{"Peer carol", `badge stale">STALE<`, "no sysinfo yet"}},
 		{"/results", []string{"cat page.html", "1 most recent of 1"}},
 		{"/status", []string{"alice@example.test", "2 mails not sent yet", "not running"}},
-		{"/schedules", []string{"no schedules"}},
+		{"/schedules", []string{"nightly", "@web", "every 24h0m0s", "FAILED", `class="stale"`, "&lt;b&gt;x"}},
 	} {
 		res, body := get(t, h, "GET", "http://127.0.0.1:8080"+c.path, nil)
 		if res.StatusCode != http.StatusOK {
