@@ -34,9 +34,11 @@ var (
 	bNode            = []byte("node")
 	bPeerTags        = []byte("peer_tags")
 	bPeerState       = []byte("peer_state")
+	bReportTo        = []byte("report_to")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
-		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState}
+		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
+		bReportTo}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -59,7 +61,9 @@ var identityKey = []byte("self")
 //	1  the first layout: node's own records in a generic "config" bucket
 //	2  every record in a typed bucket; results indexed by time; retry
 //	   bookkeeping in the result; allow lists in the peer
-//	3  fleet operations: peer tags, peer state (buckets added; nothing to migrate)
+//	3  fleet operations: peer tags, peer state, report_to (buckets added;
+//	   nothing to migrate; an older build of schema 3 refuses report_to as an
+//	   unknown bucket in Check, and Open creates it)
 const schemaVersion = 3
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the

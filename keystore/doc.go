@@ -74,6 +74,9 @@
 //	                                             unique, never empty (pinned or pairing)
 //	peer_state          peer name             -> JSON PeerState: the fleet view's row (latest
 //	                                             sysinfo, last ping, status reports asked)
+//	report_to           peer name             -> JSON ReportTo: the status reports this node
+//	                                             was asked to mail that peer, and the last
+//	                                             one it acknowledged (the delta's base)
 //
 // # Schema versions and migration
 //
