@@ -200,3 +200,6 @@ func validateReportRequest(r Request) error {
 	}
 	return nil
 }
+
+// SysInfo collects the host's facts as the sysinfo command reports them, for a status report.
+func (r *Registry) SysInfo() SysInfo { return r.sysinfo(r.version) }

@@ -34,6 +34,9 @@ type API interface {
 	ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
 	// Fleet returns the fleet view of the peers a target names ("": every pinned peer).
 	Fleet(ctx context.Context, target string) ([]FleetEntry, error)
+	// Reports asks spec.Peer for status reports every spec.Request.Every (0 stops them) and,
+	// with wait, waits for the answer (see Node.Reports).
+	Reports(ctx context.Context, spec RunSpec, wait bool) (Result, error)
 }
 
 // IDInfo is what `sealpost id` prints.

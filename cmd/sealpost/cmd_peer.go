@@ -32,6 +32,7 @@ Subcommands:
   allow NAME PROGRAM...     let the peer run these programs here
   deny NAME PROGRAM...      take programs off the peer's allow list
   remove NAME               forget a peer
+  report NAME INTERVAL|off  ask the peer to mail status reports (sealpost fleet shows them)
 
 Run "sealpost peer SUBCOMMAND --help" for a subcommand's options.
 
@@ -58,6 +59,8 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 		return runPeerAllow(ctx, g, args[1:], false)
 	case "remove", "rm":
 		return runPeerRemove(ctx, g, args[1:])
+	case "report":
+		return runPeerReport(ctx, g, args[1:])
 	}
 	return usagef("unknown peer subcommand %q (want add, list, allow, deny or remove)", args[0])
 }
