@@ -150,9 +150,13 @@
 // (RFC 4648 section 4, canonical: no line breaks, unused bits zero).
 //
 // A request is at most [MaxRequestSize] (64 KiB), both as received and as re-encoded. Name is
-// one of the three commands. exec needs 1 to [MaxArgs] (256) argv elements; the others take
-// none. Each element is at most [MaxArgBytes] (32 KiB) of UTF-8 without NUL; argv[0] is not
-// empty. Timeout is not negative.
+// one of the three commands, or one of the two status report names ([CmdReportEvery],
+// [CmdReport], report.go), which the node answers itself and the Registry denies. exec needs 1
+// to [MaxArgs] (256) argv elements; the others take none. Each element is at most [MaxArgBytes]
+// (32 KiB) of UTF-8 without NUL; argv[0] is not empty. Timeout is not negative. Every belongs
+// to report-every only (0, or [MinReportEvery] to [MaxReportEvery]); Report to report only,
+// where it is required: seq from 1, base below seq, its sysinfo members by section 19's names
+// and limits, each made canonical.
 //
 // A result is at most [MaxResultSize] (12 MiB, below the compression frame's 16 MiB). Its
 // outcome is a string: a token this build does not know decodes to OutcomeUnknown instead of

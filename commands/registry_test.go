@@ -3,6 +3,7 @@ package commands
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -11,7 +12,8 @@ import (
 	"testing"
 )
 
-// The registry and the wire format know the same names, and no others.
+// The registry and the wire format know the same names, and no others, but for the two status
+// report names, which the node answers itself (and the registry denies).
 func TestRegistryNames(t *testing.T) {
 	t.Parallel()
 	if got := NewRegistry(Options{}).Names(); !slices.Equal(got, builtinNames) {
@@ -25,6 +27,17 @@ func TestRegistryNames(t *testing.T) {
 		if _, err := EncodeRequest(Request{Name: name, Argv: argv}); err != nil {
 			t.Errorf("EncodeRequest(%q) = %v", name, err)
 		}
+	}
+	for _, req := range []Request{{Name: CmdReportEvery, Every: MinReportEvery}, {Name: CmdReport, Report: &Report{Seq: 1}}} {
+		if _, err := EncodeRequest(req); err != nil {
+			t.Errorf("EncodeRequest(%q) = %v", req.Name, err)
+		}
+		if _, err := NewRegistry(Options{}).Check(req, Policy{}); !errors.Is(err, ErrUnknownCommand) {
+			t.Errorf("Check(%q) = %v, want ErrUnknownCommand: the node answers it, the registry runs nothing", req.Name, err)
+		}
+	}
+	if got := append(slices.Clone(builtinNames), CmdReport, CmdReportEvery); !slices.Equal(slices.Sorted(slices.Values(got)), requestNames) {
+		t.Errorf("requestNames = %q, want the registry's and the report names", requestNames)
 	}
 }
 

@@ -16,6 +16,9 @@ const (
 	CmdExec    = "exec"    // runs one allowlisted program with Argv, never through a shell
 )
 
+// CmdReportEvery and CmdReport (report.go) are the other two names a request may carry; the
+// node answers them itself, and the registry does not run them.
+
 // Request limits (docs/PROTOCOL.md, "Commands payload").
 const (
 	// MaxRequestSize bounds a request payload: the bytes received, and the canonical encoding
@@ -39,6 +42,11 @@ type Request struct {
 	// Sent is the controller's clock when it issued the request, for round-trip display only:
 	// nothing on the agent trusts it. The protocol envelope carries the authoritative times.
 	Sent time.Time `json:"sent,omitzero"`
+	// Every is report-every's interval: MinReportEvery..MaxReportEvery, or 0 to stop the
+	// reports. On the wire: integer nanoseconds.
+	Every time.Duration `json:"every,omitempty"`
+	// Report is report's payload.
+	Report *Report `json:"report,omitempty"`
 }
 
 var requestShape = &shape{members: map[string]*shape{
@@ -46,6 +54,8 @@ var requestShape = &shape{members: map[string]*shape{
 	"argv":    {elem: str},
 	"timeout": integer,
 	"sent":    str,
+	"every":   integer,
+	"report":  reportShape,
 }}
 
 // EncodeRequest returns the JSON payload for r. It refuses (with an error wrapping a
@@ -107,9 +117,14 @@ func decodeRequest(b []byte) (Request, error) {
 }
 
 // canonicalRequest gives a request its one in-memory form: times in UTC without a monotonic
-// reading, an empty Argv as nil.
+// reading, an empty Argv as nil, and a Report of its own (validateRequest makes its members
+// canonical, which must not change the caller's).
 func canonicalRequest(r Request) Request {
 	r.Sent = r.Sent.UTC()
+	if r.Report != nil {
+		rep := *r.Report
+		r.Report = &rep
+	}
 	if len(r.Argv) == 0 {
 		r.Argv = nil
 	}
@@ -126,12 +141,12 @@ func validateRequest(r Request) error {
 		if len(r.Argv) > MaxArgs {
 			return decodeErr("argv", fmt.Sprintf("%d elements, above the limit of %d", len(r.Argv), MaxArgs))
 		}
-	case CmdPing, CmdSysinfo:
+	case CmdPing, CmdSysinfo, CmdReportEvery, CmdReport:
 		if len(r.Argv) != 0 {
 			return decodeErr("argv", r.Name+" takes no arguments")
 		}
 	default:
-		return decodeErr("name", fmt.Sprintf("unknown command %q (known: %s)", clip(r.Name, 64), strings.Join(builtinNames, ", ")))
+		return decodeErr("name", fmt.Sprintf("unknown command %q (known: %s)", clip(r.Name, 64), strings.Join(requestNames, ", ")))
 	}
 	for i, a := range r.Argv {
 		field := "argv[" + strconv.Itoa(i) + "]"
@@ -149,8 +164,15 @@ func validateRequest(r Request) error {
 	if r.Timeout < 0 {
 		return decodeErr("timeout", "negative")
 	}
+	if err := validateReportRequest(r); err != nil {
+		return err
+	}
 	return validTime("sent", r.Sent)
 }
 
-// builtinNames lists the command names, sorted, for messages.
-var builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}
+// builtinNames lists the command names the registry runs, sorted; requestNames every name a
+// request may carry (the registry's and the two the node answers itself), for messages.
+var (
+	builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}
+	requestNames = []string{CmdExec, CmdPing, CmdReport, CmdReportEvery, CmdSysinfo}
+)

@@ -64,6 +64,10 @@ type Result struct {
 	Undelivered string `json:"undelivered,omitempty"`
 	// Info is set by sysinfo.
 	Info *SysInfo `json:"sysinfo,omitempty"`
+	// NeedWhole answers a status report that was a delta against a report the controller
+	// does not hold (docs/PROTOCOL.md section 19, "Status reports"): nothing of it was kept,
+	// and the next report is to be whole.
+	NeedWhole bool `json:"need_whole,omitempty"`
 	// Started is the agent's clock when it began the command (UTC).
 	Started time.Time `json:"started"`
 }
@@ -110,26 +114,30 @@ var resultShape = &shape{members: map[string]*shape{
 	"error":            str,
 	"undelivered":      str,
 	"started":          str,
-	"sysinfo": {members: map[string]*shape{
-		"hostname":      str,
-		"os":            str,
-		"kernel":        str,
-		"arch":          str,
-		"uptime":        integer,
-		"load1":         number,
-		"load5":         number,
-		"load15":        number,
-		"mem_total":     uinteger,
-		"mem_available": uinteger,
-		"num_cpu":       integer,
-		"version":       str,
-		"go_version":    str,
-		"disks": {elem: &shape{members: map[string]*shape{
-			"mount": str,
-			"total": uinteger,
-			"free":  uinteger,
-		}}},
-	}},
+	"sysinfo":          sysinfoShape,
+	"need_whole":       boolean,
+}}
+
+// sysinfoShape is the sysinfo object's, in a sysinfo result and in a status report.
+var sysinfoShape = &shape{members: map[string]*shape{
+	"hostname":      str,
+	"os":            str,
+	"kernel":        str,
+	"arch":          str,
+	"uptime":        integer,
+	"load1":         number,
+	"load5":         number,
+	"load15":        number,
+	"mem_total":     uinteger,
+	"mem_available": uinteger,
+	"num_cpu":       integer,
+	"version":       str,
+	"go_version":    str,
+	"disks": {elem: &shape{members: map[string]*shape{
+		"mount": str,
+		"total": uinteger,
+		"free":  uinteger,
+	}}},
 }}
 
 // EncodeResult returns the JSON payload for r. It refuses (with an error wrapping a

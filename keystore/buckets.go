@@ -36,10 +36,11 @@ var (
 	bPeerState       = []byte("peer_state")
 	bSchedules       = []byte("schedules")
 	bScheduleRuns    = []byte("schedule_runs")
+	bReportTo        = []byte("report_to")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns}
+		bSchedules, bScheduleRuns, bReportTo}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -62,8 +63,8 @@ var identityKey = []byte("self")
 //	1  the first layout: node's own records in a generic "config" bucket
 //	2  every record in a typed bucket; results indexed by time; retry
 //	   bookkeeping in the result; allow lists in the peer
-//	3  fleet operations: peer tags, peer state, schedules and their runs (buckets
-//	   added; nothing to migrate)
+//	3  fleet operations: peer tags, peer state, schedules and their runs,
+//	   report_to (buckets added; nothing to migrate)
 const schemaVersion = 3
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the

@@ -248,6 +248,11 @@ func (c *checker) simple() {
 			c.errs = append(c.errs, err)
 		}
 	})
+	c.each(bReportTo, func(k, v []byte) {
+		if _, err := decodeReportTo(k, v); err != nil {
+			c.errs = append(c.errs, err)
+		}
+	})
 	c.each(bPeerTags, func(k, v []byte) {
 		if _, err := decodeTags(k, v); err != nil {
 			c.errs = append(c.errs, err)

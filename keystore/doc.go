@@ -79,6 +79,9 @@
 //	schedule_runs       schedule name || 0x00 || T(fired) -> JSON ScheduleRun: the command
 //	                                             ids per peer, then the outcome; the newest
 //	                                             MaxScheduleRuns (and pending ones) are kept
+//	report_to           peer name             -> JSON ReportTo: the status reports this node
+//	                                             was asked to mail that peer, and the last
+//	                                             one it acknowledged (the delta's base)
 //
 // # Schema versions and migration
 //

@@ -43,6 +43,9 @@ type API interface {
 	RemoveSchedule(ctx context.Context, name string) error
 	RunSchedule(ctx context.Context, name string) (ScheduleRun, error)
 	ScheduleRuns(ctx context.Context, name string) ([]ScheduleRun, error)
+	// Reports asks spec.Peer for status reports every spec.Request.Every (0 stops them) and,
+	// with wait, waits for the answer (see Node.Reports).
+	Reports(ctx context.Context, spec RunSpec, wait bool) (Result, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule, reports
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -189,7 +189,7 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Allow == nil {
 			missing = "an allow-list change"
 		}
-	case "run":
+	case "run", "reports":
 		if req.Run == nil {
 			missing = "a command"
 		}
@@ -262,6 +262,10 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Fleet, err = n.Fleet(ctx, req.Target)
 	case "schedule":
 		resp.Schedule, err = n.serveSchedule(ctx, *req.Schedule)
+	case "reports":
+		var r Result
+		r, err = n.Reports(ctx, *req.Run, req.Wait)
+		resp.Result = &r
 	}
 	if err != nil {
 		resp.Error = err.Error()
@@ -533,4 +537,18 @@ func (cl *Client) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, err
 func (cl *Client) Fleet(ctx context.Context, target string) ([]FleetEntry, error) {
 	r, err := cl.call(ctx, controlRequest{Op: "fleet", Target: target})
 	return r.Fleet, err
+}
+
+// Reports makes spec.ID when it is zero, as Run does.
+func (cl *Client) Reports(ctx context.Context, spec RunSpec, wait bool) (Result, error) {
+	if spec.ID.IsZero() {
+		if _, err := rand.Read(spec.ID[:]); err != nil {
+			return Result{}, err
+		}
+	}
+	r, err := cl.call(ctx, controlRequest{Op: "reports", Run: &spec, Wait: wait})
+	if r.Result == nil {
+		return Result{}, err
+	}
+	return *r.Result, err
 }

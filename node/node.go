@@ -67,6 +67,11 @@ type Options struct {
 
 // Node is one sealpost node: its state, protocol engine, transport and command registry.
 type Node struct {
+	// lastSysInfo and sysinfoBusy: the host's facts last collected for a status report, and a
+	// collection under way (report.go, boundedSysInfo).
+	lastSysInfo atomic.Pointer[commands.SysInfo]
+	sysinfoBusy atomic.Bool
+
 	opts  Options
 	store *keystore.Store
 	id    *session.Identity

@@ -222,6 +222,9 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 		if err := tx.DeletePeerState(name); err != nil {
 			return err
 		}
+		if err := tx.DeleteReportTo(name); err != nil {
+			return err
+		}
 		return tx.PutAllow(name, nil)
 	})
 	if err == nil {

@@ -506,6 +506,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			if err := n.noteAnswer(tx, peer.Name, asked, sent, res); err != nil {
 				return eff, err
 			}
+			if err := n.reportAnswered(tx, peer.Name, out.Command, asked, res, 0); err != nil {
+				return eff, err
+			}
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
 		eff.done = append(eff.done, out.Command)
@@ -519,12 +522,17 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			}
 		}
 	case session.Failed:
+		var asked []string
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
+			asked = r.Command
 			r.Status, r.Error, r.ExitCode = out.Err.Code.String(), out.Err.Detail, -1
 			if out.Err.Code == session.CodeClock {
 				r.Error = out.Err.Error()
 			}
 		}); err != nil {
+			return eff, err
+		}
+		if err := n.reportAnswered(tx, peer.Name, out.Command, asked, commands.Result{}, out.Err.Code); err != nil {
 			return eff, err
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
@@ -547,6 +555,11 @@ func (n *Node) clear(tx *keystore.Tx, st TxStore, t *session.Ticket, payload []b
 	if derr != nil {
 		pkg, err := n.eng.Fail(st, t, session.CodeBadCommand, derr.Error())
 		return nil, nil, pkg, err
+	}
+	if req.Name == commands.CmdReport || req.Name == commands.CmdReportEvery {
+		// Status reports (report.go): answered here, by the node; nothing runs.
+		evs, pkg, err := n.answerReportCommand(tx, st, t, req)
+		return nil, evs, pkg, err
 	}
 	return n.atTurn(tx, st, t, req)
 }

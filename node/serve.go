@@ -49,14 +49,16 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
 		}
 		n.pruneProcessed(ctx)
+		nextReport := n.sendReports(ctx) // the status reports due now go out (report.go)
 		if once {
 			n.runSchedulesOnce(ctx)
 			_, err := n.Pump(ctx, false, 0)
 			n.polled(err)
 			return err
 		}
-		// Wake at least every pumpWait for retries even when no mail comes.
-		_, err := n.Pump(ctx, true, n.pumpWait())
+		// Wake at least every pumpWait for retries even when no mail comes, and when the next
+		// status report is due.
+		_, err := n.Pump(ctx, true, max(min(n.pumpWait(), nextReport), time.Millisecond))
 		if ctx.Err() != nil {
 			return stopCause(ctx)
 		}

@@ -34,6 +34,7 @@ Subcommands:
   allow NAME PROGRAM...     let the peer run these programs here
   deny NAME PROGRAM...      take programs off the peer's allow list
   remove NAME               forget a peer
+  report NAME INTERVAL|off  ask the peer to mail status reports (sealpost fleet shows them)
 
 Run "sealpost peer SUBCOMMAND --help" for a subcommand's options.
 
@@ -64,6 +65,8 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 		return runPeerTag(ctx, g, args[1:], true)
 	case "untag":
 		return runPeerTag(ctx, g, args[1:], false)
+	case "report":
+		return runPeerReport(ctx, g, args[1:])
 	}
 	return usagef("unknown peer subcommand %q (want add, list, allow, deny, tag, untag or remove)", args[0])
 }

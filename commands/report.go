@@ -1,0 +1,205 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Status reports (docs/PROTOCOL.md section 19, "Status reports"). A controller asks a peer to
+// report with a report-every request; the peer then sends it a report request at that interval,
+// as an ordinary command of its own session toward the controller. Neither runs anything: the
+// node that receives them answers them itself (they are not in the Registry, whose Check denies
+// them), so they are defined here only as payloads.
+const (
+	CmdReportEvery = "report-every" // Request.Every: report to me at this interval; 0 stops
+	CmdReport      = "report"       // Request.Report: the reporting peer's state, whole or a delta
+)
+
+// Report limits.
+const (
+	// MinReportEvery and MaxReportEvery bound a non-zero Request.Every.
+	MinReportEvery = time.Second
+	MaxReportEvery = 24 * time.Hour
+	// MaxReportError bounds Report.LastError, in bytes.
+	MaxReportError = 1024
+)
+
+// Report is a status report: the sysinfo members and the report's own members (Version, Queue,
+// LastError) that changed since the report numbered Base, or all of them when Base is 0. A
+// member left out did not change; one that changed to its zero value is sent with it (0, "",
+// []), which is why the sysinfo part is a set of members and the own part pointers.
+type Report struct {
+	// Seq numbers the reports one peer sends one controller: 1, 2, 3, ...
+	Seq uint64 `json:"seq"`
+	// Base is the report this one is a delta against (< Seq), or 0: whole.
+	Base uint64 `json:"base,omitempty"`
+	// SysInfo holds sysinfo members (section 19's names) by name, each the canonical JSON of
+	// its value as SysInfoMembers gives it. Empty: none changed.
+	SysInfo map[string]json.RawMessage `json:"sysinfo,omitempty"`
+	// Version is the reporting peer's sealpost version.
+	Version *string `json:"version,omitempty"`
+	// Queue counts the commands waiting on the reporting peer (accepted, not yet answered).
+	Queue *int64 `json:"queue,omitempty"`
+	// LastError is the reporting peer's last trouble with its mail servers ("" when none).
+	LastError *string `json:"last_error,omitempty"`
+}
+
+var reportShape = &shape{members: map[string]*shape{
+	"seq":        uinteger,
+	"base":       uinteger,
+	"sysinfo":    sysinfoShape,
+	"version":    str,
+	"queue":      integer,
+	"last_error": str,
+}}
+
+// sysinfoZero is the JSON of each sysinfo member's zero value, and the list of members.
+var sysinfoZero = map[string]string{
+	"hostname": `""`, "os": `""`, "kernel": `""`, "arch": `""`, "version": `""`, "go_version": `""`,
+	"uptime": "0", "load1": "0", "load5": "0", "load15": "0", "mem_total": "0", "mem_available": "0",
+	"num_cpu": "0", "disks": "[]",
+}
+
+// SysInfoMembers returns every member of si by name, zero values included, each as its
+// canonical JSON: the form a whole report carries, and the one deltas are taken between.
+func SysInfoMembers(si SysInfo) map[string]json.RawMessage {
+	out := make(map[string]json.RawMessage, len(sysinfoZero))
+	for k, z := range sysinfoZero {
+		out[k] = json.RawMessage(z)
+	}
+	b, err := marshal(si)
+	if err != nil {
+		return out // unreachable: SysInfo always encodes
+	}
+	var set map[string]json.RawMessage
+	if json.Unmarshal(b, &set) == nil {
+		for k, v := range set {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// ChangedMembers returns the members of cur whose JSON differs from old's (all of cur when old
+// is nil); nil when none did.
+func ChangedMembers(old, cur map[string]json.RawMessage) map[string]json.RawMessage {
+	var out map[string]json.RawMessage
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
+		if o, ok := old[k]; ok && bytes.Equal(o, cur[k]) {
+			continue
+		}
+		if out == nil {
+			out = map[string]json.RawMessage{}
+		}
+		out[k] = cur[k]
+	}
+	return out
+}
+
+// MergeSysInfo returns base with the members of delta set (a zero value clears one). delta
+// comes from a decoded Report, so its members are known and their values valid; anything else
+// is a *DecodeError.
+func MergeSysInfo(base SysInfo, delta map[string]json.RawMessage) (SysInfo, error) {
+	all := SysInfoMembers(base)
+	for k, v := range delta {
+		if _, ok := sysinfoZero[k]; !ok {
+			return SysInfo{}, decodeErr("sysinfo."+k, "unknown member")
+		}
+		all[k] = v
+	}
+	return membersToSysInfo(all)
+}
+
+// membersToSysInfo decodes a set of sysinfo members and checks them against the limits.
+func membersToSysInfo(m map[string]json.RawMessage) (SysInfo, error) {
+	b, err := marshal(m)
+	if err != nil {
+		return SysInfo{}, decodeErr("sysinfo", err.Error())
+	}
+	var si SysInfo
+	if err := json.Unmarshal(b, &si); err != nil {
+		return SysInfo{}, decodeErr("sysinfo", err.Error())
+	}
+	if len(si.Disks) == 0 {
+		si.Disks = nil
+	}
+	if err := validateSysInfo(&si); err != nil {
+		return SysInfo{}, err
+	}
+	return si, nil
+}
+
+// canonicalReport checks rep's sysinfo members and gives each its canonical JSON (a decoder
+// accepts "1.50" for 1.5, spaces inside arrays and the like); an empty set becomes nil.
+func canonicalReport(rep *Report) error {
+	if len(rep.SysInfo) == 0 {
+		rep.SysInfo = nil
+		return nil
+	}
+	for k := range rep.SysInfo {
+		if _, ok := sysinfoZero[k]; !ok {
+			return decodeErr("report.sysinfo."+k, "unknown member")
+		}
+	}
+	si, err := membersToSysInfo(rep.SysInfo)
+	if err != nil {
+		if de, ok := err.(*DecodeError); ok {
+			return decodeErr("report."+de.Field, de.Msg)
+		}
+		return err
+	}
+	all := SysInfoMembers(si)
+	canon := make(map[string]json.RawMessage, len(rep.SysInfo))
+	for k := range rep.SysInfo {
+		canon[k] = all[k]
+	}
+	rep.SysInfo = canon
+	return nil
+}
+
+// validateReportRequest checks the members of the two report requests.
+func validateReportRequest(r Request) error {
+	if r.Name != CmdReportEvery && r.Every != 0 {
+		return decodeErr("every", "only "+CmdReportEvery+" takes an interval")
+	}
+	if r.Name != CmdReport && r.Report != nil {
+		return decodeErr("report", "only "+CmdReport+" carries a report")
+	}
+	switch r.Name {
+	case CmdReportEvery:
+		if r.Every != 0 && (r.Every < MinReportEvery || r.Every > MaxReportEvery) {
+			return decodeErr("every", fmt.Sprintf("%v outside %v..%v (0 stops the reports)", r.Every, MinReportEvery, MaxReportEvery))
+		}
+	case CmdReport:
+		rep := r.Report
+		switch {
+		case rep == nil:
+			return decodeErr("report", "missing")
+		case rep.Seq == 0:
+			return decodeErr("report.seq", "reports are numbered from 1")
+		case rep.Base >= rep.Seq:
+			return decodeErr("report.base", fmt.Sprintf("%d is not below seq %d", rep.Base, rep.Seq))
+		case rep.Queue != nil && *rep.Queue < 0:
+			return decodeErr("report.queue", "negative")
+		}
+		if rep.Version != nil {
+			if err := checkString("report.version", *rep.Version, MaxInfoString); err != nil {
+				return err
+			}
+		}
+		if rep.LastError != nil {
+			if err := checkString("report.last_error", *rep.LastError, MaxReportError); err != nil {
+				return err
+			}
+		}
+		return canonicalReport(rep)
+	}
+	return nil
+}
+
+// SysInfo collects the host's facts as the sysinfo command reports them, for a status report.
+func (r *Registry) SysInfo() SysInfo { return r.sysinfo(r.version) }

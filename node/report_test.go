@@ -1,0 +1,294 @@
+package node
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+)
+
+// reportLab is the two-node lab with both nodes serving, on a clock only the test moves, bob's
+// sysinfo under the test's control, and channels for the reports alice accepts and the answers
+// bob's reports get.
+type reportLab struct {
+	*lab
+	offset   atomic.Int64 // added to the real clock, for both nodes
+	mu       sync.Mutex
+	info     commands.SysInfo // what bob reports
+	reports  chan commands.Report
+	answers  chan Event // bob's EventResult: the answer to one of its reports
+	aliceEnd func()
+}
+
+func newReportLab(t *testing.T) *reportLab {
+	l := &reportLab{lab: newLab(t), reports: make(chan commands.Report, 16), answers: make(chan Event, 16),
+		info: commands.SysInfo{Hostname: "bob-host", OS: "linux", Kernel: "6.1", Load1: 0.5, Load5: 0.25, Uptime: time.Hour,
+			MemTotal: 1 << 30, MemAvailable: 1 << 29, Disks: []commands.Disk{{Mount: "/", Total: 100, Free: 40}}}}
+	// The clock stands still but when the test moves it: a report is due only when the test
+	// says so, however slowly the test runs.
+	base := time.Now()
+	clock := func() time.Time { return base.Add(time.Duration(l.offset.Load())) }
+	l.clocks = map[string]func() time.Time{"alice": clock, "bob": clock}
+	l.alice.Close()
+	l.bob.Close()
+	l.alice = l.open("alice", nil, false)
+	l.bob = l.open("bob", nil, false)
+	l.bob.opts.Events = func(e Event) {
+		if e.Kind == EventResult {
+			l.answers <- e
+		}
+	}
+	bob := l.bob
+	reportSysInfo = func(n *Node) commands.SysInfo {
+		if n != bob {
+			return n.reg.SysInfo()
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.info
+	}
+	testHookReport = func(to *Node, from string, rep commands.Report) { l.reports <- rep }
+	t.Cleanup(func() {
+		reportSysInfo = func(n *Node) commands.SysInfo { return n.reg.SysInfo() }
+		testHookReport = nil
+	})
+	ctx, cancel := context.WithCancel(l.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); l.alice.Serve(ctx, false) }()
+	l.aliceEnd = func() { cancel(); <-done }
+	t.Cleanup(l.aliceEnd)
+	l.serveBob()
+	t.Cleanup(l.stopBob)
+	return l
+}
+
+func (l *reportLab) advance(d time.Duration) { l.offset.Add(int64(d)) }
+
+func (l *reportLab) setInfo(fn func(*commands.SysInfo)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn(&l.info)
+}
+
+func recv[T any](l *reportLab, ch chan T, what string) T {
+	l.t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-l.ctx.Done():
+		l.t.Fatalf("no %s before the test's deadline", what)
+	}
+	var zero T
+	return zero
+}
+
+func (l *reportLab) bobEntry() keystore.ReportTo {
+	l.t.Helper()
+	var r keystore.ReportTo
+	if err := l.bob.store.View(func(tx *keystore.Tx) error {
+		var err error
+		r, _, err = tx.ReportTo("alice")
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	return r
+}
+
+func (l *reportLab) fleetBob() FleetEntry {
+	l.t.Helper()
+	f, err := l.alice.Fleet(l.ctx, "bob")
+	if err != nil || len(f) != 1 {
+		l.t.Fatalf("Fleet(bob) = %+v, %v", f, err)
+	}
+	return f[0]
+}
+
+// TestStatusReports: after alice asks bob for a report every 2 s, bob's sysinfo reaches alice's
+// fleet view with no other command from alice; a later report that changed only the load
+// carries only the load; a quiet host's report carries nothing but its numbers; a delta against
+// a base alice lacks gets need_whole and the next report is whole; stopping bob's agent makes
+// bob stale once twice the interval passed. (Issue 11, item 4.)
+func TestStatusReports(t *testing.T) {
+	l := newReportLab(t)
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
+	r, err := l.alice.Reports(ctx, RunSpec{Peer: "bob", Request: commands.Request{Every: 2 * time.Second}}, true)
+	if err != nil || r.Status != StatusDone || r.ExitCode != 0 {
+		t.Fatalf("Reports(bob, 2s) = %+v, %v; want done with exit 0", r, err)
+	}
+
+	// The first report, whole, comes by itself: bob's agent sends it once it took the wish.
+	first := recv(l, l.reports, "first report")
+	if first.Seq != 1 || first.Base != 0 || first.Version == nil || first.Queue == nil || first.LastError == nil {
+		t.Fatalf("first report = %+v, want seq 1, whole, with its own part", first)
+	}
+	if a := recv(l, l.answers, "answer to the first report"); a.Status != StatusDone {
+		t.Fatalf("answer to the first report: %+v", a)
+	}
+	e := l.fleetBob()
+	if e.SysInfo == nil || e.Hostname != "bob-host" || e.Load1 != 0.5 || e.Stale || e.LastReport.IsZero() || e.ReportEvery != 2*time.Second {
+		t.Fatalf("fleet row of bob after the first report = %+v (sysinfo %+v)", e, e.SysInfo)
+	}
+	if rs, _ := l.alice.Results(l.ctx); len(rs) != 1 || rs[0].Command[0] != commands.CmdReportEvery {
+		t.Fatalf("alice's results = %+v, want only the report-every: no command sent for the sysinfo", rs)
+	}
+	if rs, _ := l.bob.Results(l.ctx); len(rs) != 0 {
+		t.Errorf("bob's results = %+v, want none: an answered report leaves no record", rs)
+	}
+	if got := l.bobEntry(); got.AckedSeq != 1 {
+		t.Fatalf("bob's report_to after the answer: %+v, want report 1 acknowledged", got)
+	}
+
+	// Only the load changes: the next report carries only the load (uptime grew with the clock).
+	l.setInfo(func(si *commands.SysInfo) { si.Load1, si.Uptime = 2.5, si.Uptime+2*time.Second })
+	l.advance(2 * time.Second)
+	l.bob.sendReports(l.ctx)
+	second := recv(l, l.reports, "second report")
+	if got := slices.Sorted(maps.Keys(second.SysInfo)); second.Seq != 2 || second.Base != 1 || !slices.Equal(got, []string{"load1"}) ||
+		second.Version != nil || second.Queue != nil || second.LastError != nil {
+		t.Fatalf("second report = %+v (sysinfo members %q), want seq 2 against 1 with load1 only", second, got)
+	}
+	recv(l, l.answers, "answer to the second report")
+	if e := l.fleetBob(); e.Load1 != 2.5 || e.Hostname != "bob-host" || e.Uptime < time.Hour+2*time.Second {
+		t.Fatalf("fleet row of bob after the delta = %+v", e.SysInfo)
+	}
+
+	// Nothing changes: the report is the heartbeat, with only its numbers.
+	l.setInfo(func(si *commands.SysInfo) { si.Uptime += 2 * time.Second })
+	l.advance(2 * time.Second)
+	l.bob.sendReports(l.ctx)
+	if hb := recv(l, l.reports, "heartbeat"); hb.Seq != 3 || hb.Base != 2 || hb.SysInfo != nil || hb.Version != nil || hb.Queue != nil || hb.LastError != nil {
+		t.Fatalf("heartbeat = %+v, want seq 3 against 2 and nothing else", hb)
+	}
+	recv(l, l.answers, "answer to the heartbeat")
+
+	// Alice lacks the base (her state was restored, say): need_whole, then a whole report.
+	if err := l.alice.store.Update(func(tx *keystore.Tx) error {
+		ps, _, err := tx.PeerState("bob")
+		ps.ReportSeq = 1
+		if err == nil {
+			err = tx.PutPeerState(ps)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l.advance(2 * time.Second)
+	l.bob.sendReports(l.ctx)
+	recv(l, l.answers, "answer need_whole")
+	if got := l.bobEntry(); got.AckedSeq != 0 || got.NextDue.After(l.bob.now()) {
+		t.Fatalf("bob's report_to after need_whole: %+v, want nothing acknowledged and a report due now", got)
+	}
+	// bob's agent sends the whole report at once; no need to move the clock.
+	if w := recv(l, l.reports, "whole report after need_whole"); w.Seq != 5 || w.Base != 0 || len(w.SysInfo) == 0 {
+		t.Fatalf("report after need_whole = %+v, want seq 5, whole", w)
+	}
+	recv(l, l.answers, "answer to the whole report")
+
+	// bob's agent stops: bob turns stale once twice the interval passed without a word.
+	l.stopBob()
+	if e := l.fleetBob(); e.Stale {
+		t.Fatalf("bob stale at once after stopping: %+v", e)
+	}
+	l.advance(4*time.Second + time.Millisecond)
+	if e := l.fleetBob(); !e.Stale {
+		t.Fatalf("bob not stale 4 s after its last report with a 2 s interval: %+v", e)
+	}
+}
+
+// TestReportNotAskedIsDenied: a report from a peer alice did not ask (or asked to stop) is
+// denied and changes nothing of alice's state; bob then stops reporting to her.
+func TestReportNotAskedIsDenied(t *testing.T) {
+	l := newReportLab(t)
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
+	// bob believes alice asked (a wish recorded, say, before alice said off).
+	if err := l.bob.store.Update(func(tx *keystore.Tx) error {
+		return tx.PutReportTo(keystore.ReportTo{Name: "alice", Every: time.Hour, NextDue: l.bob.now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l.bob.sendReports(ctx)
+	if a := recv(l, l.answers, "answer to the report"); a.Status != "denied" {
+		t.Fatalf("answer to an unasked report: %+v, want denied", a)
+	}
+	if e := l.fleetBob(); e.SysInfo != nil || !e.LastReport.IsZero() {
+		t.Fatalf("alice kept an unasked report: %+v", e)
+	}
+	var ok bool
+	if err := l.bob.store.View(func(tx *keystore.Tx) error {
+		var err error
+		_, ok, err = tx.ReportTo("alice")
+		return err
+	}); err != nil || ok {
+		t.Fatalf("bob still reports to alice after her denial (%v, %v)", ok, err)
+	}
+	select {
+	case rep := <-l.reports:
+		t.Fatalf("alice accepted %+v", rep)
+	default:
+	}
+}
+
+// TestReportsOff: off stops bob's reports and clears the interval on alice's side.
+func TestReportsOff(t *testing.T) {
+	l := newReportLab(t)
+	ctx, cancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer cancel()
+	for _, every := range []time.Duration{time.Hour, 0} {
+		if r, err := l.alice.Reports(ctx, RunSpec{Peer: "bob", Request: commands.Request{Every: every}}, true); err != nil || r.Status != StatusDone {
+			t.Fatalf("Reports(bob, %v) = %+v, %v", every, r, err)
+		}
+	}
+	if e := l.fleetBob(); e.ReportEvery != 0 || e.Stale {
+		t.Fatalf("fleet row after off: %+v", e)
+	}
+	if got := l.bobEntry(); got.Name != "" {
+		t.Fatalf("bob's report_to after off: %+v, want none", got)
+	}
+	if _, err := l.alice.Reports(ctx, RunSpec{Peer: "bob", Request: commands.Request{Every: time.Millisecond}}, false); err == nil {
+		t.Fatal("Reports with an interval below the minimum: no error")
+	}
+}
+
+// TestReportSysInfoBounded: when collecting the host's facts hangs (statfs on a hung mount), a
+// report waits sysinfoWait and goes with the last facts collected, and the serving loop goes on;
+// while the hung collection lasts, no second one is started.
+func TestReportSysInfoBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := &Node{}
+		release := make(chan struct{})
+		var calls atomic.Int32
+		old := reportSysInfo
+		reportSysInfo = func(*Node) commands.SysInfo {
+			if calls.Add(1) == 1 {
+				return commands.SysInfo{Hostname: "web1"}
+			}
+			<-release
+			return commands.SysInfo{Hostname: "web1-late"}
+		}
+		defer func() { reportSysInfo = old }()
+		if si, fresh := n.boundedSysInfo(); !fresh || si.Hostname != "web1" {
+			t.Fatalf("first collection: %+v, fresh %v", si, fresh)
+		}
+		if si, fresh := n.boundedSysInfo(); fresh || si.Hostname != "web1" { // waits sysinfoWait (fake clock)
+			t.Fatalf("a hung collection: %+v, fresh %v; want the last facts, not fresh", si, fresh)
+		}
+		if si, fresh := n.boundedSysInfo(); fresh || si.Hostname != "web1" || calls.Load() != 2 {
+			t.Fatalf("while it still hangs: %+v, fresh %v, %d collections; want no new one", si, fresh, calls.Load())
+		}
+		close(release)
+		synctest.Wait()
+		if si, fresh := n.boundedSysInfo(); !fresh || calls.Load() != 3 {
+			t.Fatalf("after the hang ended: %+v, fresh %v, %d collections", si, fresh, calls.Load())
+		}
+	})
+}
