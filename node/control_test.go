@@ -341,6 +341,14 @@ func lchown(t *testing.T, path string, uid int) {
 // pending is reported as a timeout (exit 75), not as an agent that stopped answering (76).
 func TestRunTimeoutThroughAgentIsPending(t *testing.T) {
 	l := newLab(t)
+	// The session first: a handshake makes an RSA-3072 key before the command is recorded,
+	// which on a loaded machine took longer than the timeout and its grace together, so the
+	// agent's answer came too late for reasons this test is not about.
+	l.serveBob()
+	if r, err := l.alice.Run(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "ping"}}, true, nil); err != nil || r.Status != StatusDone {
+		t.Fatalf("warm-up ping: %+v, %v", r, err)
+	}
+	l.stopBob()
 	ctx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	if _, err := l.alice.ListenControl(ctx); err != nil {
