@@ -31,6 +31,9 @@ type PeerState struct {
 	LastReport time.Time       `json:"last_report,omitzero"`
 	ReportSeq  uint64          `json:"report_seq,omitempty"`
 	Report     json.RawMessage `json:"report,omitempty"`
+	// ReportAsk: ReportEvery was asked for at `peer add`, before the peer was paired; the
+	// request goes to the peer once pairing completes.
+	ReportAsk bool `json:"report_ask,omitempty"`
 }
 
 func (p PeerState) validate() error {

@@ -22,6 +22,9 @@ type PeerSpec struct {
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	Allow       []string `json:"allow,omitempty"`
 	Tags        []string `json:"tags,omitempty"` // added to the peer's tags
+	// ReportEvery asks the peer for status reports at this interval once it is paired (0:
+	// none); for a peer paired already, `peer report` asks at once.
+	ReportEvery time.Duration `json:"report_every,omitempty"`
 }
 
 // PeerAdded tells the operator what happened and what to do on the other side.
@@ -57,7 +60,23 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			return res, err
 		}
 	}
+	if spec.ReportEvery != 0 {
+		if _, err := encodeRequest(commands.Request{Name: commands.CmdReportEvery, Every: spec.ReportEvery}); err != nil {
+			return res, err
+		}
+	}
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if spec.ReportEvery > 0 {
+			// Asked of the peer when pairing completes (askReportsAtPairing).
+			ps, _, err := tx.PeerState(spec.Name)
+			if err != nil {
+				return err
+			}
+			ps.ReportEvery, ps.ReportAsk = spec.ReportEvery, true
+			if err := tx.PutPeerState(ps); err != nil {
+				return err
+			}
+		}
 		if len(spec.Tags) > 0 {
 			// --tag adds to the peer's tags, as --allow to its allow list.
 			old, err := tx.PeerTags(spec.Name)
@@ -96,7 +115,8 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			if spec.Address != "" && !strings.EqualFold(spec.Address, existing.Address) {
 				return fmt.Errorf("peer %q is pinned at %s; to change its address run `sealpost peer remove %s` and pair again", spec.Name, existing.Address, spec.Name)
 			}
-			return nil
+			// Paired already: the reports are asked for now.
+			return n.askReportsAtPairing(tx, st, existing)
 		}
 		if spec.Address == "" {
 			return fmt.Errorf("peer add %s: --address is required to pair", spec.Name)
@@ -121,7 +141,7 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 	if err != nil {
 		return res, err
 	}
-	if res.Pairing {
+	if res.Pairing || spec.ReportEvery > 0 {
 		if err := n.Flush(ctx); err != nil {
 			return res, fmt.Errorf("pairing armed, but mailing it failed (it stays queued): %w", err)
 		}

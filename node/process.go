@@ -420,6 +420,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		if err := reply(out.Reply); err != nil {
 			return eff, err
 		}
+		if err := n.askReportsAtPairing(tx, st, peer); err != nil {
+			return eff, err
+		}
 	case session.HandshakeAccepted:
 		ev(Event{Kind: EventSession, Status: "Initializing", Detail: "inbound session " + out.Session.String()[:8]})
 		if err := reply(out.Reply); err != nil {

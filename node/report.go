@@ -68,6 +68,30 @@ func (n *Node) Reports(ctx context.Context, spec RunSpec, wait bool) (Result, er
 	return n.Run(ctx, spec, wait, nil)
 }
 
+// askReportsAtPairing sends the report-every that `peer add --report-every` asked for, now that
+// the peer is pinned, in the transaction that pins it: it waits for the session like any command.
+func (n *Node) askReportsAtPairing(tx *keystore.Tx, st TxStore, peer keystore.Peer) error {
+	ps, _, err := tx.PeerState(peer.Name)
+	if err != nil || !ps.ReportAsk {
+		return err
+	}
+	now := n.now()
+	req := commands.Request{Name: commands.CmdReportEvery, Every: ps.ReportEvery, Sent: now}
+	frame, err := encodeRequest(req)
+	if err != nil {
+		return err
+	}
+	var id session.CommandID
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
+	if _, err := n.submitIn(tx, st, id, RunSpec{ID: id, Peer: peer.Name, Request: req, TTL: 24 * time.Hour}, frame, now, nil); err != nil {
+		return err
+	}
+	ps.ReportAsk = false
+	return tx.PutPeerState(ps)
+}
+
 // ReportsUnsupported reports whether r, the result of a report-every, says the peer does not
 // know status reports: it refused the command as unknown (an ERROR denied or bad-command; a
 // peer that knows report-every always accepts it from a paired peer).

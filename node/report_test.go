@@ -292,3 +292,55 @@ func TestReportSysInfoBounded(t *testing.T) {
 		}
 	})
 }
+
+// TestReportEveryAtPairing: `peer add --report-every` before the peer is paired asks for the
+// reports once pairing completes, and the first report reaches the fleet view without any
+// other command.
+func TestReportEveryAtPairing(t *testing.T) {
+	l := newLab(t)
+	carol := l.open("carol", nil, true)
+	// Each mail alice takes in from carol (pairing, handshake, the report) is an event; the
+	// fleet view is looked at after each.
+	fromCarol := make(chan struct{}, 64)
+	l.alice.opts.Events = func(e Event) {
+		if e.Kind == EventReceived && e.Peer == "carol" {
+			select {
+			case fromCarol <- struct{}{}:
+			default:
+			}
+		}
+	}
+	added, err := l.alice.AddPeer(l.ctx, PeerSpec{Name: "carol", Address: "carol@example.test", ReportEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.AddPeer(l.ctx, PeerSpec{Name: "alice", Address: "alice@example.test", Code: added.GeneratedCode}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	defer cancel()
+	done := make(chan struct{}, 2)
+	for _, n := range []*Node{l.alice, carol} {
+		go func() { n.Serve(ctx, false); done <- struct{}{} }()
+	}
+	defer func() { cancel(); <-done; <-done }()
+	wctx, wcancel := context.WithTimeout(l.ctx, 30*time.Second)
+	defer wcancel()
+	for {
+		select {
+		case <-wctx.Done():
+			t.Fatal("no report from carol within 30 s")
+		case <-fromCarol:
+		}
+		fl, err := l.alice.Fleet(wctx, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fl) == 1 && fl[0].SysInfo != nil && !fl[0].LastReport.IsZero() {
+			if fl[0].ReportEvery != time.Hour {
+				t.Fatalf("carol's report interval: %v", fl[0].ReportEvery)
+			}
+			return
+		}
+	}
+}

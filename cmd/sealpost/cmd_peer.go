@@ -166,7 +166,7 @@ func runPeerTag(ctx context.Context, g *globals, args []string, add bool) error 
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...]",
+	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...] [--report-every D]",
 		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over). --tag adds a tag (see `sealpost peer tag`).",
 		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime --tag web")
 	var spec node.PeerSpec
@@ -178,6 +178,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&spec.Fingerprint, "fingerprint", "", "pin the peer's `FINGERPRINT` (from `sealpost id` on the peer) instead of a code")
 	fs.Var(&allow, "allow", "`PROGRAM` the peer may run here (repeatable)")
 	fs.Var(&tags, "tag", "add `TAG` to the peer's tags, for targets such as @TAG (repeatable)")
+	fs.DurationVar(&spec.ReportEvery, "report-every", 0, "ask the peer, once paired, to mail a status report every `INTERVAL` (1s to 24h;\nsee `sealpost peer report`)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -226,6 +227,9 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	}
 	if len(res.Tags) > 0 {
 		fmt.Fprintf(g.stdout, "%s is tagged: %s\n", spec.Name, strings.Join(res.Tags, " "))
+	}
+	if spec.ReportEvery > 0 {
+		fmt.Fprintf(g.stdout, "%s will be asked for a status report every %s once it is paired (sealpost fleet shows them).\n", spec.Name, spec.ReportEvery)
 	}
 	return nil
 }
