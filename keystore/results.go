@@ -25,9 +25,13 @@ import (
 //	results          cmd id (16)         -> JSON
 //	results_by_sent  T(sent) || cmd id   -> ""
 type Result struct {
-	CommandID       [16]byte
-	Peer            string
-	Command         []string
+	CommandID [16]byte
+	Peer      string
+	Command   []string
+	// Request is the request's name (ping, sysinfo, exec, report, report-every): what kind of
+	// command it was, which the command line does not say (a program may be called ping).
+	// Empty in results recorded before it was kept.
+	Request         string
 	Status          string
 	Outcome         string
 	ExitCode        int
@@ -49,6 +53,7 @@ type resultRecord struct {
 	CommandID       string        `json:"command_id"` // hex
 	Peer            string        `json:"peer"`
 	Command         []string      `json:"command,omitempty"`
+	Request         string        `json:"request,omitempty"`
 	Status          string        `json:"status"`
 	Outcome         string        `json:"outcome,omitempty"`
 	ExitCode        int           `json:"exit_code"`
@@ -99,6 +104,9 @@ func (r Result) validate() error {
 	if err := checkToken("result outcome", r.Outcome); err != nil {
 		return err
 	}
+	if err := checkToken("result request", r.Request); err != nil {
+		return err
+	}
 	switch {
 	case r.Signal < 0:
 		return invalidf("result signal %d", r.Signal)
@@ -132,7 +140,7 @@ func checkToken(kind, s string) error {
 }
 
 func (r Result) record() resultRecord {
-	return resultRecord{hex.EncodeToString(r.CommandID[:]), r.Peer, r.Command, r.Status, r.Outcome, r.ExitCode, r.Signal,
+	return resultRecord{hex.EncodeToString(r.CommandID[:]), r.Peer, r.Command, r.Request, r.Status, r.Outcome, r.ExitCode, r.Signal,
 		r.Error, r.Stdout, r.Stderr, r.StdoutTruncated, r.StderrTruncated, r.Sent.UTC(), r.Started.UTC(), r.Duration,
 		r.Finished.UTC(), r.Attempts, r.LastAttempt.UTC()}
 }
@@ -162,10 +170,10 @@ func decodeResult(k, v []byte) (Result, error) {
 		storedTime(what, "finished", rec.Finished), storedTime(what, "last_attempt", rec.LastAttempt)); err != nil {
 		return Result{}, err
 	}
-	if err := checkToken("result outcome", rec.Outcome); err != nil || rec.Signal < 0 || rec.Duration < 0 || rec.Attempts < 0 {
+	if err := errors.Join(checkToken("result outcome", rec.Outcome), checkToken("result request", rec.Request)); err != nil || rec.Signal < 0 || rec.Duration < 0 || rec.Attempts < 0 {
 		return Result{}, corruptf("%s: outcome %q, signal %d, duration %d, attempts %d", what, rec.Outcome, rec.Signal, rec.Duration, rec.Attempts)
 	}
-	r := Result{Peer: rec.Peer, Command: rec.Command, Status: rec.Status, Outcome: rec.Outcome, ExitCode: rec.ExitCode,
+	r := Result{Peer: rec.Peer, Command: rec.Command, Request: rec.Request, Status: rec.Status, Outcome: rec.Outcome, ExitCode: rec.ExitCode,
 		Signal: rec.Signal, Error: rec.Error, Stdout: rec.Stdout, Stderr: rec.Stderr, StdoutTruncated: rec.StdoutTruncated,
 		StderrTruncated: rec.StderrTruncated, Sent: rec.Sent, Started: rec.Started, Duration: rec.Duration,
 		Finished: rec.Finished, Attempts: rec.Attempts, LastAttempt: rec.LastAttempt}

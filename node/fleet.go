@@ -137,8 +137,9 @@ func memFree(si commands.SysInfo) *float64 {
 
 // noteAnswer keeps what an answer tells of the peer's host for the fleet view: a sysinfo, or a
 // ping's round trip (from r.Sent to now). Called in the transaction that records the answer.
-func (n *Node) noteAnswer(tx *keystore.Tx, peer string, command []string, sent time.Time, res commands.Result) error {
-	isPing := len(command) == 1 && command[0] == commands.CmdPing
+func (n *Node) noteAnswer(tx *keystore.Tx, peer string, kind string, sent time.Time, res commands.Result) error {
+	// By the request's name, never the command line: a program may be called ping.
+	isPing := kind == commands.CmdPing
 	if res.Info == nil && !isPing {
 		return nil
 	}

@@ -473,10 +473,10 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 	case session.Delivered:
 		res, derr := decodeResult(out.Payload)
-		var asked []string // the command line, and when it was sent, for the fleet view
+		var kind string // the request's name, and when it was sent, for the fleet view
 		var sent time.Time
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
-			asked, sent = r.Command, r.Sent
+			kind, sent = r.Request, r.Sent
 			if derr != nil {
 				r.Status, r.Error, r.ExitCode = StatusFailed, derr.Error(), -1
 				return
@@ -506,10 +506,10 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 		if derr == nil {
-			if err := n.noteAnswer(tx, peer.Name, asked, sent, res); err != nil {
+			if err := n.noteAnswer(tx, peer.Name, kind, sent, res); err != nil {
 				return eff, err
 			}
-			if err := n.reportAnswered(tx, peer.Name, out.Command, asked, res, 0); err != nil {
+			if err := n.reportAnswered(tx, peer.Name, out.Command, kind, res, 0); err != nil {
 				return eff, err
 			}
 		}
@@ -525,9 +525,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			}
 		}
 	case session.Failed:
-		var asked []string
+		var kind string
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
-			asked = r.Command
+			kind = r.Request
 			r.Status, r.Error, r.ExitCode = out.Err.Code.String(), out.Err.Detail, -1
 			if out.Err.Code == session.CodeClock {
 				r.Error = out.Err.Error()
@@ -535,7 +535,7 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}); err != nil {
 			return eff, err
 		}
-		if err := n.reportAnswered(tx, peer.Name, out.Command, asked, commands.Result{}, out.Err.Code); err != nil {
+		if err := n.reportAnswered(tx, peer.Name, out.Command, kind, commands.Result{}, out.Err.Code); err != nil {
 			return eff, err
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})

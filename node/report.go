@@ -244,11 +244,9 @@ func (n *Node) acceptReport(tx *keystore.Tx, name string, rep commands.Report, n
 // denial ends the reports to that peer; the report's result record is dropped, since reports
 // would otherwise fill the results history. On the controller's side a report-every the peer
 // refused clears the interval recorded for it. code is the ERROR's, or 0 for a RESPONSE.
-func (n *Node) reportAnswered(tx *keystore.Tx, peer string, id session.CommandID, asked []string, res commands.Result, code session.ErrorCode) error {
-	if len(asked) != 1 {
-		return nil
-	}
-	switch asked[0] {
+func (n *Node) reportAnswered(tx *keystore.Tx, peer string, id session.CommandID, kind string, res commands.Result, code session.ErrorCode) error {
+	// By the request's name, never the command line: a program may be called report.
+	switch kind {
 	case commands.CmdReportEvery:
 		if code != session.CodeDenied && code != session.CodeBadCommand {
 			return nil

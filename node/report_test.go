@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -342,5 +344,41 @@ func TestReportEveryAtPairing(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// TestProgramsNamedLikeRequests: a program called report, report-every or ping is an ordinary
+// command: its result is kept, and it touches neither the reports nor the fleet view's round
+// trip. (Recognising reports by the command line deleted the result of `run bob -- report`.)
+func TestProgramsNamedLikeRequests(t *testing.T) {
+	l := newLab(t)
+	dir := t.TempDir()
+	var allow []string
+	for _, name := range []string{"report", "report-every", "ping"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\necho "+name+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		allow = append(allow, p)
+	}
+	if _, err := l.bob.Allow(l.ctx, "alice", allow, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.serveBob()
+	for _, name := range []string{"report", "report-every", "ping"} {
+		r := l.run(name)
+		if r.Status != StatusDone || string(r.Stdout) != name+"\n" {
+			t.Fatalf("run %s: %+v", name, r)
+		}
+		if got, ok, err := l.alice.Result(r.CommandID); err != nil || !ok || got.Status != StatusDone {
+			t.Fatalf("the result of run %s afterwards: %+v, %v, %v", name, got, ok, err)
+		}
+	}
+	fl, err := l.alice.Fleet(l.ctx, "bob")
+	if err != nil || len(fl) != 1 {
+		t.Fatal(fl, err)
+	}
+	if fl[0].RoundTrip != 0 {
+		t.Fatalf("a program called ping set the round trip of bob's pings: %v", fl[0].RoundTrip)
 	}
 }

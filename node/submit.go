@@ -84,7 +84,7 @@ func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec 
 		}
 		return false, fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
 	}
-	r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Status: StatusQueued, Sent: now}
+	r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Request: spec.Request.Name, Status: StatusQueued, Sent: now}
 	// Queued orders the commands waiting for a session: they go out, and so run, in the
 	// order they were issued.
 	q := keystore.QueuedCommand{ID: id, Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
