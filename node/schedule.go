@@ -26,7 +26,8 @@ import (
 //
 // # Firing: once per slot, never twice, never lost
 //
-// A slot fires in ONE transaction (fireIn): the commands to every peer are recorded and sealed
+// A slot fires in ONE transaction (fireIn), after the handshake keys its peers without a session
+// need were made outside it (fireKeys): the commands to every peer are recorded and sealed
 // into the outbox (submitIn, as Submit does), the run is recorded with their ids, and the
 // schedule's next slot is set. A crash before the commit leaves nothing, and the slot is still
 // due at the next start; a crash after it leaves the mails in the durable outbox, which the
@@ -254,9 +255,13 @@ func (n *Node) ScheduleRuns(ctx context.Context, name string) ([]ScheduleRun, er
 // commands. The run is judged by the schedule's next slot.
 func (n *Node) RunSchedule(ctx context.Context, name string) (ScheduleRun, error) {
 	var run ScheduleRun
-	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+	keys, err := n.fireKeys(ctx, name)
+	if err != nil {
+		return run, err
+	}
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		var err error
-		run, _, err = n.fireIn(tx, st, name, n.now(), true)
+		run, _, err = n.fireIn(tx, st, name, n.now(), true, keys)
 		return err
 	})
 	if err != nil {
@@ -270,9 +275,36 @@ func (n *Node) RunSchedule(ctx context.Context, name string) (ScheduleRun, error
 	return run, nil
 }
 
+// fireKeys makes, before the transaction that fires schedule name, the handshake keys of its
+// peers that have no session yet (handshakeKeys, on every core). Made inside it, each RSA key
+// would hold the state's one writer for about half a second: minutes when a schedule first
+// fires to a large fleet. The transaction resolves the target again and checks again that the
+// slot is due; a key it does not use costs only the time it took.
+func (n *Node) fireKeys(ctx context.Context, name string) (*keySupply, error) {
+	var specs []RunSpec
+	if err := n.view(func(tx *keystore.Tx, _ TxStore) error {
+		s, ok, err := tx.Schedule(name)
+		if err != nil || !ok {
+			return err // fireIn says what is wrong
+		}
+		names, err := n.resolveTarget(tx, s.Target)
+		if err != nil {
+			return nil // fireIn records it in the run
+		}
+		for _, p := range names {
+			specs = append(specs, RunSpec{Peer: p})
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return n.handshakeKeys(ctx, specs)
+}
+
 // fireIn fires schedule name in tx (see "Firing" above): a due slot, or with manual a run now.
-// fired: false when the schedule was not due (another fire got there first).
-func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, manual bool) (run ScheduleRun, fired bool, err error) {
+// fired: false when the schedule was not due (another fire got there first). keys holds the
+// handshake keys made ahead (fireKeys).
+func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, manual bool, keys *keySupply) (run ScheduleRun, fired bool, err error) {
 	s, ok, err := tx.Schedule(name)
 	if err != nil {
 		return run, false, err
@@ -339,7 +371,7 @@ func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, m
 		if _, err := rand.Read(id[:]); err != nil {
 			return run, false, err
 		}
-		if _, err := n.submitIn(tx, st, id, RunSpec{ID: id, Peer: peer, Request: req, TTL: ttl}, frame, now, nil); err != nil {
+		if _, err := n.submitIn(tx, st, id, RunSpec{ID: id, Peer: peer, Request: req, TTL: ttl}, frame, now, keys); err != nil {
 			return run, false, fmt.Errorf("schedule %s: command to %s: %w", name, peer, err)
 		}
 		run.Peers = append(run.Peers, ScheduleRunPeer{Peer: peer, ID: id.String()})
@@ -575,11 +607,14 @@ func (n *Node) tickSchedules(ctx context.Context, sc *scheduler) (time.Time, []s
 	fired := false
 	for _, name := range due {
 		var ok bool
-		err := n.update(func(tx *keystore.Tx, st TxStore) error {
-			var err error
-			_, ok, err = n.fireIn(tx, st, name, now, false)
-			return err
-		})
+		keys, err := n.fireKeys(ctx, name)
+		if err == nil {
+			err = n.update(func(tx *keystore.Tx, st TxStore) error {
+				var err error
+				_, ok, err = n.fireIn(tx, st, name, now, false, keys)
+				return err
+			})
+		}
 		if err != nil {
 			n.log.Warn("a schedule could not fire; it is tried again", "op", "schedule", "name", name, "err", err)
 			continue
