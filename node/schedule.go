@@ -98,8 +98,9 @@ var hookTimeout = time.Minute
 const scheduleRetry = 5 * time.Second
 
 // CheckScheduleSpec checks the form of spec without the state: a name, exactly one of an
-// interval of at least 1s and a cron expression that parses, a jitter below the interval, a
-// target and a request that can be sent. Errors are *ScheduleError.
+// interval of at least 1s and a cron expression that parses, a jitter below the interval (for a
+// cron expression, the shortest time between two of its runs: cronMinGap), a target and a
+// request that can be sent. Errors are *ScheduleError.
 func CheckScheduleSpec(spec ScheduleSpec, now time.Time) error {
 	bad := func(field, format string, args ...any) error {
 		return &ScheduleError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -120,14 +121,13 @@ func CheckScheduleSpec(spec ScheduleSpec, now time.Time) error {
 		if err != nil {
 			return bad("cron", "%v", err)
 		}
-		first := e.Next(now)
-		if first.IsZero() {
+		if e.Next(now).IsZero() {
 			return bad("cron", "%q names no time in the next years", spec.Cron)
 		}
-		interval = e.Next(first).Sub(first)
+		interval = cronMinGap(e, now)
 	}
-	if spec.Jitter < 0 || spec.Jitter >= interval {
-		return bad("jitter", "%s: want at least 0 and below the interval (%s)", spec.Jitter, interval)
+	if spec.Jitter < 0 || interval > 0 && spec.Jitter >= interval {
+		return bad("jitter", "%s: want at least 0 and below the shortest time between two runs (%s)", spec.Jitter, interval)
 	}
 	if _, err := ParseTarget(spec.Target); err != nil {
 		return bad("target", "%v", err)
@@ -154,11 +154,57 @@ func nextSlot(s keystore.Schedule, after time.Time) time.Time {
 	return e.Next(after)
 }
 
-func withJitter(slot time.Time, jitter time.Duration) time.Time {
-	if jitter <= 0 || slot.IsZero() {
+// cronGapMatches and cronGapWindow bound cronMinGap's search: an expression's next 400 times, or
+// a year of them, show every gap it has (its pattern repeats within a year, leap days aside).
+const (
+	cronGapMatches = 400
+	cronGapWindow  = 366 * 24 * time.Hour
+)
+
+// cronMinGap is the shortest time between two consecutive times of e from now on (over its
+// next cronGapMatches times or a year of them, and at least the first two); 0 when e names
+// fewer than two. A jitter must stay below it: the first gap alone (`0 3,4 * * *`: 23 hours
+// from 03:30) let a jitter push a run past the next slot, which was then skipped. It is counted
+// in UTC, so that a clock change (an hour repeated) does not refuse a daily schedule's jitter;
+// jittered keeps each slot's jitter below that slot's own gap.
+func cronMinGap(e *cron.Expr, now time.Time) time.Duration {
+	t := e.Next(now.UTC())
+	if t.IsZero() {
+		return 0
+	}
+	end := t.Add(cronGapWindow)
+	var gap time.Duration
+	for range cronGapMatches {
+		next := e.Next(t)
+		if next.IsZero() {
+			break
+		}
+		if d := next.Sub(t); gap == 0 || d < gap {
+			gap = d
+		}
+		if next.After(end) {
+			break
+		}
+		t = next
+	}
+	return gap
+}
+
+// jittered is slot delayed by a random part of s's jitter, kept below the slot after it: a
+// run never fires past its next slot (which would then be skipped), even where a cron
+// expression's gaps differ or a clock change shortens one.
+func jittered(s keystore.Schedule, slot time.Time) time.Time {
+	j := s.Jitter
+	if j <= 0 || slot.IsZero() || slot.Equal(neverDue) {
 		return slot
 	}
-	return slot.Add(mrand.N(jitter))
+	if next := nextSlot(s, slot); !next.IsZero() {
+		j = min(j, next.Sub(slot))
+	}
+	if j <= 0 {
+		return slot
+	}
+	return slot.Add(mrand.N(j))
 }
 
 // neverDue stands for "no next slot" (a cron expression that names no more times): far enough
@@ -188,7 +234,7 @@ func (n *Node) AddSchedule(ctx context.Context, spec ScheduleSpec) (ScheduleInfo
 		if s.Slot.IsZero() {
 			s.Slot = neverDue
 		}
-		s.Due = withJitter(s.Slot, s.Jitter)
+		s.Due = jittered(s, s.Slot)
 		if err := tx.PutSchedule(s); err != nil {
 			return err
 		}
@@ -342,7 +388,7 @@ func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, m
 		if next.IsZero() {
 			next = neverDue
 		}
-		s.Slot, s.Due = next, withJitter(next, s.Jitter)
+		s.Slot, s.Due = next, jittered(s, next)
 		due = s.Due
 	}
 	if !due.After(now) { // a manual run while the schedule is overdue: judged by its next slot

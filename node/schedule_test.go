@@ -289,3 +289,41 @@ func TestScheduleFireMakesHandshakeKeysAhead(t *testing.T) {
 		t.Fatalf("%d handshake keys were made inside the fire's transaction, want 0 (made ahead by fireKeys)", n)
 	}
 }
+
+// TestCronJitterNeverSkipsASlot: `0 3,4 * * *` has a 23-hour gap and a 1-hour one. Checked at
+// 03:30, the first gap is the long one, and a 5-hour jitter used to be accepted: a run fired at
+// 03:00 plus up to 5 hours then passed the 04:00 slot, which was skipped. The jitter is checked
+// against the shortest gap, and each slot's jitter is kept below the time to the slot after it
+// (for a schedule stored before, or a clock change).
+func TestCronJitterNeverSkipsASlot(t *testing.T) {
+	echo := commands.Request{Name: "exec", Argv: []string{"echo"}}
+	at0330 := time.Date(2031, 3, 4, 3, 30, 0, 0, time.UTC)
+	spec := ScheduleSpec{Name: "x", Target: "bob", Request: echo, Cron: "0 3,4 * * *", Jitter: 5 * time.Hour}
+	var se *ScheduleError
+	if err := CheckScheduleSpec(spec, at0330); !errors.As(err, &se) || se.Field != "jitter" {
+		t.Errorf("CheckScheduleSpec(%q, jitter 5h) at 03:30 = %v, want a jitter *ScheduleError", spec.Cron, err)
+	}
+	spec.Jitter = 59 * time.Minute
+	if err := CheckScheduleSpec(spec, at0330); err != nil {
+		t.Errorf("CheckScheduleSpec(%q, jitter 59m) = %v, want accepted", spec.Cron, err)
+	}
+	spec.Cron, spec.Jitter = "0 3 * * *", 5*time.Hour
+	if err := CheckScheduleSpec(spec, at0330); err != nil {
+		t.Errorf("CheckScheduleSpec(%q, jitter 5h) = %v, want accepted", spec.Cron, err)
+	}
+
+	s := keystore.Schedule{Name: "x", Cron: "0 3,4 * * *", Jitter: 5 * time.Hour}
+	slot := time.Date(2031, 3, 5, 3, 0, 0, 0, time.UTC)
+	next := slot.Add(time.Hour)
+	for range 200 {
+		if due := jittered(s, slot); due.Before(slot) || !due.Before(next) {
+			t.Fatalf("the 03:00 slot with a 5h jitter fires at %s, want in [03:00, 04:00)", due.Format(time.TimeOnly))
+		}
+	}
+	s = keystore.Schedule{Name: "y", Every: time.Hour, Jitter: 10 * time.Minute}
+	for range 200 {
+		if due := jittered(s, slot); due.Before(slot) || !due.Before(slot.Add(10*time.Minute)) {
+			t.Fatalf("an hourly slot with a 10m jitter fires at %s, want in [03:00, 03:10)", due.Format(time.TimeOnly))
+		}
+	}
+}
