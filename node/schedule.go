@@ -45,8 +45,9 @@ import (
 // (its Deadline), whichever comes first: it failed when a peer's command did not end with exit
 // status 0, a peer did not answer by then, or a peer could not be sent the command. A failed
 // run of a schedule with a failure hook runs the hook (/bin/sh -c, the run as JSON on stdin,
-// bounded by hookTimeout) in the agent, beside the serving loop; a hook cut off by the agent
-// stopping runs again at the next start (the run stays pending until its hook has run).
+// bounded by hookTimeout, in a process group of its own that ends with it: runHook) in the
+// agent, beside the serving loop; a hook cut off by the agent stopping runs again at the next
+// start (the run stays pending until its hook has run).
 
 // ScheduleSpec is a schedule as `sealpost schedule add` gives it. Exactly one of Every and
 // Cron is set.
@@ -754,21 +755,14 @@ func (n *Node) startHook(ctx context.Context, sc *scheduler, h hookJob) {
 			}
 		}
 		stdin, _ := json.Marshal(in)
-		hctx, cancel := context.WithTimeout(ctx, hookTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(hctx, "/bin/sh", "-c", h.command)
-		cmd.Stdin = bytes.NewReader(append(stdin, '\n'))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.WaitDelay = 5 * time.Second // a child holding the output open does not keep the hook
-		err := cmd.Run()
+		out, err := runHook(ctx, h.command, append(stdin, '\n'), hookTimeout)
 		if ctx.Err() != nil {
 			return // the agent stops: the hook stays due and runs again at the next start
 		}
 		state, why := keystore.HookRan, ""
 		if err != nil {
 			state = keystore.HookFailed
-			why = clip(strings.TrimSpace(fmt.Sprintf("%v: %s", err, lastLines(out.String(), 400))), maxRunText)
+			why = clip(strings.TrimSpace(fmt.Sprintf("%v: %s", err, lastLines(out, 400))), maxRunText)
 			n.log.Warn("a schedule's failure hook failed", "op", "schedule", "name", h.run.Schedule, "err", why)
 		}
 		uerr := n.update(func(tx *keystore.Tx, _ TxStore) error {
@@ -791,6 +785,27 @@ func (n *Node) startHook(ctx context.Context, sc *scheduler, h hookJob) {
 			n.log.Warn("could not record a failure hook's end; it may run again", "op", "schedule", "name", h.run.Schedule, "err", uerr)
 		}
 	}()
+}
+
+// runHook runs command with /bin/sh -c, stdin on its standard input, bounded by timeout and
+// ctx, and returns its output. The shell runs in a process group of its own (hookProcGroup),
+// and the whole group is killed when the hook times out or the agent stops, and once the shell
+// has ended, so that a child it started does not outlive it (THREATS.md row 39: killing the
+// shell alone left its children running). A child that leaves the group (setsid) escapes this.
+func runHook(ctx context.Context, command string, stdin []byte, timeout time.Duration) (string, error) {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", command)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second // a child holding the output open does not keep the hook
+	hookProcGroup(cmd)
+	err := cmd.Run()
+	if cmd.Process != nil {
+		endHookGroup(cmd.Process.Pid)
+	}
+	return out.String(), err
 }
 
 // lastLines is the end of s, at most max bytes.
