@@ -26,7 +26,8 @@ import (
 //
 // # Firing: once per slot, never twice, never lost
 //
-// A slot fires in ONE transaction (fireIn): the commands to every peer are recorded and sealed
+// A slot fires in ONE transaction (fireIn), after the handshake keys its peers without a session
+// need were made outside it (fireKeys): the commands to every peer are recorded and sealed
 // into the outbox (submitIn, as Submit does), the run is recorded with their ids, and the
 // schedule's next slot is set. A crash before the commit leaves nothing, and the slot is still
 // due at the next start; a crash after it leaves the mails in the durable outbox, which the
@@ -44,8 +45,9 @@ import (
 // (its Deadline), whichever comes first: it failed when a peer's command did not end with exit
 // status 0, a peer did not answer by then, or a peer could not be sent the command. A failed
 // run of a schedule with a failure hook runs the hook (/bin/sh -c, the run as JSON on stdin,
-// bounded by hookTimeout) in the agent, beside the serving loop; a hook cut off by the agent
-// stopping runs again at the next start (the run stays pending until its hook has run).
+// bounded by hookTimeout, in a process group of its own that ends with it: runHook) in the
+// agent, beside the serving loop; a hook cut off by the agent stopping runs again at the next
+// start (the run stays pending until its hook has run).
 
 // ScheduleSpec is a schedule as `sealpost schedule add` gives it. Exactly one of Every and
 // Cron is set.
@@ -97,8 +99,9 @@ var hookTimeout = time.Minute
 const scheduleRetry = 5 * time.Second
 
 // CheckScheduleSpec checks the form of spec without the state: a name, exactly one of an
-// interval of at least 1s and a cron expression that parses, a jitter below the interval, a
-// target and a request that can be sent. Errors are *ScheduleError.
+// interval of at least 1s and a cron expression that parses, a jitter below the interval (for a
+// cron expression, the shortest time between two of its runs: cronMinGap), a target and a
+// request that can be sent. Errors are *ScheduleError.
 func CheckScheduleSpec(spec ScheduleSpec, now time.Time) error {
 	bad := func(field, format string, args ...any) error {
 		return &ScheduleError{Field: field, Reason: fmt.Sprintf(format, args...)}
@@ -119,14 +122,13 @@ func CheckScheduleSpec(spec ScheduleSpec, now time.Time) error {
 		if err != nil {
 			return bad("cron", "%v", err)
 		}
-		first := e.Next(now)
-		if first.IsZero() {
+		if e.Next(now).IsZero() {
 			return bad("cron", "%q names no time in the next years", spec.Cron)
 		}
-		interval = e.Next(first).Sub(first)
+		interval = cronMinGap(e, now)
 	}
-	if spec.Jitter < 0 || spec.Jitter >= interval {
-		return bad("jitter", "%s: want at least 0 and below the interval (%s)", spec.Jitter, interval)
+	if spec.Jitter < 0 || interval > 0 && spec.Jitter >= interval {
+		return bad("jitter", "%s: want at least 0 and below the shortest time between two runs (%s)", spec.Jitter, interval)
 	}
 	if _, err := ParseTarget(spec.Target); err != nil {
 		return bad("target", "%v", err)
@@ -153,11 +155,57 @@ func nextSlot(s keystore.Schedule, after time.Time) time.Time {
 	return e.Next(after)
 }
 
-func withJitter(slot time.Time, jitter time.Duration) time.Time {
-	if jitter <= 0 || slot.IsZero() {
+// cronGapMatches and cronGapWindow bound cronMinGap's search: an expression's next 400 times, or
+// a year of them, show every gap it has (its pattern repeats within a year, leap days aside).
+const (
+	cronGapMatches = 400
+	cronGapWindow  = 366 * 24 * time.Hour
+)
+
+// cronMinGap is the shortest time between two consecutive times of e from now on (over its
+// next cronGapMatches times or a year of them, and at least the first two); 0 when e names
+// fewer than two. A jitter must stay below it: the first gap alone (`0 3,4 * * *`: 23 hours
+// from 03:30) let a jitter push a run past the next slot, which was then skipped. It is counted
+// in UTC, so that a clock change (an hour repeated) does not refuse a daily schedule's jitter;
+// jittered keeps each slot's jitter below that slot's own gap.
+func cronMinGap(e *cron.Expr, now time.Time) time.Duration {
+	t := e.Next(now.UTC())
+	if t.IsZero() {
+		return 0
+	}
+	end := t.Add(cronGapWindow)
+	var gap time.Duration
+	for range cronGapMatches {
+		next := e.Next(t)
+		if next.IsZero() {
+			break
+		}
+		if d := next.Sub(t); gap == 0 || d < gap {
+			gap = d
+		}
+		if next.After(end) {
+			break
+		}
+		t = next
+	}
+	return gap
+}
+
+// jittered is slot delayed by a random part of s's jitter, kept below the slot after it: a
+// run never fires past its next slot (which would then be skipped), even where a cron
+// expression's gaps differ or a clock change shortens one.
+func jittered(s keystore.Schedule, slot time.Time) time.Time {
+	j := s.Jitter
+	if j <= 0 || slot.IsZero() || slot.Equal(neverDue) {
 		return slot
 	}
-	return slot.Add(mrand.N(jitter))
+	if next := nextSlot(s, slot); !next.IsZero() {
+		j = min(j, next.Sub(slot))
+	}
+	if j <= 0 {
+		return slot
+	}
+	return slot.Add(mrand.N(j))
 }
 
 // neverDue stands for "no next slot" (a cron expression that names no more times): far enough
@@ -187,7 +235,7 @@ func (n *Node) AddSchedule(ctx context.Context, spec ScheduleSpec) (ScheduleInfo
 		if s.Slot.IsZero() {
 			s.Slot = neverDue
 		}
-		s.Due = withJitter(s.Slot, s.Jitter)
+		s.Due = jittered(s, s.Slot)
 		if err := tx.PutSchedule(s); err != nil {
 			return err
 		}
@@ -254,9 +302,13 @@ func (n *Node) ScheduleRuns(ctx context.Context, name string) ([]ScheduleRun, er
 // commands. The run is judged by the schedule's next slot.
 func (n *Node) RunSchedule(ctx context.Context, name string) (ScheduleRun, error) {
 	var run ScheduleRun
-	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+	keys, err := n.fireKeys(ctx, name)
+	if err != nil {
+		return run, err
+	}
+	err = n.update(func(tx *keystore.Tx, st TxStore) error {
 		var err error
-		run, _, err = n.fireIn(tx, st, name, n.now(), true)
+		run, _, err = n.fireIn(tx, st, name, n.now(), true, keys)
 		return err
 	})
 	if err != nil {
@@ -270,9 +322,36 @@ func (n *Node) RunSchedule(ctx context.Context, name string) (ScheduleRun, error
 	return run, nil
 }
 
+// fireKeys makes, before the transaction that fires schedule name, the handshake keys of its
+// peers that have no session yet (handshakeKeys, on every core). Made inside it, each RSA key
+// would hold the state's one writer for about half a second: minutes when a schedule first
+// fires to a large fleet. The transaction resolves the target again and checks again that the
+// slot is due; a key it does not use costs only the time it took.
+func (n *Node) fireKeys(ctx context.Context, name string) (*keySupply, error) {
+	var specs []RunSpec
+	if err := n.view(func(tx *keystore.Tx, _ TxStore) error {
+		s, ok, err := tx.Schedule(name)
+		if err != nil || !ok {
+			return err // fireIn says what is wrong
+		}
+		names, err := n.resolveTarget(tx, s.Target)
+		if err != nil {
+			return nil // fireIn records it in the run
+		}
+		for _, p := range names {
+			specs = append(specs, RunSpec{Peer: p})
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return n.handshakeKeys(ctx, specs)
+}
+
 // fireIn fires schedule name in tx (see "Firing" above): a due slot, or with manual a run now.
-// fired: false when the schedule was not due (another fire got there first).
-func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, manual bool) (run ScheduleRun, fired bool, err error) {
+// fired: false when the schedule was not due (another fire got there first). keys holds the
+// handshake keys made ahead (fireKeys).
+func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, manual bool, keys *keySupply) (run ScheduleRun, fired bool, err error) {
 	s, ok, err := tx.Schedule(name)
 	if err != nil {
 		return run, false, err
@@ -310,7 +389,7 @@ func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, m
 		if next.IsZero() {
 			next = neverDue
 		}
-		s.Slot, s.Due = next, withJitter(next, s.Jitter)
+		s.Slot, s.Due = next, jittered(s, next)
 		due = s.Due
 	}
 	if !due.After(now) { // a manual run while the schedule is overdue: judged by its next slot
@@ -339,7 +418,7 @@ func (n *Node) fireIn(tx *keystore.Tx, st TxStore, name string, now time.Time, m
 		if _, err := rand.Read(id[:]); err != nil {
 			return run, false, err
 		}
-		if _, err := n.submitIn(tx, st, id, RunSpec{ID: id, Peer: peer, Request: req, TTL: ttl}, frame, now, nil); err != nil {
+		if _, err := n.submitIn(tx, st, id, RunSpec{ID: id, Peer: peer, Request: req, TTL: ttl}, frame, now, keys); err != nil {
 			return run, false, fmt.Errorf("schedule %s: command to %s: %w", name, peer, err)
 		}
 		run.Peers = append(run.Peers, ScheduleRunPeer{Peer: peer, ID: id.String()})
@@ -575,11 +654,14 @@ func (n *Node) tickSchedules(ctx context.Context, sc *scheduler) (time.Time, []s
 	fired := false
 	for _, name := range due {
 		var ok bool
-		err := n.update(func(tx *keystore.Tx, st TxStore) error {
-			var err error
-			_, ok, err = n.fireIn(tx, st, name, now, false)
-			return err
-		})
+		keys, err := n.fireKeys(ctx, name)
+		if err == nil {
+			err = n.update(func(tx *keystore.Tx, st TxStore) error {
+				var err error
+				_, ok, err = n.fireIn(tx, st, name, now, false, keys)
+				return err
+			})
+		}
 		if err != nil {
 			n.log.Warn("a schedule could not fire; it is tried again", "op", "schedule", "name", name, "err", err)
 			continue
@@ -673,21 +755,14 @@ func (n *Node) startHook(ctx context.Context, sc *scheduler, h hookJob) {
 			}
 		}
 		stdin, _ := json.Marshal(in)
-		hctx, cancel := context.WithTimeout(ctx, hookTimeout)
-		defer cancel()
-		cmd := exec.CommandContext(hctx, "/bin/sh", "-c", h.command)
-		cmd.Stdin = bytes.NewReader(append(stdin, '\n'))
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.WaitDelay = 5 * time.Second // a child holding the output open does not keep the hook
-		err := cmd.Run()
+		out, err := runHook(ctx, h.command, append(stdin, '\n'), hookTimeout)
 		if ctx.Err() != nil {
 			return // the agent stops: the hook stays due and runs again at the next start
 		}
 		state, why := keystore.HookRan, ""
 		if err != nil {
 			state = keystore.HookFailed
-			why = clip(strings.TrimSpace(fmt.Sprintf("%v: %s", err, lastLines(out.String(), 400))), maxRunText)
+			why = clip(strings.TrimSpace(fmt.Sprintf("%v: %s", err, lastLines(out, 400))), maxRunText)
 			n.log.Warn("a schedule's failure hook failed", "op", "schedule", "name", h.run.Schedule, "err", why)
 		}
 		uerr := n.update(func(tx *keystore.Tx, _ TxStore) error {
@@ -710,6 +785,27 @@ func (n *Node) startHook(ctx context.Context, sc *scheduler, h hookJob) {
 			n.log.Warn("could not record a failure hook's end; it may run again", "op", "schedule", "name", h.run.Schedule, "err", uerr)
 		}
 	}()
+}
+
+// runHook runs command with /bin/sh -c, stdin on its standard input, bounded by timeout and
+// ctx, and returns its output. The shell runs in a process group of its own (hookProcGroup),
+// and the whole group is killed when the hook times out or the agent stops, and once the shell
+// has ended, so that a child it started does not outlive it (THREATS.md row 39: killing the
+// shell alone left its children running). A child that leaves the group (setsid) escapes this.
+func runHook(ctx context.Context, command string, stdin []byte, timeout time.Duration) (string, error) {
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", command)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second // a child holding the output open does not keep the hook
+	hookProcGroup(cmd)
+	err := cmd.Run()
+	if cmd.Process != nil {
+		endHookGroup(cmd.Process.Pid)
+	}
+	return out.String(), err
 }
 
 // lastLines is the end of s, at most max bytes.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
 )
 
 // offsetClock is the real clock moved on by what the test adds: alice's schedules see time
@@ -219,6 +220,110 @@ func TestAddScheduleChecks(t *testing.T) {
 	} {
 		if err := f(); !errors.Is(err, ErrNoSchedule) {
 			t.Errorf("an unknown schedule: %v, want ErrNoSchedule", err)
+		}
+	}
+}
+
+// TestScheduleFireMakesHandshakeKeysAhead: a schedule's first fire to a peer without a session
+// starts the handshake with a key made before the transaction that fires it (fireKeys), so
+// that a first fire to a large fleet does not hold the state's one writer for half a second
+// per peer. Both ways to fire: the scheduler's slot and `schedule run`.
+func TestScheduleFireMakesHandshakeKeysAhead(t *testing.T) {
+	l := newLab(t) // bob's agent does not run: alice's handshakes stay Initializing
+	clock := &offsetClock{}
+	l.alice.Close()
+	l.clocks = map[string]func() time.Time{"alice": clock.now}
+	l.alice = l.open("alice", nil, false)
+	l.pairCarol()
+	var madeInside atomic.Int32
+	count := func() { madeInside.Add(1) }
+	noKeyHook.Store(&count)
+	t.Cleanup(func() { noKeyHook.Store(nil) })
+
+	initializing := func(peer string) bool {
+		t.Helper()
+		var open bool
+		if err := l.alice.view(func(tx *keystore.Tx, st TxStore) error {
+			p, ok, err := tx.Peer(peer)
+			if err != nil || !ok {
+				return errors.Join(err, errors.New("no peer "+peer))
+			}
+			ids, err := st.SessionsOf(p.Fingerprint)
+			for _, id := range ids {
+				s, ok, err := st.Session(id)
+				if err != nil {
+					return err
+				}
+				open = open || ok && s.Role == session.Initiator && s.Status == session.Initializing
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return open
+	}
+	echo := commands.Request{Name: "exec", Argv: []string{"echo", "hi"}}
+	for _, peer := range []string{"bob", "carol"} {
+		if initializing(peer) {
+			t.Fatalf("alice has a session with %s before the test", peer)
+		}
+	}
+	if _, err := l.alice.AddSchedule(l.ctx, ScheduleSpec{Name: "slot", Target: "bob", Request: echo, Every: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.alice.AddSchedule(l.ctx, ScheduleSpec{Name: "manual", Target: "carol", Request: echo, Every: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(10 * time.Second)
+	l.alice.tickSchedules(l.ctx, &scheduler{running: map[string]bool{}})
+	if runs := history(t, l.alice, "slot"); len(runs) != 1 || len(runs[0].Peers) != 1 || runs[0].Peers[0].ID == "" {
+		t.Fatalf("slot's history after its slot: %+v; want one run with a command to bob", runs)
+	}
+	if _, err := l.alice.RunSchedule(l.ctx, "manual"); err != nil && !errors.Is(err, ErrNotMailed) {
+		t.Fatal(err)
+	}
+	if !initializing("bob") || !initializing("carol") {
+		t.Fatalf("no handshake under way with bob (%v) or carol (%v) after the fires", initializing("bob"), initializing("carol"))
+	}
+	if n := madeInside.Load(); n != 0 {
+		t.Fatalf("%d handshake keys were made inside the fire's transaction, want 0 (made ahead by fireKeys)", n)
+	}
+}
+
+// TestCronJitterNeverSkipsASlot: `0 3,4 * * *` has a 23-hour gap and a 1-hour one. Checked at
+// 03:30, the first gap is the long one, and a 5-hour jitter used to be accepted: a run fired at
+// 03:00 plus up to 5 hours then passed the 04:00 slot, which was skipped. The jitter is checked
+// against the shortest gap, and each slot's jitter is kept below the time to the slot after it
+// (for a schedule stored before, or a clock change).
+func TestCronJitterNeverSkipsASlot(t *testing.T) {
+	echo := commands.Request{Name: "exec", Argv: []string{"echo"}}
+	at0330 := time.Date(2031, 3, 4, 3, 30, 0, 0, time.UTC)
+	spec := ScheduleSpec{Name: "x", Target: "bob", Request: echo, Cron: "0 3,4 * * *", Jitter: 5 * time.Hour}
+	var se *ScheduleError
+	if err := CheckScheduleSpec(spec, at0330); !errors.As(err, &se) || se.Field != "jitter" {
+		t.Errorf("CheckScheduleSpec(%q, jitter 5h) at 03:30 = %v, want a jitter *ScheduleError", spec.Cron, err)
+	}
+	spec.Jitter = 59 * time.Minute
+	if err := CheckScheduleSpec(spec, at0330); err != nil {
+		t.Errorf("CheckScheduleSpec(%q, jitter 59m) = %v, want accepted", spec.Cron, err)
+	}
+	spec.Cron, spec.Jitter = "0 3 * * *", 5*time.Hour
+	if err := CheckScheduleSpec(spec, at0330); err != nil {
+		t.Errorf("CheckScheduleSpec(%q, jitter 5h) = %v, want accepted", spec.Cron, err)
+	}
+
+	s := keystore.Schedule{Name: "x", Cron: "0 3,4 * * *", Jitter: 5 * time.Hour}
+	slot := time.Date(2031, 3, 5, 3, 0, 0, 0, time.UTC)
+	next := slot.Add(time.Hour)
+	for range 200 {
+		if due := jittered(s, slot); due.Before(slot) || !due.Before(next) {
+			t.Fatalf("the 03:00 slot with a 5h jitter fires at %s, want in [03:00, 04:00)", due.Format(time.TimeOnly))
+		}
+	}
+	s = keystore.Schedule{Name: "y", Every: time.Hour, Jitter: 10 * time.Minute}
+	for range 200 {
+		if due := jittered(s, slot); due.Before(slot) || !due.Before(slot.Add(10*time.Minute)) {
+			t.Fatalf("an hourly slot with a 10m jitter fires at %s, want in [03:00, 03:10)", due.Format(time.TimeOnly))
 		}
 	}
 }
