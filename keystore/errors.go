@@ -94,3 +94,14 @@ func storedTime(what, field string, t time.Time) error {
 	}
 	return nil
 }
+
+// checkTimes refuses a time a record cannot be written back with: JSON (RFC 3339) holds years
+// 0-9999 in UTC only. For validate methods, which serve both Put and the decoders.
+func checkTimes(what string, ts ...time.Time) error {
+	for _, t := range ts {
+		if y := t.UTC().Year(); !t.IsZero() && (y < 0 || y > 9999) {
+			return invalidf("%s: time %s is outside years 0-9999", what, t.Format(time.RFC3339))
+		}
+	}
+	return nil
+}

@@ -40,6 +40,9 @@ func (p PeerState) validate() error {
 	if err := checkName(p.Name); err != nil {
 		return err
 	}
+	if err := checkTimes("peer state of "+p.Name, p.SysInfoAt, p.PingAt, p.LastReport); err != nil {
+		return err
+	}
 	for _, raw := range []json.RawMessage{p.SysInfo, p.Report} {
 		if len(raw) > 0 && !json.Valid(raw) {
 			return invalidf("peer state of %q: a part is not JSON", p.Name)

@@ -61,6 +61,9 @@ func (s Schedule) validate() error {
 	if err := checkScheduleName(s.Name); err != nil {
 		return err
 	}
+	if err := checkTimes("schedule "+s.Name, append([]time.Time{s.Created, s.Slot, s.Due, s.LastFired}, s.Pending...)...); err != nil {
+		return err
+	}
 	if err := checkText("schedule target", s.Target, maxTargetLen, false); err != nil {
 		return err
 	}
@@ -227,6 +230,9 @@ type ScheduleRunPeer struct {
 
 func (r ScheduleRun) validate() error {
 	if err := checkScheduleName(r.Schedule); err != nil {
+		return err
+	}
+	if err := checkTimes("schedule run of "+r.Schedule, r.Fired, r.Slot, r.Deadline, r.Judged); err != nil {
 		return err
 	}
 	if r.Fired.IsZero() {
