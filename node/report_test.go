@@ -40,6 +40,7 @@ func newReportLab(t *testing.T) *reportLab {
 	l.bob.Close()
 	l.alice = l.open("alice", nil, false)
 	l.bob = l.open("bob", nil, false)
+	l.bob.opts.MinReportEvery = time.Second // below the default minute, for the 2 s of the tests
 	l.bob.opts.Events = func(e Event) {
 		if e.Kind == EventResult {
 			l.answers <- e
@@ -184,12 +185,14 @@ func TestStatusReports(t *testing.T) {
 	l.advance(2 * time.Second)
 	l.bob.sendReports(l.ctx)
 	recv(l, l.answers, "answer need_whole")
-	if got := l.bobEntry(); got.AckedSeq != 0 || got.NextDue.After(l.bob.now()) {
-		t.Fatalf("bob's report_to after need_whole: %+v, want nothing acknowledged and a report due now", got)
+	if got := l.bobEntry(); got.AckedSeq != 0 || got.NextDue.After(l.bob.now()) || got.Run != 0 {
+		t.Fatalf("bob's report_to after need_whole: %+v, want nothing acknowledged, a new numbering and a report due now", got)
 	}
-	// bob's agent sends the whole report at once; no need to move the clock.
-	if w := recv(l, l.reports, "whole report after need_whole"); w.Seq != 5 || w.Base != 0 || len(w.SysInfo) == 0 {
-		t.Fatalf("report after need_whole = %+v, want seq 5, whole", w)
+	// bob's agent sends the whole report, in a new numbering, once its floor (1 s) passed since
+	// the last one.
+	l.advance(time.Second)
+	if w := recv(l, l.reports, "whole report after need_whole"); w.Seq != 5 || w.Base != 0 || len(w.SysInfo) == 0 || w.Run == first.Run || w.Run == 0 {
+		t.Fatalf("report after need_whole = %+v, want seq 5, whole, in a numbering other than %d", w, first.Run)
 	}
 	recv(l, l.answers, "answer to the whole report")
 
