@@ -26,6 +26,11 @@ const (
 	MaxReportEvery = 24 * time.Hour
 	// MaxReportError bounds Report.LastError, in bytes.
 	MaxReportError = 1024
+	// MaxUptime and MaxLoad bound a report's uptime and loads (load1, load5, load15). No host
+	// comes near them; they keep what a controller holds, and the arithmetic it does on it
+	// (the uptime it advances with the clock), far from overflow.
+	MaxUptime = 100 * 365 * 24 * time.Hour
+	MaxLoad   = 1e6
 )
 
 // Report is a status report: the sysinfo members and the report's own members (Version, Queue,
@@ -33,7 +38,11 @@ const (
 // member left out did not change; one that changed to its zero value is sent with it (0, "",
 // []), which is why the sysinfo part is a set of members and the own part pointers.
 type Report struct {
-	// Seq numbers the reports one peer sends one controller: 1, 2, 3, ...
+	// Run names the reporting peer's numbering: a random number it picks when it starts
+	// reporting to a controller, and again when told its numbering is not the controller's
+	// (need_whole). 0 (absent) is a numbering too.
+	Run uint64 `json:"run,omitempty"`
+	// Seq numbers the reports one peer sends one controller in one Run, growing: 1, 2, 3, ...
 	Seq uint64 `json:"seq"`
 	// Base is the report this one is a delta against (< Seq), or 0: whole.
 	Base uint64 `json:"base,omitempty"`
@@ -49,6 +58,7 @@ type Report struct {
 }
 
 var reportShape = &shape{members: map[string]*shape{
+	"run":        uinteger,
 	"seq":        uinteger,
 	"base":       uinteger,
 	"sysinfo":    sysinfoShape,
@@ -100,9 +110,10 @@ func ChangedMembers(old, cur map[string]json.RawMessage) map[string]json.RawMess
 	return out
 }
 
-// MergeSysInfo returns base with the members of delta set (a zero value clears one). delta
-// comes from a decoded Report, so its members are known and their values valid; anything else
-// is a *DecodeError.
+// MergeSysInfo returns base with the members of delta set (a zero value clears one). The result
+// must meet a report's limits (MaxUptime, MaxLoad, ...): a base out of them (held from an
+// earlier sysinfo answer, or advanced with the clock) or an unknown or invalid member is a
+// *DecodeError, which the controller answers as about the report, never as its own trouble.
 func MergeSysInfo(base SysInfo, delta map[string]json.RawMessage) (SysInfo, error) {
 	all := SysInfoMembers(base)
 	for k, v := range delta {
@@ -114,7 +125,8 @@ func MergeSysInfo(base SysInfo, delta map[string]json.RawMessage) (SysInfo, erro
 	return membersToSysInfo(all)
 }
 
-// membersToSysInfo decodes a set of sysinfo members and checks them against the limits.
+// membersToSysInfo decodes a set of sysinfo members and checks them against the limits of a
+// sysinfo answer and those of a report (MaxUptime, MaxLoad).
 func membersToSysInfo(m map[string]json.RawMessage) (SysInfo, error) {
 	b, err := marshal(m)
 	if err != nil {
@@ -129,6 +141,19 @@ func membersToSysInfo(m map[string]json.RawMessage) (SysInfo, error) {
 	}
 	if err := validateSysInfo(&si); err != nil {
 		return SysInfo{}, err
+	}
+	if si.Uptime > MaxUptime {
+		return SysInfo{}, decodeErr("sysinfo.uptime", fmt.Sprintf("%v, above the limit of %v", si.Uptime, time.Duration(MaxUptime)))
+	}
+	for _, l := range []struct {
+		field string
+		v     float64
+	}{{"sysinfo.load1", si.Load1}, {"sysinfo.load5", si.Load5}, {"sysinfo.load15", si.Load15}} {
+		// validateSysInfo refused NaN, infinities and negatives (and JSON carries none of the
+		// first two: the strict decoder wants a finite number).
+		if l.v > MaxLoad {
+			return SysInfo{}, decodeErr(l.field, fmt.Sprintf("%g, above the limit of %g", l.v, float64(MaxLoad)))
+		}
 	}
 	return si, nil
 }

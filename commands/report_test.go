@@ -56,3 +56,30 @@ func TestReportRequestRoundTrip(t *testing.T) {
 		t.Fatalf("DecodeRequest(%s) = %+v, %v", b, got.Report, err)
 	}
 }
+
+// A report's uptime and loads are bounded when it is decoded (the uptime 2^63-808 of THREATS
+// row 30 overflowed when the controller advanced it), and a merge whose base is out of those
+// bounds is a *DecodeError, not a value.
+func TestReportBounds(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"name":"report","report":{"seq":1,"sysinfo":{"uptime":9223372036854775000}}}`,
+		`{"name":"report","report":{"seq":1,"sysinfo":{"load15":1e7}}}`,
+		`{"name":"report","report":{"seq":1,"sysinfo":{"load1":1e400}}}`,
+	} {
+		var de *DecodeError
+		if _, err := DecodeRequest([]byte(body)); !errors.As(err, &de) {
+			t.Errorf("DecodeRequest(%s) = %v, want a *DecodeError", body, err)
+		}
+	}
+	if _, err := DecodeRequest([]byte(`{"name":"report","report":{"seq":1,"sysinfo":{"uptime":3153600000000000000,"load1":1000000}}}`)); err != nil {
+		t.Errorf("a report at the bounds: %v", err)
+	}
+	var de *DecodeError
+	if _, err := MergeSysInfo(SysInfo{Uptime: MaxUptime + 1}, nil); !errors.As(err, &de) {
+		t.Errorf("MergeSysInfo of a base above MaxUptime = %v, want a *DecodeError", err)
+	}
+	if si, err := MergeSysInfo(SysInfo{Uptime: MaxUptime + 1}, map[string]json.RawMessage{"uptime": json.RawMessage("5")}); err != nil || si.Uptime != 5 {
+		t.Errorf("MergeSysInfo replacing an out-of-bounds uptime = %+v, %v", si, err)
+	}
+}

@@ -26,9 +26,11 @@ type PeerState struct {
 	PingAt    time.Time     `json:"ping_at,omitzero"`
 	// ReportEvery is the interval of status reports asked of the peer (0: none asked).
 	ReportEvery time.Duration `json:"report_every,omitempty"`
-	// LastReport is when the latest report arrived; ReportSeq its sequence number; Report the
-	// report's own part beside the sysinfo (agent version, queue, last error, checks).
+	// LastReport is when the latest report arrived; ReportRun and ReportSeq its numbering and
+	// sequence number (a report of the same run not above ReportSeq is older: not kept);
+	// Report the report's own part beside the sysinfo (agent version, queue, last error, checks).
 	LastReport time.Time       `json:"last_report,omitzero"`
+	ReportRun  uint64          `json:"report_run,omitempty"`
 	ReportSeq  uint64          `json:"report_seq,omitempty"`
 	Report     json.RawMessage `json:"report,omitempty"`
 	// ReportAsk: ReportEvery was asked for at `peer add`, before the peer was paired; the

@@ -21,12 +21,21 @@ type ReportTo struct {
 	// Every is the interval asked for (> 0); NextDue is when the next report is due.
 	Every   time.Duration `json:"every"`
 	NextDue time.Time     `json:"next_due"`
-	// Seq is the sequence number of the last report sent (0: none yet).
+	// Run names the numbering of the reports (random, picked when reporting starts and when
+	// the controller answers need_whole; 0: none picked yet); Seq is the sequence number of the
+	// last report sent (0: none yet).
+	Run uint64 `json:"run,omitempty"`
 	Seq uint64 `json:"seq,omitempty"`
 	// SentID and SentState are the command id and the whole state of report Seq, kept until
-	// its answer comes: an answer with exit 0 makes that state the acknowledged one.
+	// its answer comes: an answer with exit 0 makes that state the acknowledged one. SentAt is
+	// when report Seq was sent: with SentID set it is in flight, and no other report goes
+	// until it is answered or its lifetime passed.
 	SentID    [16]byte        `json:"sent_id,omitzero"`
 	SentState json.RawMessage `json:"sent_state,omitempty"`
+	SentAt    time.Time       `json:"sent_at,omitzero"`
+	// Missed counts the reports in a row whose lifetime passed without an answer; from the
+	// third on, the interval doubles (node backs off from a controller that does not answer).
+	Missed int `json:"missed,omitempty"`
 	// AckedSeq and AckedState are the last report the controller acknowledged, against which
 	// the next report is a delta; AckedAt when that report was sent. AckedSeq 0: the next
 	// report is whole.
@@ -41,6 +50,9 @@ func (r ReportTo) validate() error {
 	}
 	if r.Every <= 0 {
 		return invalidf("report_to %q: interval %v is not positive", r.Name, r.Every)
+	}
+	if r.Missed < 0 {
+		return invalidf("report_to %q: %d missed reports", r.Name, r.Missed)
 	}
 	if r.AckedSeq > r.Seq {
 		return invalidf("report_to %q: acknowledged report %d was never sent (last %d)", r.Name, r.AckedSeq, r.Seq)
@@ -85,7 +97,7 @@ func (tx *Tx) PutReportTo(r ReportTo) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
-	r.NextDue, r.AckedAt = r.NextDue.UTC(), r.AckedAt.UTC()
+	r.NextDue, r.AckedAt, r.SentAt = r.NextDue.UTC(), r.AckedAt.UTC(), r.SentAt.UTC()
 	if err := putJSON(tx.bucket(bReportTo), []byte(r.Name), r); err != nil {
 		return err
 	}

@@ -63,6 +63,11 @@ type Options struct {
 	// KeepResults is how long the results of finished commands are kept (results, `sealpost
 	// results`); zero means DefaultKeepResults (90 days), negative keeps them forever.
 	KeepResults time.Duration
+	// MinReportEvery is the shortest interval at which this node, as an agent, mails status
+	// reports to one controller, whatever the controller asks (docs/PROTOCOL.md section 19): a
+	// hostile or confused controller cannot make it mail more often. Zero means
+	// DefaultMinReportEvery (1 minute).
+	MinReportEvery time.Duration
 }
 
 // Node is one sealpost node: its state, protocol engine, transport and command registry.
@@ -71,6 +76,9 @@ type Node struct {
 	// collection under way (report.go, boundedSysInfo).
 	lastSysInfo atomic.Pointer[commands.SysInfo]
 	sysinfoBusy atomic.Bool
+	// askSwept: when the report wishes of pairings that never completed were last looked at
+	// (report.go, dropLapsedReportAsks).
+	askSwept atomic.Pointer[time.Time]
 
 	opts  Options
 	store *keystore.Store

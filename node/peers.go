@@ -76,6 +76,8 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			if err := tx.PutPeerState(ps); err != nil {
 				return err
 			}
+		} else if err := n.forgetReportAsk(tx, spec.Name); err != nil {
+			return err // a new pairing without --report-every does not inherit an earlier one's (report.go)
 		}
 		if len(spec.Tags) > 0 {
 			// --tag adds to the peer's tags, as --allow to its allow list.

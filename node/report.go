@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -35,6 +37,88 @@ var ErrReportsUnsupported = fmt.Errorf("the peer's sealpost is too old for statu
 // acknowledged report before a delta carries it: uptime grows with the clock, so a quiet host's
 // reports leave it out, and the controller extrapolates; a reboot makes it travel.
 const uptimeSlack = time.Minute
+
+// DefaultMinReportEvery is Options.MinReportEvery's default: an agent mails one controller at
+// most one report a minute, whatever interval it is asked for.
+const DefaultMinReportEvery = time.Minute
+
+// An agent backs off from a controller that does not answer: once reportMissedBackoff reports
+// in a row had their lifetime without an answer, each further one doubles the interval, up to
+// reportMaxBackoff (or the asked interval, when longer). Any answer ends the back-off.
+const (
+	reportMissedBackoff = 3
+	reportMaxBackoff    = time.Hour
+)
+
+// minReportEvery is this agent's floor under the intervals controllers ask (Options.MinReportEvery).
+func (n *Node) minReportEvery() time.Duration {
+	if n.opts.MinReportEvery > 0 {
+		return n.opts.MinReportEvery
+	}
+	return DefaultMinReportEvery
+}
+
+// reportEvery is the interval the agent keeps to with r: the asked one, at least the floor,
+// doubled for each report from the reportMissedBackoff-th on that went unanswered in a row.
+func (n *Node) reportEvery(r keystore.ReportTo) time.Duration {
+	every := max(r.Every, n.minReportEvery())
+	ceiling := max(every, reportMaxBackoff)
+	for i := reportMissedBackoff; i <= r.Missed && every < ceiling; i++ {
+		every *= 2
+	}
+	return min(every, ceiling)
+}
+
+// reportDue is when the next report to r may go: when it is due, but never sooner than the
+// floor after the last one, and not while the last one is in flight (until it is answered, or
+// its lifetime passed): a controller that never answers gets one report per lifetime, not a pile.
+func (n *Node) reportDue(r keystore.ReportTo) time.Time {
+	due := r.NextDue
+	if r.SentAt.IsZero() {
+		return due
+	}
+	if t := r.SentAt.Add(n.minReportEvery()); t.After(due) {
+		due = t
+	}
+	if r.SentID != ([16]byte{}) {
+		if t := r.SentAt.Add(reportTTL(n.reportEvery(r))); t.After(due) {
+			due = t
+		}
+	}
+	return due
+}
+
+// abandonReport gives up on a report of ours that had its lifetime without an answer, or that
+// a new report-every made moot: its pending command, its place in the queue for a session and
+// its result go, as an answered report's result does (a report would otherwise leave a result
+// kept for months). An answer that still comes is refused as one for no pending command.
+func (n *Node) abandonReport(tx *keystore.Tx, st TxStore, id session.CommandID) error {
+	if err := st.DeletePending(id); err != nil {
+		return err
+	}
+	if _, ok, err := tx.Queued(id); err != nil {
+		return err
+	} else if ok {
+		if err := tx.DeleteQueued(id); err != nil {
+			return err
+		}
+	}
+	return tx.DeleteResult(id)
+}
+
+// newReportRun picks a report numbering (keystore.ReportTo.Run): random, so that a controller
+// tells a new numbering from an old one without the agent keeping any history.
+func newReportRun() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		if v := binary.BigEndian.Uint64(b[:]); v != 0 {
+			return v, nil
+		}
+	}
+}
 
 // reportTTL is the lifetime of a report command: about its interval, and at least a minute so
 // that mail delay alone does not expire it.
@@ -92,6 +176,86 @@ func (n *Node) askReportsAtPairing(tx *keystore.Tx, st TxStore, peer keystore.Pe
 	return tx.PutPeerState(ps)
 }
 
+// reportAskSweepEvery is how often the serving loop looks for report wishes of pairings that
+// never completed (dropLapsedReportAsks).
+const reportAskSweepEvery = time.Minute
+
+// reportAskLapsed reports whether name's fleet row is only the wish of a `peer add
+// --report-every` whose pairing is gone: the peer is not pinned, and no pairing under its name is
+// armed and unexpired (it expired, was disarmed after its attempts, or was replaced).
+func reportAskLapsed(tx *keystore.Tx, name string, now time.Time) (bool, error) {
+	ps, ok, err := tx.PeerState(name)
+	if err != nil || !ok || !ps.ReportAsk {
+		return false, err
+	}
+	if _, pinned, err := tx.Peer(name); err != nil || pinned {
+		return false, err
+	}
+	armed := false
+	err = tx.ForEachPairing(func(_ string, blob []byte) error {
+		if pr, err := decode[session.Pairing](blob, "pairing"); err == nil && pr.Name == name && pr.Expires >= now.UnixMilli() {
+			armed = true
+		}
+		return nil
+	})
+	return !armed, err
+}
+
+// forgetReportAsk drops name's fleet row when it only holds the report wish of a pairing that
+// never completed (ReportAsk, not pinned): AddPeer calls it when it arms a new pairing without
+// --report-every, so that the new pairing does not inherit the old wish.
+func (n *Node) forgetReportAsk(tx *keystore.Tx, name string) error {
+	ps, ok, err := tx.PeerState(name)
+	if err != nil || !ok || !ps.ReportAsk {
+		return err
+	}
+	if _, pinned, err := tx.Peer(name); err != nil || pinned {
+		return err
+	}
+	return tx.DeletePeerState(name)
+}
+
+// dropLapsedReportAsks deletes, at most once per reportAskSweepEvery, the fleet rows that `peer
+// add --report-every` wrote for pairings that are gone without completing (reportAskLapsed):
+// otherwise a later pairing under the same name would inherit the wish.
+func (n *Node) dropLapsedReportAsks(now time.Time) {
+	if last := n.askSwept.Load(); last != nil && now.Sub(*last) < reportAskSweepEvery && !now.Before(*last) {
+		return
+	}
+	n.askSwept.Store(&now)
+	var lapsed []string
+	err := n.store.View(func(tx *keystore.Tx) error {
+		return tx.ForEachPeerState(func(ps keystore.PeerState) error {
+			if !ps.ReportAsk {
+				return nil
+			}
+			gone, err := reportAskLapsed(tx, ps.Name, now)
+			if gone {
+				lapsed = append(lapsed, ps.Name)
+			}
+			return err
+		})
+	})
+	if err == nil && len(lapsed) > 0 {
+		err = n.store.Update(func(tx *keystore.Tx) error {
+			for _, name := range lapsed {
+				if gone, err := reportAskLapsed(tx, name, now); err != nil {
+					return err
+				} else if gone {
+					if err := tx.DeletePeerState(name); err != nil {
+						return err
+					}
+					n.log.Info("the pairing asked to report is gone; its report interval is forgotten", "op", "report", "peer", name)
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		n.log.Warn("report wishes of lapsed pairings not looked at; will retry", "op", "report", "err", err)
+	}
+}
+
 // ReportsUnsupported reports whether r, the result of a report-every, says the peer does not
 // know status reports: it refused the command as unknown (an ERROR denied or bad-command; a
 // peer that knows report-every always accepts it from a paired peer).
@@ -139,31 +303,23 @@ func (n *Node) answerReportCommand(tx *keystore.Tx, st TxStore, t *session.Ticke
 	res := commands.Result{Outcome: commands.OutcomeExited, Started: now.UTC()}
 	switch req.Name {
 	case commands.CmdReportEvery:
-		ev.Status = "off"
-		if req.Every == 0 {
-			err = tx.DeleteReportTo(peer.Name)
-		} else {
-			ev.Status, ev.Detail = "every", req.Every.String()
-			var r keystore.ReportTo
-			if r, _, err = tx.ReportTo(peer.Name); err == nil {
-				// The numbering and the acknowledged state carry on (a changed interval does not
-				// cost a whole report); the report in flight, if any, is no longer tracked, so a
-				// refusal of it cannot end the new wish.
-				r.Name, r.Every, r.NextDue = peer.Name, req.Every, now
-				r.SentID, r.SentState = [16]byte{}, nil
-				err = tx.PutReportTo(r)
-			}
+		if err := n.takeReportWish(tx, st, peer.Name, req.Every, now, &ev, &res); err != nil {
+			return nil, nil, err
 		}
 	case commands.CmdReport:
-		var deny string
-		ev.Status, deny, res.NeedWhole, err = n.acceptReport(tx, peer.Name, *req.Report, now)
-		if err == nil && deny != "" {
-			pkg, err := n.eng.Fail(st, t, session.CodeDenied, deny)
+		// Only the store's own trouble is an error here; anything about the report itself is
+		// an answer to it, in this transaction (THREATS row 30: an error would hold the mail,
+		// and every one behind it, in the inbox).
+		v, err := n.acceptReport(tx, peer.Name, *req.Report, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		ev.Status, res.NeedWhole = v.status, v.needWhole
+		if v.refuse != 0 {
+			ev.Detail = v.detail
+			pkg, err := n.eng.Fail(st, t, v.refuse, v.detail)
 			return []Event{ev}, pkg, err
 		}
-	}
-	if err != nil {
-		return nil, nil, err
 	}
 	frame, err := encodeResult(res)
 	if err != nil {
@@ -176,45 +332,115 @@ func (n *Node) answerReportCommand(tx *keystore.Tx, st TxStore, t *session.Ticke
 	return []Event{ev}, pkg, err
 }
 
+// takeReportWish records a report-every from peer: the interval, at least this agent's floor
+// (the answer and the log say when it was raised), with the next report due now; 0 deletes the
+// wish. A report in flight is given up either way: a refusal of it cannot end the new wish, and
+// its record does not linger.
+func (n *Node) takeReportWish(tx *keystore.Tx, st TxStore, peer string, asked time.Duration, now time.Time, ev *Event, res *commands.Result) error {
+	r, had, err := tx.ReportTo(peer)
+	if err != nil {
+		return err
+	}
+	if had && r.SentID != ([16]byte{}) {
+		if err := n.abandonReport(tx, st, r.SentID); err != nil {
+			return err
+		}
+	}
+	if asked == 0 {
+		ev.Status = "off"
+		return tx.DeleteReportTo(peer)
+	}
+	every := max(asked, n.minReportEvery())
+	ev.Status, ev.Detail = "every", every.String()
+	if every != asked {
+		res.Stdout = fmt.Appendf(nil, "reporting every %v, this agent's shortest interval (sealpost agent --min-report-every); %v was asked\n", every, asked)
+		n.log.Info("status reports asked more often than this agent's shortest interval; reporting at that interval", "op", "report", "peer", peer, "asked", asked, "every", every)
+	}
+	if !had {
+		// Reporting starts: a numbering of its own.
+		if r.Run, err = newReportRun(); err != nil {
+			return err
+		}
+	}
+	// The numbering and the acknowledged state carry on (a changed interval does not cost a
+	// whole report); the controller just spoke, so any back-off ends.
+	r.Name, r.Every, r.NextDue, r.Missed = peer, every, now, 0
+	r.SentID, r.SentState = [16]byte{}, nil
+	return tx.PutReportTo(r)
+}
+
+// reportVerdict is what a controller answers a report: exit 0 (refuse 0), with needWhole when
+// nothing of it was kept for want of its base; or the ERROR refuse with detail. status names it
+// for the event.
+type reportVerdict struct {
+	status    string
+	needWhole bool
+	refuse    session.ErrorCode
+	detail    string
+}
+
+// saturatingUptime is u advanced by d (≥ 0), at most commands.MaxUptime: an uptime held from a
+// hostile peer must not wrap around to a negative one.
+func saturatingUptime(u, d time.Duration) time.Duration {
+	u = min(u, commands.MaxUptime)
+	if d <= 0 {
+		return u
+	}
+	if d >= commands.MaxUptime-u {
+		return commands.MaxUptime
+	}
+	return u + d
+}
+
 // acceptReport merges a report into the peer's fleet state: a whole report replaces it, a delta
-// against the report the state holds updates the members it carries. A delta against any other
-// base is not kept (needWhole); a report from a peer not asked to report is denied.
-func (n *Node) acceptReport(tx *keystore.Tx, name string, rep commands.Report, now time.Time) (status, deny string, needWhole bool, err error) {
+// against the report the state holds updates the members it carries. A report of the numbering
+// held (run) that is not newer than the one held is not kept, nor a delta against any other base,
+// nor one that does not merge (each: needWhole); a report from a peer not asked is denied. Its
+// error is the store's own trouble only: whatever the report holds, the answer is a verdict.
+func (n *Node) acceptReport(tx *keystore.Tx, name string, rep commands.Report, now time.Time) (reportVerdict, error) {
 	ps, _, err := tx.PeerState(name)
 	if err != nil {
-		return "", "", false, err
+		return reportVerdict{}, err
 	}
+	needWhole := reportVerdict{status: "need-whole", needWhole: true}
 	if ps.ReportEvery <= 0 {
-		return "denied", "no status reports were asked of this peer (sealpost peer report)", false, nil
+		return reportVerdict{status: "denied", refuse: session.CodeDenied, detail: "no status reports were asked of this peer (sealpost peer report)"}, nil
 	}
-	if rep.Base != 0 && rep.Base != ps.ReportSeq {
-		return "need-whole", "", true, nil
+	sameRun := rep.Run == ps.ReportRun && ps.ReportSeq != 0
+	switch {
+	case sameRun && rep.Seq <= ps.ReportSeq:
+		// Older than what is held (mail overtaken), or the agent's numbering went back (its
+		// state restored): nothing kept; need_whole makes the agent, if this is its report in
+		// flight, start a new numbering with a whole report.
+		needWhole.status = "old"
+		return needWhole, nil
+	case rep.Base != 0 && (!sameRun || rep.Base != ps.ReportSeq):
+		return needWhole, nil
 	}
 	var (
 		base commands.SysInfo
 		own  reportStatus
 	)
-	status = "whole"
+	status := "whole"
 	if rep.Base != 0 {
 		status = "delta"
-		if len(ps.SysInfo) > 0 {
-			if err := json.Unmarshal(ps.SysInfo, &base); err != nil {
-				return "", "", false, fmt.Errorf("peer state of %s: %w", name, err)
-			}
-		}
-		if len(ps.Report) > 0 {
-			if err := json.Unmarshal(ps.Report, &own); err != nil {
-				return "", "", false, fmt.Errorf("peer state of %s: %w", name, err)
-			}
+		// What is held is the merge of earlier reports: when it does not read back, a whole
+		// report replaces it.
+		if len(ps.SysInfo) > 0 && json.Unmarshal(ps.SysInfo, &base) != nil ||
+			len(ps.Report) > 0 && json.Unmarshal(ps.Report, &own) != nil {
+			return needWhole, nil
 		}
 		// A delta without uptime means it grew with the clock (uptimeSlack).
 		if _, ok := rep.SysInfo["uptime"]; !ok && base.Uptime > 0 && !ps.SysInfoAt.IsZero() {
-			base.Uptime += max(now.Sub(ps.SysInfoAt), 0)
+			base.Uptime = saturatingUptime(base.Uptime, now.Sub(ps.SysInfoAt))
 		}
 	}
 	si, err := commands.MergeSysInfo(base, rep.SysInfo)
 	if err != nil {
-		return "", "", false, err // unreachable: the request decoded
+		if rep.Base != 0 {
+			return needWhole, nil // the base held is out of the limits: a whole report replaces it
+		}
+		return reportVerdict{status: "bad", refuse: session.CodeBadCommand, detail: err.Error()}, nil
 	}
 	if rep.Version != nil {
 		own.Version = *rep.Version
@@ -225,17 +451,17 @@ func (n *Node) acceptReport(tx *keystore.Tx, name string, rep commands.Report, n
 	if rep.LastError != nil {
 		own.LastError = *rep.LastError
 	}
-	if ps.SysInfo, err = json.Marshal(si); err != nil {
-		return "", "", false, err
+	sib, err1 := json.Marshal(si)
+	ownb, err2 := json.Marshal(own)
+	if err := errors.Join(err1, err2); err != nil {
+		return reportVerdict{status: "bad", refuse: session.CodeBadCommand, detail: err.Error()}, nil // unreachable: both were checked
 	}
-	if ps.Report, err = json.Marshal(own); err != nil {
-		return "", "", false, err
-	}
-	ps.SysInfoAt, ps.LastReport, ps.ReportSeq = now, now, rep.Seq
+	ps.SysInfo, ps.Report = sib, ownb
+	ps.SysInfoAt, ps.LastReport, ps.ReportRun, ps.ReportSeq = now, now, rep.Run, rep.Seq
 	if testHookReport != nil {
 		testHookReport(n, name, rep)
 	}
-	return status, "", false, tx.PutPeerState(ps)
+	return reportVerdict{status: status}, tx.PutPeerState(ps)
 }
 
 // reportAnswered notes, in the transaction that records it, the answer to a command of ours
@@ -266,6 +492,7 @@ func (n *Node) reportAnswered(tx *keystore.Tx, peer string, id session.CommandID
 		return err
 	}
 	if ok && r.SentID == id {
+		r.Missed = 0 // answered: no back-off
 		switch {
 		case code == session.CodeDenied:
 			ok = false
@@ -275,7 +502,8 @@ func (n *Node) reportAnswered(tx *keystore.Tx, peer string, id session.CommandID
 		case code != 0:
 			// Expired, say: nothing was kept; the next report is a delta against the same base.
 		case res.NeedWhole:
-			r.AckedSeq, r.AckedState, r.AckedAt, r.NextDue = 0, nil, time.Time{}, n.now()
+			// Run 0: the next report starts a new numbering (sendReport), whole.
+			r.AckedSeq, r.AckedState, r.AckedAt, r.NextDue, r.Run = 0, nil, time.Time{}, n.now(), 0
 		case res.ExitCode == 0:
 			var s reportState
 			if err := json.Unmarshal(r.SentState, &s); err == nil {
@@ -299,9 +527,10 @@ func (n *Node) sendReports(ctx context.Context) time.Duration {
 	var due []string
 	next := time.Duration(math.MaxInt64)
 	now := n.now()
+	n.dropLapsedReportAsks(now)
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		return tx.ForEachReportTo(func(r keystore.ReportTo) error {
-			if d := r.NextDue.Sub(now); d > 0 {
+			if d := n.reportDue(r).Sub(now); d > 0 {
 				next = min(next, d)
 			} else {
 				due = append(due, r.Name)
@@ -400,7 +629,7 @@ func (n *Node) sendReport(name string, cur reportState, now time.Time) (time.Dur
 	var every time.Duration
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		r, ok, err := tx.ReportTo(name)
-		if err != nil || !ok || r.NextDue.After(now) {
+		if err != nil || !ok || n.reportDue(r).After(now) {
 			return err
 		}
 		if _, pinned, err := tx.Peer(name); err != nil {
@@ -408,24 +637,42 @@ func (n *Node) sendReport(name string, cur reportState, now time.Time) (time.Dur
 		} else if !pinned {
 			return tx.DeleteReportTo(name) // the peer is gone: no one to report to
 		}
+		if r.SentID != ([16]byte{}) {
+			// The report in flight had its lifetime without an answer (reportDue waited for it).
+			if err := n.abandonReport(tx, st, r.SentID); err != nil {
+				return err
+			}
+			r.SentID, r.SentState, r.Missed = [16]byte{}, nil, r.Missed+1
+			if r.Missed >= reportMissedBackoff {
+				n.log.Warn("status reports go unanswered; reporting less often until one is answered", "op", "report", "peer", name, "unanswered", r.Missed, "every", n.reportEvery(r))
+			}
+		}
+		if r.Run == 0 {
+			// A new numbering (reporting started, or the controller answered need_whole)
+			// starts with a whole report.
+			if r.Run, err = newReportRun(); err != nil {
+				return err
+			}
+			r.AckedSeq, r.AckedState, r.AckedAt = 0, nil, time.Time{}
+		}
+		every = n.reportEvery(r)
 		rep := buildReport(r, cur)
 		frame, err := encodeRequest(commands.Request{Name: commands.CmdReport, Report: &rep, Sent: now})
 		if err != nil {
 			return err
 		}
-		spec := RunSpec{ID: id, Peer: name, Request: commands.Request{Name: commands.CmdReport}, TTL: reportTTL(r.Every)}
+		spec := RunSpec{ID: id, Peer: name, Request: commands.Request{Name: commands.CmdReport}, TTL: reportTTL(every)}
 		if _, err := n.submitIn(tx, st, id, spec, frame, now, nil); err != nil {
 			return err
 		}
 		if r.SentState, err = json.Marshal(cur); err != nil {
 			return err
 		}
-		r.Seq, r.SentID = rep.Seq, id
-		r.NextDue = r.NextDue.Add(r.Every)
+		r.Seq, r.SentID, r.SentAt = rep.Seq, id, now
+		r.NextDue = r.NextDue.Add(every)
 		if !r.NextDue.After(now) {
-			r.NextDue = now.Add(r.Every) // the agent was away: one report now, not one per missed slot
+			r.NextDue = now.Add(every) // the agent was away: one report now, not one per missed slot
 		}
-		every = r.Every
 		return tx.PutReportTo(r)
 	})
 	return every, err
@@ -434,7 +681,7 @@ func (n *Node) sendReport(name string, cur reportState, now time.Time) (time.Dur
 // buildReport makes report r.Seq+1 of cur: whole when nothing was acknowledged, else the members
 // that changed since the acknowledged report (none at all for a quiet host: the heartbeat).
 func buildReport(r keystore.ReportTo, cur reportState) commands.Report {
-	rep := commands.Report{Seq: r.Seq + 1}
+	rep := commands.Report{Run: r.Run, Seq: r.Seq + 1}
 	var acked reportState
 	if r.AckedSeq == 0 || json.Unmarshal(r.AckedState, &acked) != nil || acked.SysInfo == nil {
 		rep.SysInfo = maps.Clone(cur.SysInfo)

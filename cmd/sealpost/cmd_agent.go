@@ -16,7 +16,7 @@ import (
 )
 
 func runAgent(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME] [--keep-results TIME] [--parallel N]",
+	fs := newFlags(g, "agent", "[--once] [--keep-processed TIME] [--keep-results TIME] [--parallel N] [--min-report-every D]",
 		"Serve this node's mailbox: run the commands peers send (within their allow lists), answer\nthem, and collect answers to the commands this node sent. While it runs, other sealpost\ncommands for the same state talk to it through its control socket.\n\nSIGTERM and SIGINT stop it: the commands still running are ended and answered, the outbox\nis mailed once more. SIGHUP restarts it in place: it stops the same way, then opens the state\nagain, reading the stored settings and the password file anew, and logs in again. Under\nsystemd (Type=notify) it reports READY=1 once its control socket answers.",
 		"sealpost agent -v")
 	once := fs.Bool("once", false, "process what is in the mailbox now, then exit")
@@ -25,8 +25,12 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 	fs.Var(&keep, "keep-processed", "keep processed mail for `TIME` (like 30d or 12h), then delete it; checked once\na day; forever keeps it")
 	var keepResults keepFlag // zero: as stored in the state (90d unless set before)
 	fs.Var(&keepResults, "keep-results", "keep the results of finished commands for `TIME` (like 90d, the default), then\ndelete them (each new command deletes up to 8 expired ones); forever keeps them. It is\nstored: every later command on this state, agent or not, keeps to it")
+	minReport := fs.Duration("min-report-every", node.DefaultMinReportEvery, "mail each controller that asked for status reports at most once per `D` (like 1m),\nwhatever interval it asked for")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *minReport <= 0 {
+		return usagef("--min-report-every must be positive (like 1m), not %v", *minReport)
 	}
 	var events func(node.Event)
 	if g.verbose {
@@ -37,7 +41,7 @@ func runAgent(ctx context.Context, g *globals, args []string) error {
 		return usagef("--parallel must be at least 1, not %d", *parallel)
 	}
 	opts.Events, opts.KeepProcessed, opts.MaxParallel = events, time.Duration(keep), *parallel
-	opts.KeepResults = time.Duration(keepResults)
+	opts.KeepResults, opts.MinReportEvery = time.Duration(keepResults), *minReport
 	if *once {
 		// Quiet unless something goes wrong: cron mails whatever a job prints.
 		n, err := node.Open(opts)

@@ -27,7 +27,7 @@ func TestStatusReportsCLI(t *testing.T) {
 		mustOK(t, sp(t, env, "--state", state[name], "init", "--address", addr, "--imap", relay.imapAddr, "--smtp", relay.smtpAddr,
 			"--login", addr, "--password-env", "PW", "--tls", "none"), "init "+name)
 	}
-	bob := start(t, env, "--state", state["bob"], "agent")
+	bob := start(t, env, "--state", state["bob"], "agent", "--min-report-every", "1s")
 	waitForSocket(t, state["bob"])
 	pairTagged(t, env, state["alice"], "alice", state["bob"], "bob", []string{"web"}, nil)
 	start(t, env, "--state", state["alice"], "agent")
