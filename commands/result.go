@@ -68,6 +68,9 @@ type Result struct {
 	// does not hold (docs/PROTOCOL.md section 19, "Status reports"): nothing of it was kept,
 	// and the next report is to be whole.
 	NeedWhole bool `json:"need_whole,omitempty"`
+	// ReportEvery answers a report-every: the interval the agent will report at, which may be
+	// longer than the one asked (its floor, `agent --min-report-every`); 0 when reports stop.
+	ReportEvery time.Duration `json:"report_every,omitempty"`
 	// Started is the agent's clock when it began the command (UTC).
 	Started time.Time `json:"started"`
 }
@@ -116,6 +119,7 @@ var resultShape = &shape{members: map[string]*shape{
 	"started":          str,
 	"sysinfo":          sysinfoShape,
 	"need_whole":       boolean,
+	"report_every":     integer,
 }}
 
 // sysinfoShape is the sysinfo object's, in a sysinfo result and in a status report.
@@ -241,6 +245,9 @@ func validateResult(r Result) error {
 	}
 	if r.Duration < 0 {
 		return decodeErr("duration", "negative")
+	}
+	if r.ReportEvery < 0 || r.ReportEvery > MaxReportEvery {
+		return decodeErr("report_every", fmt.Sprintf("%v outside 0..%v", r.ReportEvery, MaxReportEvery))
 	}
 	if err := checkString("error", r.Error, MaxErrorBytes); err != nil {
 		return err

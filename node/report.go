@@ -352,6 +352,7 @@ func (n *Node) takeReportWish(tx *keystore.Tx, st TxStore, peer string, asked ti
 	}
 	every := max(asked, n.minReportEvery())
 	ev.Status, ev.Detail = "every", every.String()
+	res.ReportEvery = every // the controller counts STALE by the interval used
 	if every != asked {
 		res.Stdout = fmt.Appendf(nil, "reporting every %v, this agent's shortest interval (sealpost agent --min-report-every); %v was asked\n", every, asked)
 		n.log.Info("status reports asked more often than this agent's shortest interval; reporting at that interval", "op", "report", "peer", peer, "asked", asked, "every", every)
@@ -474,14 +475,19 @@ func (n *Node) reportAnswered(tx *keystore.Tx, peer string, id session.CommandID
 	// By the request's name, never the command line: a program may be called report.
 	switch kind {
 	case commands.CmdReportEvery:
-		if code != session.CodeDenied && code != session.CodeBadCommand {
-			return nil
-		}
 		ps, ok, err := tx.PeerState(peer)
 		if err != nil || !ok {
 			return err
 		}
-		ps.ReportEvery = 0
+		switch {
+		case code == session.CodeDenied || code == session.CodeBadCommand:
+			ps.ReportEvery = 0 // the peer does not report
+		case code == 0 && res.ReportEvery > ps.ReportEvery:
+			// The agent reports less often than asked (its floor): STALE counts by that.
+			ps.ReportEvery = res.ReportEvery
+		default:
+			return nil
+		}
 		return tx.PutPeerState(ps)
 	case commands.CmdReport:
 	default:

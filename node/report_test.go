@@ -577,6 +577,10 @@ func TestReportAgentFloor(t *testing.T) {
 	if e := l.bobEntry(); e.Every != DefaultMinReportEvery {
 		t.Fatalf("bob's interval: %v, want the floor %v", e.Every, DefaultMinReportEvery)
 	}
+	// Alice learns it from the answer: STALE counts by the interval bob reports at.
+	if ps, _ := peerStateOf(t, l.alice, "bob"); ps.ReportEvery != DefaultMinReportEvery {
+		t.Fatalf("alice's interval for bob: %v, want bob's floor %v", ps.ReportEvery, DefaultMinReportEvery)
+	}
 	l.advance(2 * time.Second)
 	l.bob.sendReports(l.ctx)
 	if e := l.bobEntry(); e.Seq != 1 {
