@@ -19,8 +19,10 @@
 //   - Every response carries a Content-Security-Policy that allows only this origin's style
 //     sheet (no script, no frames, no form targets), X-Frame-Options DENY, nosniff, no-referrer
 //     and Cache-Control no-store.
-//   - With Options.Token set, every request must carry it (Authorization: Bearer, or the
-//     HttpOnly cookie a first visit with ?token= sets); compared in constant time. Without a
-//     token (the command line allows that only on a loopback address) the Host header must name
-//     a loopback host, so that a web page elsewhere cannot reach the dashboard by DNS rebinding.
+//   - Every request must carry Options.Token (Authorization: Bearer, or the HttpOnly cookie a
+//     first visit with ?token= sets), compared in constant time, also on a loopback address:
+//     any local user can connect there, and the pages show every command's output (THREATS.md
+//     row 36). Without a token the handler serves nothing. On a loopback listener
+//     (Options.LoopbackHost) the Host header must also name a loopback host, so that a web page
+//     elsewhere cannot reach the dashboard by DNS rebinding.
 package web

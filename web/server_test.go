@@ -58,12 +58,31 @@ func newFake() *fakeSource {
 	}
 }
 
+// testToken is the token of the test servers.
+const testToken = "0123456789abcdef-secret"
+
+// newTestServer is the dashboard over src as `sealpost dashboard` serves it on loopback: the
+// token required, and the Host header checked.
 func newTestServer(src Source, token string) http.Handler {
 	return New(Options{
-		Open:  func(context.Context) (Source, func(), error) { return src, func() {}, nil },
-		Token: token,
-		Now:   func() time.Time { return testNow },
+		Open:         func(context.Context) (Source, func(), error) { return src, func() {}, nil },
+		Token:        token,
+		LoopbackHost: true,
+		Now:          func() time.Time { return testNow },
 	})
+}
+
+// withToken is h with the Bearer token set on every request, for tests of the pages.
+func withToken(h http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+token)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// newPageServer is newTestServer with the token on every request.
+func newPageServer(src Source) http.Handler {
+	return withToken(newTestServer(src, testToken), testToken)
 }
 
 func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Request)) (*http.Response, string) {
@@ -82,7 +101,7 @@ func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Req
 // TestPagesRender: every page renders from the node's API with the figures it should show, the
 // security headers and no script; what peers sent is escaped, never markup.
 func TestPagesRender(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	for _, c := range []struct {
 		path string
 		has  []string
@@ -131,7 +150,7 @@ func TestPagesRender(t *testing.T) {
 }
 
 func TestNotFoundAndNodeDown(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	if res, _ := get(t, h, "GET", "http://localhost/peer/nobody", nil); res.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /peer/nobody: %d, want 404", res.StatusCode)
 	}
@@ -140,7 +159,7 @@ func TestNotFoundAndNodeDown(t *testing.T) {
 	}
 	down := newFake()
 	down.err = errors.New("the agent <i>stopped</i>")
-	res, body := get(t, newTestServer(down, ""), "GET", "http://localhost/", nil)
+	res, body := get(t, newPageServer(down), "GET", "http://localhost/", nil)
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "the agent &lt;i&gt;stopped") || !strings.Contains(body, `http-equiv="refresh"`) {
 		t.Errorf("GET / with the node unreachable: %d\n%s\nwant 503, the error escaped, and the page still refreshing", res.StatusCode, body)
 	}
@@ -148,7 +167,7 @@ func TestNotFoundAndNodeDown(t *testing.T) {
 
 // TestReadOnly: anything but GET and HEAD is refused, on every path.
 func TestReadOnly(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
 		for _, p := range []string{"/", "/peer/bob", "/status"} {
 			if res, _ := get(t, h, m, "http://127.0.0.1"+p, nil); res.StatusCode != http.StatusMethodNotAllowed {
@@ -161,10 +180,29 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// TestNoTokenOnlyLoopbackHost: without a token the dashboard answers only requests addressed to
-// a loopback host, so that a page on another site cannot read it through DNS rebinding.
-func TestNoTokenOnlyLoopbackHost(t *testing.T) {
-	h := newTestServer(newFake(), "")
+// TestTokenAlsoOnLoopback: on loopback too, a request without the token is refused and shows
+// nothing (any local user can connect to a loopback port); a handler without a token serves
+// nothing at all.
+func TestTokenAlsoOnLoopback(t *testing.T) {
+	h := newTestServer(newFake(), testToken)
+	for _, host := range []string{"127.0.0.1:8080", "localhost:8080", "[::1]:8080"} {
+		if res, body := get(t, h, "GET", "http://"+host+"/results", nil); res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "page.html") {
+			t.Errorf("GET /results on %s without the token: %d, want 401 and no results", host, res.StatusCode)
+		}
+	}
+	none := newTestServer(newFake(), "")
+	for _, mod := range []func(*http.Request){nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer ") }} {
+		if res, body := get(t, none, "GET", "http://127.0.0.1:8080/results", mod); res.StatusCode == http.StatusOK || strings.Contains(body, "page.html") {
+			t.Errorf("GET /results from a dashboard without a token: %d, want it refused", res.StatusCode)
+		}
+	}
+}
+
+// TestLoopbackHostOnly: on a loopback listener the dashboard answers only requests addressed to
+// a loopback host, even with the token, so that a page on another site cannot reach it through
+// DNS rebinding.
+func TestLoopbackHostOnly(t *testing.T) {
+	h := newPageServer(newFake())
 	for host, ok := range map[string]bool{"127.0.0.1:8080": true, "localhost:8080": true, "[::1]:8080": true, "127.0.0.1": true,
 		"evil.example:8080": false, "192.168.1.5:8080": false, "localhost.evil.example": false} {
 		res, _ := get(t, h, "GET", "http://"+host+"/", nil)
@@ -178,8 +216,9 @@ func TestNoTokenOnlyLoopbackHost(t *testing.T) {
 // Bearer header, and a first visit with ?token= sets an HttpOnly cookie and takes the token out
 // of the address; the cookie then works alone. A wrong token never does.
 func TestTokenRequired(t *testing.T) {
-	const tok = "0123456789abcdef-secret"
-	h := newTestServer(newFake(), tok)
+	const tok = testToken
+	h := New(Options{Open: func(context.Context) (Source, func(), error) { return newFake(), func() {}, nil }, Token: tok,
+		Now: func() time.Time { return testNow }})
 	host := "http://192.168.1.5:8080"
 	if res, body := get(t, h, "GET", host+"/", nil); res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "bob") {
 		t.Fatalf("GET / without the token: %d, want 401 and nothing of the fleet", res.StatusCode)
