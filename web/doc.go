@@ -16,6 +16,9 @@
 //   - Read-only: GET and HEAD only; no forms, nothing on any page changes the node.
 //   - Everything a peer or a program wrote (host names, OS strings, command output) reaches the
 //     page through html/template's contextual escaping, never as template.HTML.
+//   - A page reads what it shows: results through RecentResults with the page's limit (50 on
+//     the results page, 20 on a peer's), never the whole history with every output, which a
+//     refresh every 10 s in every open tab would read again and again.
 //   - Every response carries a Content-Security-Policy that allows only this origin's style
 //     sheet (no script, no frames, no form targets), X-Frame-Options DENY, nosniff, no-referrer
 //     and Cache-Control no-store.

@@ -21,7 +21,9 @@ import (
 type Source interface {
 	Fleet(ctx context.Context, target string) ([]node.FleetEntry, error)
 	Peers(ctx context.Context) ([]node.PeerInfo, error)
-	Results(ctx context.Context) ([]node.Result, error)
+	// RecentResults, not Results: a page shows the most recent few, and must not read the
+	// whole history with every output on each refresh.
+	RecentResults(ctx context.Context, peer string, limit int) ([]node.Result, error)
 	Status(ctx context.Context) (node.Status, error)
 	Schedules(ctx context.Context) ([]node.ScheduleInfo, error)
 }

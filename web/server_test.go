@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +22,19 @@ var testNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // name and ran a command whose output is HTML, and carol, silent and STALE.
 type fakeSource struct {
 	fleet     []node.FleetEntry
-	results   []node.Result
+	results   []node.Result // newest first
 	schedules []node.ScheduleInfo
 	err       error
+
+	mu       sync.Mutex
+	recent   []recentCall // the RecentResults calls
+	returned int          // results returned, by any method
+}
+
+// recentCall is one call of RecentResults.
+type recentCall struct {
+	peer  string
+	limit int
 }
 
 func (f *fakeSource) Fleet(context.Context, string) ([]node.FleetEntry, error) { return f.fleet, f.err }
@@ -30,7 +42,29 @@ func (f *fakeSource) Peers(context.Context) ([]node.PeerInfo, error) {
 	return []node.PeerInfo{{Name: "bob", Fingerprint: "ab12-cd34", Allow: []string{"uptime"},
 		Outbound: &node.SessionInfo{ID: "5e55", Status: "Confirmed", Epoch: 3}}}, f.err
 }
-func (f *fakeSource) Results(context.Context) ([]node.Result, error) { return f.results, f.err }
+
+// Results is not in Source (a page must not read the whole history); it stays here so that a
+// page reaching for it anyway is counted.
+func (f *fakeSource) Results(context.Context) ([]node.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.returned += len(f.results)
+	return f.results, f.err
+}
+
+func (f *fakeSource) RecentResults(_ context.Context, peer string, limit int) ([]node.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recent = append(f.recent, recentCall{peer, limit})
+	var out []node.Result
+	for _, r := range f.results {
+		if len(out) < limit && (peer == "" || r.Peer == peer) {
+			out = append(out, r)
+		}
+	}
+	f.returned += len(out)
+	return out, f.err
+}
 func (f *fakeSource) Schedules(context.Context) ([]node.ScheduleInfo, error) {
 	return f.schedules, f.err
 }
@@ -110,7 +144,7 @@ func TestPagesRender(t *testing.T) {
 			`<tr class="stale" data-peer="carol">`, `badge stale">STALE<`, "2 peers, 1 stale"}},
 		{"/peer/bob", []string{"Peer bob", "ab12-cd34", "5e55", "we command it", "cat page.html", "uptime"}},
 		{"/peer/carol", []string{"Peer carol", `badge stale">STALE<`, "no sysinfo yet"}},
-		{"/results", []string{"cat page.html", "1 most recent of 1"}},
+		{"/results", []string{"cat page.html", "The 1 most recent commands"}},
 		{"/status", []string{"alice@example.test", "2 mails not sent yet", "not running"}},
 		{"/schedules", []string{"nightly", "@web", "every 24h0m0s", "FAILED", `class="stale"`, "&lt;b&gt;x"}},
 	} {
@@ -253,5 +287,44 @@ func TestTokenRequired(t *testing.T) {
 	}
 	if res, body := get(t, h, "GET", host+"/peer/bob", func(r *http.Request) { r.AddCookie(cookie) }); res.StatusCode != http.StatusOK || !strings.Contains(body, "Peer bob") {
 		t.Errorf("GET /peer/bob with the cookie: %d, want the page", res.StatusCode)
+	}
+}
+
+// TestPagesReadRecentResultsOnly: with a long history, the results page and a peer's page each
+// ask the node once for a page of the most recent results (of all, of that peer), get no more
+// than that, and show them newest first; the whole history is never read.
+func TestPagesReadRecentResultsOnly(t *testing.T) {
+	for _, c := range []struct {
+		path  string
+		call  recentCall
+		first string // the newest command of the page
+	}{
+		{"/results", recentCall{"", recentResults}, "echo 999"},
+		{"/peer/bob", recentCall{"bob", peerResults}, "echo 998"},
+	} {
+		src := newFake()
+		src.results = nil
+		for i := 999; i >= 0; i-- {
+			peer := "bob"
+			if i%2 == 1 {
+				peer = "carol"
+			}
+			src.results = append(src.results, node.Result{Peer: peer, Command: []string{"echo", strconv.Itoa(i)},
+				Status: node.StatusSent, Sent: testNow.Add(time.Duration(i-1000) * time.Second)})
+		}
+		res, body := get(t, newPageServer(src), "GET", "http://127.0.0.1"+c.path, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", c.path, res.StatusCode)
+		}
+		if len(src.recent) != 1 || src.recent[0] != c.call || src.returned > c.call.limit {
+			t.Errorf("GET %s: RecentResults calls %+v, %d results read; want one call %+v and at most %d read",
+				c.path, src.recent, src.returned, c.call, c.call.limit)
+		}
+		if rows := strings.Count(body, "<code>echo "); rows != c.call.limit {
+			t.Errorf("GET %s: %d result rows, want %d", c.path, rows, c.call.limit)
+		}
+		if i := strings.Index(body, "<code>echo "); i < 0 || !strings.HasPrefix(body[i:], "<code>"+c.first+"<") {
+			t.Errorf("GET %s: the first command shown is not %q", c.path, c.first)
+		}
 	}
 }
