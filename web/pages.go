@@ -104,16 +104,16 @@ func (s *server) peer(w http.ResponseWriter, r *http.Request) {
 			add("host", orDash(si.Hostname))
 			add("os", orDash(strings.TrimSpace(si.OS+" "+si.Kernel+" "+si.Arch)))
 			add("uptime", shortDuration(si.Uptime))
-			add("load", fmt.Sprintf("%.2f %.2f %.2f (%d CPUs)", si.Load1, si.Load5, si.Load15, si.NumCPU))
+			add("load", fmt.Sprintf("%s (%d CPUs)", loads(si.Load1, si.Load5, si.Load15), si.NumCPU))
 			if e.MemFreePct != nil {
-				add("memory", fmt.Sprintf("%s available of %s (%.0f%%)", bytesIEC(si.MemAvailable), bytesIEC(si.MemTotal), *e.MemFreePct))
+				add("memory", fmt.Sprintf("%s available of %s (%s)", bytesIEC(si.MemAvailable), bytesIEC(si.MemTotal), percent(*e.MemFreePct)))
 			}
 			add("sealpost", strings.TrimSpace(si.Version+" "+si.GoVersion))
 			add("sysinfo from", when(now, e.SysInfoAt))
 			for _, d := range si.Disks {
 				row := diskRow{Mount: d.Mount, Size: bytesIEC(d.Total), Free: bytesIEC(d.Free), Pct: "-"}
 				if d.Total > 0 {
-					row.Pct = fmt.Sprintf("%.0f%%", 100*float64(d.Free)/float64(d.Total))
+					row.Pct = percent(100 * float64(d.Free) / float64(d.Total))
 				}
 				p.Disks = append(p.Disks, row)
 			}
