@@ -22,6 +22,9 @@ type API interface {
 	// with the last known result and ctx's error).
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error)
 	Results(ctx context.Context) ([]Result, error)
+	// RecentResults returns the limit most recent results, newest first, of one peer or of all
+	// (peer ""), reading only those (see Node.RecentResults).
+	RecentResults(ctx context.Context, peer string, limit int) ([]Result, error)
 	Status(ctx context.Context) (Status, error)
 	// Tag adds tags to and removes them from one peer and returns its tags as they are then.
 	Tag(ctx context.Context, name string, add, remove []string) ([]string, error)

@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule, reports
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, recent-results, fleet, schedule, reports
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -43,6 +43,8 @@ type controlRequest struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Schedule is the schedule operation's request (schedule.go).
 	Schedule *scheduleOp `json:"schedule,omitempty"`
+	// Recent is the recent-results operation's request (results.go).
+	Recent *recentQuery `json:"recent,omitempty"`
 }
 
 type controlResponse struct {
@@ -177,6 +179,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 			missing = "commands"
 		}
 	case "results-of", "fleet":
+	case "recent-results":
+		if req.Recent == nil {
+			missing = "a peer and a limit"
+		}
 	case "schedule":
 		if req.Schedule == nil {
 			missing = "a schedule operation"
@@ -258,6 +264,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.IDs, err = n.SubmitMany(ctx, req.Runs)
 	case "results-of":
 		resp.Results, err = n.ResultsOf(ctx, req.IDs)
+	case "recent-results":
+		resp.Results, err = n.RecentResults(ctx, req.Recent.Peer, req.Recent.Limit)
 	case "fleet":
 		resp.Fleet, err = n.Fleet(ctx, req.Target)
 	case "schedule":

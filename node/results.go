@@ -118,6 +118,38 @@ func (n *Node) Results(ctx context.Context) ([]Result, error) {
 	return rs, err
 }
 
+// MaxRecentResults caps RecentResults' limit, so that one request cannot ask for the whole
+// history through it.
+const MaxRecentResults = 1000
+
+// RecentResults returns the limit most recently sent commands' results, newest first: of one
+// peer, or of all with peer "". It reads only those (keystore walks its results_by_sent index
+// backwards), so a page that shows the recent results costs the page, not the whole history as
+// Results does. limit is at least 1 and at most MaxRecentResults.
+func (n *Node) RecentResults(ctx context.Context, peer string, limit int) ([]Result, error) {
+	limit = min(max(limit, 1), MaxRecentResults)
+	var rs []Result
+	err := n.store.View(func(tx *keystore.Tx) error {
+		return tx.ResultsNewestFirst(peer, func(r keystore.Result) (bool, error) {
+			rs = append(rs, resultOf(r))
+			return len(rs) < limit, ctx.Err()
+		})
+	})
+	return rs, err
+}
+
+// recentQuery is the recent-results control operation's request: RecentResults' arguments.
+type recentQuery struct {
+	Peer  string `json:"peer,omitempty"`
+	Limit int    `json:"limit"`
+}
+
+// RecentResults asks the agent for RecentResults.
+func (cl *Client) RecentResults(ctx context.Context, peer string, limit int) ([]Result, error) {
+	r, err := cl.call(ctx, controlRequest{Op: "recent-results", Recent: &recentQuery{Peer: peer, Limit: limit}})
+	return r.Results, err
+}
+
 // ResultsOf returns the results recorded under ids, in their order; see API.
 func (n *Node) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error) {
 	out := make([]Result, 0, len(ids))

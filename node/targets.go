@@ -44,6 +44,10 @@ type TargetPart struct {
 	Tag  bool
 }
 
+// badTagReason is a TargetError's Reason for an @TAG whose tag keystore.CheckTag refuses, in
+// this package's words (keystore's error names keystore and repeats the tag).
+const badTagReason = "is not a tag: use 1 to 64 lower-case letters, digits, '-', '_' and '.', starting with a letter or digit"
+
 // ParseTarget splits a target into its parts and checks their form; which peers they name is
 // ResolveTarget's business.
 func ParseTarget(target string) ([]TargetPart, error) {
@@ -56,8 +60,8 @@ func ParseTarget(target string) ([]TargetPart, error) {
 			return nil, &TargetError{Target: target, Reason: "has an empty part (two commas, or one at an end)"}
 		}
 		if tag, ok := strings.CutPrefix(p, "@"); ok {
-			if err := keystore.CheckTag(tag); err != nil {
-				return nil, &TargetError{Target: target, Part: p, Reason: "is not a tag: " + strings.TrimPrefix(err.Error(), "keystore: invalid argument: ")}
+			if keystore.CheckTag(tag) != nil {
+				return nil, &TargetError{Target: target, Part: p, Reason: badTagReason}
 			}
 			parts = append(parts, TargetPart{Name: tag, Tag: true})
 			continue

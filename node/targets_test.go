@@ -171,3 +171,15 @@ func TestFleetFromAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTargetBadTag: a tag keystore refuses gives a TargetError naming the part, with
+// ParseTarget's own reason (not keystore's error with its prefix cut off).
+func TestParseTargetBadTag(t *testing.T) {
+	for _, target := range []string{"@Web", "bob,@-x", "@" + strings.Repeat("a", 65), "@a b", "@"} {
+		_, err := ParseTarget(target)
+		var te *TargetError
+		if !errors.As(err, &te) || te.Part == "" || te.Reason != badTagReason {
+			t.Errorf("ParseTarget(%q) = %#v, want a *TargetError about its tag with reason %q", target, err, badTagReason)
+		}
+	}
+}

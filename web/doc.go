@@ -16,11 +16,16 @@
 //   - Read-only: GET and HEAD only; no forms, nothing on any page changes the node.
 //   - Everything a peer or a program wrote (host names, OS strings, command output) reaches the
 //     page through html/template's contextual escaping, never as template.HTML.
+//   - A page reads what it shows: results through RecentResults with the page's limit (50 on
+//     the results page, 20 on a peer's), never the whole history with every output, which a
+//     refresh every 10 s in every open tab would read again and again.
 //   - Every response carries a Content-Security-Policy that allows only this origin's style
 //     sheet (no script, no frames, no form targets), X-Frame-Options DENY, nosniff, no-referrer
 //     and Cache-Control no-store.
-//   - With Options.Token set, every request must carry it (Authorization: Bearer, or the
-//     HttpOnly cookie a first visit with ?token= sets); compared in constant time. Without a
-//     token (the command line allows that only on a loopback address) the Host header must name
-//     a loopback host, so that a web page elsewhere cannot reach the dashboard by DNS rebinding.
+//   - Every request must carry Options.Token (Authorization: Bearer, or the HttpOnly cookie a
+//     first visit with ?token= sets), compared in constant time, also on a loopback address:
+//     any local user can connect there, and the pages show every command's output (THREATS.md
+//     row 36). Without a token the handler serves nothing. On a loopback listener
+//     (Options.LoopbackHost) the Host header must also name a loopback host, so that a web page
+//     elsewhere cannot reach the dashboard by DNS rebinding.
 package web

@@ -34,12 +34,12 @@ func FleetRowOf(e node.FleetEntry, now time.Time) FleetRow {
 		row.Host = orDash(si.Hostname)
 		row.OS = orDash(strings.TrimSpace(si.OS + " " + si.Kernel))
 		row.Uptime = shortDuration(si.Uptime)
-		row.Load = fmt.Sprintf("%.2f %.2f %.2f", si.Load1, si.Load5, si.Load15)
+		row.Load = loads(si.Load1, si.Load5, si.Load15)
 		if e.MemFreePct != nil {
-			row.Mem = fmt.Sprintf("%.0f%% of %s", *e.MemFreePct, bytesIEC(si.MemTotal))
+			row.Mem = percent(*e.MemFreePct) + " of " + bytesIEC(si.MemTotal)
 		}
 		if mount, pct, ok := fullestDisk(e); ok {
-			row.Disk = fmt.Sprintf("%s %.0f%% free", mount, pct)
+			row.Disk = mount + " " + percent(pct) + " free"
 		}
 	}
 	return row
@@ -73,6 +73,39 @@ func fullestDisk(e node.FleetEntry) (mount string, pct float64, ok bool) {
 		}
 	}
 	return mount, pct, ok
+}
+
+// maxLoad is the largest load average shown as a number; a peer's report is not checked, and
+// 1e308 would print 300 digits.
+const maxLoad = 999
+
+// loads shows load averages as "0.52 0.40 0.31", each capped: ">999" above maxLoad, "?" for
+// one that cannot be (negative, not a number).
+func loads(l ...float64) string {
+	s := make([]string, len(l))
+	for i, v := range l {
+		switch {
+		case v > maxLoad:
+			s[i] = fmt.Sprintf(">%d", maxLoad)
+		case v >= 0:
+			s[i] = fmt.Sprintf("%.2f", v)
+		default: // negative or NaN
+			s[i] = "?"
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// percent shows a free share as "7%": ">100%" above 100 (more free than there is, as a
+// peer may claim), "?" for one that cannot be (negative, not a number).
+func percent(p float64) string {
+	switch {
+	case p > 100:
+		return ">100%"
+	case p >= 0:
+		return fmt.Sprintf("%.0f%%", p)
+	}
+	return "?"
 }
 
 // shortDuration shows a duration to its largest two units: 45s, 3m10s, 5h2m, 12d3h.

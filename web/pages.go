@@ -82,7 +82,7 @@ func (s *server) peer(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		results, err := src.Results(ctx)
+		results, err := src.RecentResults(ctx, name, peerResults)
 		if err != nil {
 			return nil, err
 		}
@@ -104,16 +104,16 @@ func (s *server) peer(w http.ResponseWriter, r *http.Request) {
 			add("host", orDash(si.Hostname))
 			add("os", orDash(strings.TrimSpace(si.OS+" "+si.Kernel+" "+si.Arch)))
 			add("uptime", shortDuration(si.Uptime))
-			add("load", fmt.Sprintf("%.2f %.2f %.2f (%d CPUs)", si.Load1, si.Load5, si.Load15, si.NumCPU))
+			add("load", fmt.Sprintf("%s (%d CPUs)", loads(si.Load1, si.Load5, si.Load15), si.NumCPU))
 			if e.MemFreePct != nil {
-				add("memory", fmt.Sprintf("%s available of %s (%.0f%%)", bytesIEC(si.MemAvailable), bytesIEC(si.MemTotal), *e.MemFreePct))
+				add("memory", fmt.Sprintf("%s available of %s (%s)", bytesIEC(si.MemAvailable), bytesIEC(si.MemTotal), percent(*e.MemFreePct)))
 			}
 			add("sealpost", strings.TrimSpace(si.Version+" "+si.GoVersion))
 			add("sysinfo from", when(now, e.SysInfoAt))
 			for _, d := range si.Disks {
 				row := diskRow{Mount: d.Mount, Size: bytesIEC(d.Total), Free: bytesIEC(d.Free), Pct: "-"}
 				if d.Total > 0 {
-					row.Pct = fmt.Sprintf("%.0f%%", 100*float64(d.Free)/float64(d.Total))
+					row.Pct = percent(100 * float64(d.Free) / float64(d.Total))
 				}
 				p.Disks = append(p.Disks, row)
 			}
@@ -136,20 +136,13 @@ func (s *server) peer(w http.ResponseWriter, r *http.Request) {
 		if len(e.Report) > 0 {
 			p.Report = cut(e.Report, maxOutput)
 		}
-		var theirs []node.Result // not DeleteFunc: the source's slice is not ours to change
-		for _, r := range results {
-			if r.Peer == name {
-				theirs = append(theirs, r)
-			}
-		}
-		p.Results = recent(theirs, peerResults, now)
+		p.Results = recent(results, peerResults, now)
 		return p, nil
 	})
 }
 
 type resultsPage struct {
-	Total int
-	Rows  []resultRow
+	Rows []resultRow
 }
 
 type resultRow struct {
@@ -159,18 +152,16 @@ type resultRow struct {
 
 func (s *server) results(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "results", "Results", func(ctx context.Context, src Source, _ node.Status) (any, error) {
-		rs, err := src.Results(ctx)
+		rs, err := src.RecentResults(ctx, "", recentResults)
 		if err != nil {
 			return nil, err
 		}
-		return resultsPage{Total: len(rs), Rows: recent(rs, recentResults, s.opts.Now())}, nil
+		return resultsPage{Rows: recent(rs, recentResults, s.opts.Now())}, nil
 	})
 }
 
-// recent is the last n of rs (the node lists them oldest first), newest first.
+// recent is the rows of the first n of rs (RecentResults gives them newest first).
 func recent(rs []node.Result, n int, now time.Time) []resultRow {
-	rs = slices.Clone(rs)
-	slices.SortStableFunc(rs, func(a, b node.Result) int { return b.Sent.Compare(a.Sent) })
 	rs = rs[:min(n, len(rs))]
 	out := make([]resultRow, 0, len(rs))
 	for _, r := range rs {

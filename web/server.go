@@ -21,7 +21,9 @@ import (
 type Source interface {
 	Fleet(ctx context.Context, target string) ([]node.FleetEntry, error)
 	Peers(ctx context.Context) ([]node.PeerInfo, error)
-	Results(ctx context.Context) ([]node.Result, error)
+	// RecentResults, not Results: a page shows the most recent few, and must not read the
+	// whole history with every output on each refresh.
+	RecentResults(ctx context.Context, peer string, limit int) ([]node.Result, error)
 	Status(ctx context.Context) (node.Status, error)
 	Schedules(ctx context.Context) ([]node.ScheduleInfo, error)
 }
@@ -32,9 +34,14 @@ type Options struct {
 	// command line opens the agent's control socket, or the state itself for that moment, so
 	// that the dashboard never keeps the state's lock from an agent. Required.
 	Open func(ctx context.Context) (src Source, close func(), err error)
-	// Token, when not empty, is required on every request (see the package documentation).
-	// Empty: no token, and only requests whose Host names a loopback host are served.
+	// Token is required on every request (see the package documentation), also on loopback:
+	// any local user can connect to a loopback port, and the pages show every command's
+	// output. Empty: nothing is served (the handler fails closed).
 	Token string
+	// LoopbackHost: the dashboard listens on a loopback address, so requests must also name a
+	// loopback host in their Host header (127.0.0.1, [::1], localhost): a web page elsewhere
+	// must not reach it through DNS rebinding.
+	LoopbackHost bool
 	// Refresh is how often the pages reload themselves; zero means 10 s.
 	Refresh time.Duration
 	// Now is the clock the pages' "3m ago" are counted from; nil means time.Now.
@@ -90,8 +97,8 @@ type server struct {
 	pages map[string]*template.Template
 }
 
-// guard sets the security headers on every response, refuses what is not GET or HEAD, and
-// checks the token, or without one, that the request was addressed to a loopback host.
+// guard sets the security headers on every response, refuses what is not GET or HEAD, checks
+// that a request to a loopback listener was addressed to a loopback host, and checks the token.
 func (s *server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -105,12 +112,12 @@ func (s *server) guard(next http.Handler) http.Handler {
 			http.Error(w, "the dashboard is read-only: GET and HEAD only", http.StatusMethodNotAllowed)
 			return
 		}
+		if s.opts.LoopbackHost && !loopbackHost(r.Host) {
+			http.Error(w, "this dashboard answers only to a loopback host name (127.0.0.1, [::1], localhost)", http.StatusMisdirectedRequest)
+			return
+		}
 		if s.opts.Token == "" {
-			if !loopbackHost(r.Host) {
-				http.Error(w, "this dashboard answers only to a loopback host name (127.0.0.1, [::1], localhost)", http.StatusMisdirectedRequest)
-				return
-			}
-			next.ServeHTTP(w, r)
+			http.Error(w, "this dashboard has no token set, so it serves nothing", http.StatusInternalServerError)
 			return
 		}
 		if tok := r.URL.Query().Get("token"); tok != "" && s.tokenOK(tok) {

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +22,19 @@ var testNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 // name and ran a command whose output is HTML, and carol, silent and STALE.
 type fakeSource struct {
 	fleet     []node.FleetEntry
-	results   []node.Result
+	results   []node.Result // newest first
 	schedules []node.ScheduleInfo
 	err       error
+
+	mu       sync.Mutex
+	recent   []recentCall // the RecentResults calls
+	returned int          // results returned, by any method
+}
+
+// recentCall is one call of RecentResults.
+type recentCall struct {
+	peer  string
+	limit int
 }
 
 func (f *fakeSource) Fleet(context.Context, string) ([]node.FleetEntry, error) { return f.fleet, f.err }
@@ -30,7 +42,29 @@ func (f *fakeSource) Peers(context.Context) ([]node.PeerInfo, error) {
 	return []node.PeerInfo{{Name: "bob", Fingerprint: "ab12-cd34", Allow: []string{"uptime"},
 		Outbound: &node.SessionInfo{ID: "5e55", Status: "Confirmed", Epoch: 3}}}, f.err
 }
-func (f *fakeSource) Results(context.Context) ([]node.Result, error) { return f.results, f.err }
+
+// Results is not in Source (a page must not read the whole history); it stays here so that a
+// page reaching for it anyway is counted.
+func (f *fakeSource) Results(context.Context) ([]node.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.returned += len(f.results)
+	return f.results, f.err
+}
+
+func (f *fakeSource) RecentResults(_ context.Context, peer string, limit int) ([]node.Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recent = append(f.recent, recentCall{peer, limit})
+	var out []node.Result
+	for _, r := range f.results {
+		if len(out) < limit && (peer == "" || r.Peer == peer) {
+			out = append(out, r)
+		}
+	}
+	f.returned += len(out)
+	return out, f.err
+}
 func (f *fakeSource) Schedules(context.Context) ([]node.ScheduleInfo, error) {
 	return f.schedules, f.err
 }
@@ -58,12 +92,31 @@ func newFake() *fakeSource {
 	}
 }
 
+// testToken is the token of the test servers.
+const testToken = "0123456789abcdef-secret"
+
+// newTestServer is the dashboard over src as `sealpost dashboard` serves it on loopback: the
+// token required, and the Host header checked.
 func newTestServer(src Source, token string) http.Handler {
 	return New(Options{
-		Open:  func(context.Context) (Source, func(), error) { return src, func() {}, nil },
-		Token: token,
-		Now:   func() time.Time { return testNow },
+		Open:         func(context.Context) (Source, func(), error) { return src, func() {}, nil },
+		Token:        token,
+		LoopbackHost: true,
+		Now:          func() time.Time { return testNow },
 	})
+}
+
+// withToken is h with the Bearer token set on every request, for tests of the pages.
+func withToken(h http.Handler, token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("Authorization", "Bearer "+token)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// newPageServer is newTestServer with the token on every request.
+func newPageServer(src Source) http.Handler {
+	return withToken(newTestServer(src, testToken), testToken)
 }
 
 func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Request)) (*http.Response, string) {
@@ -82,7 +135,7 @@ func get(t *testing.T, h http.Handler, method, target string, mod func(*http.Req
 // TestPagesRender: every page renders from the node's API with the figures it should show, the
 // security headers and no script; what peers sent is escaped, never markup.
 func TestPagesRender(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	for _, c := range []struct {
 		path string
 		has  []string
@@ -91,7 +144,7 @@ func TestPagesRender(t *testing.T) {
 			`<tr class="stale" data-peer="carol">`, `badge stale">STALE<`, "2 peers, 1 stale"}},
 		{"/peer/bob", []string{"Peer bob", "ab12-cd34", "5e55", "we command it", "cat page.html", "uptime"}},
 		{"/peer/carol", []string{"Peer carol", `badge stale">STALE<`, "no sysinfo yet"}},
-		{"/results", []string{"cat page.html", "1 most recent of 1"}},
+		{"/results", []string{"cat page.html", "The 1 most recent commands"}},
 		{"/status", []string{"alice@example.test", "2 mails not sent yet", "not running"}},
 		{"/schedules", []string{"nightly", "@web", "every 24h0m0s", "FAILED", `class="stale"`, "&lt;b&gt;x"}},
 	} {
@@ -131,7 +184,7 @@ func TestPagesRender(t *testing.T) {
 }
 
 func TestNotFoundAndNodeDown(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	if res, _ := get(t, h, "GET", "http://localhost/peer/nobody", nil); res.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /peer/nobody: %d, want 404", res.StatusCode)
 	}
@@ -140,7 +193,7 @@ func TestNotFoundAndNodeDown(t *testing.T) {
 	}
 	down := newFake()
 	down.err = errors.New("the agent <i>stopped</i>")
-	res, body := get(t, newTestServer(down, ""), "GET", "http://localhost/", nil)
+	res, body := get(t, newPageServer(down), "GET", "http://localhost/", nil)
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "the agent &lt;i&gt;stopped") || !strings.Contains(body, `http-equiv="refresh"`) {
 		t.Errorf("GET / with the node unreachable: %d\n%s\nwant 503, the error escaped, and the page still refreshing", res.StatusCode, body)
 	}
@@ -148,7 +201,7 @@ func TestNotFoundAndNodeDown(t *testing.T) {
 
 // TestReadOnly: anything but GET and HEAD is refused, on every path.
 func TestReadOnly(t *testing.T) {
-	h := newTestServer(newFake(), "")
+	h := newPageServer(newFake())
 	for _, m := range []string{"POST", "PUT", "DELETE", "PATCH"} {
 		for _, p := range []string{"/", "/peer/bob", "/status"} {
 			if res, _ := get(t, h, m, "http://127.0.0.1"+p, nil); res.StatusCode != http.StatusMethodNotAllowed {
@@ -161,10 +214,29 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// TestNoTokenOnlyLoopbackHost: without a token the dashboard answers only requests addressed to
-// a loopback host, so that a page on another site cannot read it through DNS rebinding.
-func TestNoTokenOnlyLoopbackHost(t *testing.T) {
-	h := newTestServer(newFake(), "")
+// TestTokenAlsoOnLoopback: on loopback too, a request without the token is refused and shows
+// nothing (any local user can connect to a loopback port); a handler without a token serves
+// nothing at all.
+func TestTokenAlsoOnLoopback(t *testing.T) {
+	h := newTestServer(newFake(), testToken)
+	for _, host := range []string{"127.0.0.1:8080", "localhost:8080", "[::1]:8080"} {
+		if res, body := get(t, h, "GET", "http://"+host+"/results", nil); res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "page.html") {
+			t.Errorf("GET /results on %s without the token: %d, want 401 and no results", host, res.StatusCode)
+		}
+	}
+	none := newTestServer(newFake(), "")
+	for _, mod := range []func(*http.Request){nil, func(r *http.Request) { r.Header.Set("Authorization", "Bearer ") }} {
+		if res, body := get(t, none, "GET", "http://127.0.0.1:8080/results", mod); res.StatusCode == http.StatusOK || strings.Contains(body, "page.html") {
+			t.Errorf("GET /results from a dashboard without a token: %d, want it refused", res.StatusCode)
+		}
+	}
+}
+
+// TestLoopbackHostOnly: on a loopback listener the dashboard answers only requests addressed to
+// a loopback host, even with the token, so that a page on another site cannot reach it through
+// DNS rebinding.
+func TestLoopbackHostOnly(t *testing.T) {
+	h := newPageServer(newFake())
 	for host, ok := range map[string]bool{"127.0.0.1:8080": true, "localhost:8080": true, "[::1]:8080": true, "127.0.0.1": true,
 		"evil.example:8080": false, "192.168.1.5:8080": false, "localhost.evil.example": false} {
 		res, _ := get(t, h, "GET", "http://"+host+"/", nil)
@@ -178,8 +250,9 @@ func TestNoTokenOnlyLoopbackHost(t *testing.T) {
 // Bearer header, and a first visit with ?token= sets an HttpOnly cookie and takes the token out
 // of the address; the cookie then works alone. A wrong token never does.
 func TestTokenRequired(t *testing.T) {
-	const tok = "0123456789abcdef-secret"
-	h := newTestServer(newFake(), tok)
+	const tok = testToken
+	h := New(Options{Open: func(context.Context) (Source, func(), error) { return newFake(), func() {}, nil }, Token: tok,
+		Now: func() time.Time { return testNow }})
 	host := "http://192.168.1.5:8080"
 	if res, body := get(t, h, "GET", host+"/", nil); res.StatusCode != http.StatusUnauthorized || strings.Contains(body, "bob") {
 		t.Fatalf("GET / without the token: %d, want 401 and nothing of the fleet", res.StatusCode)
@@ -214,5 +287,44 @@ func TestTokenRequired(t *testing.T) {
 	}
 	if res, body := get(t, h, "GET", host+"/peer/bob", func(r *http.Request) { r.AddCookie(cookie) }); res.StatusCode != http.StatusOK || !strings.Contains(body, "Peer bob") {
 		t.Errorf("GET /peer/bob with the cookie: %d, want the page", res.StatusCode)
+	}
+}
+
+// TestPagesReadRecentResultsOnly: with a long history, the results page and a peer's page each
+// ask the node once for a page of the most recent results (of all, of that peer), get no more
+// than that, and show them newest first; the whole history is never read.
+func TestPagesReadRecentResultsOnly(t *testing.T) {
+	for _, c := range []struct {
+		path  string
+		call  recentCall
+		first string // the newest command of the page
+	}{
+		{"/results", recentCall{"", recentResults}, "echo 999"},
+		{"/peer/bob", recentCall{"bob", peerResults}, "echo 998"},
+	} {
+		src := newFake()
+		src.results = nil
+		for i := 999; i >= 0; i-- {
+			peer := "bob"
+			if i%2 == 1 {
+				peer = "carol"
+			}
+			src.results = append(src.results, node.Result{Peer: peer, Command: []string{"echo", strconv.Itoa(i)},
+				Status: node.StatusSent, Sent: testNow.Add(time.Duration(i-1000) * time.Second)})
+		}
+		res, body := get(t, newPageServer(src), "GET", "http://127.0.0.1"+c.path, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", c.path, res.StatusCode)
+		}
+		if len(src.recent) != 1 || src.recent[0] != c.call || src.returned > c.call.limit {
+			t.Errorf("GET %s: RecentResults calls %+v, %d results read; want one call %+v and at most %d read",
+				c.path, src.recent, src.returned, c.call, c.call.limit)
+		}
+		if rows := strings.Count(body, "<code>echo "); rows != c.call.limit {
+			t.Errorf("GET %s: %d result rows, want %d", c.path, rows, c.call.limit)
+		}
+		if i := strings.Index(body, "<code>echo "); i < 0 || !strings.HasPrefix(body[i:], "<code>"+c.first+"<") {
+			t.Errorf("GET %s: the first command shown is not %q", c.path, c.first)
+		}
 	}
 }

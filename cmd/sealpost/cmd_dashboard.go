@@ -27,15 +27,16 @@ func runDashboard(ctx context.Context, g *globals, args []string) error {
 			"load nothing from elsewhere (no JavaScript at all). The dashboard reads the node through\n"+
 			"the agent's control socket, or opens the state for the moment of each page when no agent\n"+
 			"runs, so it can run next to an agent.\n\n"+
-			"On a loopback address it needs no token, and answers only to requests addressed to a\n"+
-			"loopback host name. On any other address it requires a token on every request: the one in\n"+
-			"--token-file, or else a new one that it prints once. Open the printed link with ?token=\n"+
-			"once (the browser then keeps it in a cookie) or send `Authorization: Bearer TOKEN`. The\n"+
-			"dashboard speaks plain HTTP: off this machine, put it behind TLS (a reverse proxy or an SSH\n"+
-			"tunnel).",
+			"It requires a token on every request, also on a loopback address (any user of this\n"+
+			"machine can connect there, and the pages show every command's output): the one in\n"+
+			"--token-file, or else a new one that it prints once at start. Open the printed link with\n"+
+			"?token= once (the browser then keeps it in a cookie) or send `Authorization: Bearer TOKEN`.\n"+
+			"On a loopback address it also answers only to requests addressed to a loopback host name\n"+
+			"(so that a web page elsewhere cannot reach it by DNS rebinding). The dashboard speaks plain\n"+
+			"HTTP: off this machine, put it behind TLS (a reverse proxy or an SSH tunnel).",
 		"sealpost dashboard --listen 127.0.0.1:8080")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free one)")
-	tokenFile := fs.String("token-file", "", "require the token in `FILE` on every request (also on loopback)")
+	tokenFile := fs.String("token-file", "", "require the token in `FILE` on every request (default: a new one, printed at start)")
 	if _, err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func runDashboard(ctx context.Context, g *globals, args []string) error {
 	defer ln.Close()
 	addr := ln.Addr().(*net.TCPAddr)
 	generated := false
-	if token == "" && !addr.IP.IsLoopback() {
+	if token == "" {
 		var b [32]byte
 		rand.Read(b[:])
 		token, generated = base64.RawURLEncoding.EncodeToString(b[:]), true
@@ -66,13 +67,15 @@ func runDashboard(ctx context.Context, g *globals, args []string) error {
 	var out strings.Builder
 	fmt.Fprintf(&out, "dashboard on %s (read-only; Ctrl-C stops it)\n", link)
 	if generated {
-		fmt.Fprintf(&out, "It listens beyond this machine, so it requires a token, shown only now:\n  %s\nOpen %s?token=%s once; the browser keeps it in a cookie.\n", token, link, token)
+		fmt.Fprintf(&out, "It requires this token, shown only now:\n  %s\nOpen %s?token=%s once; the browser keeps it in a cookie.\n", token, link, token)
+	} else {
+		fmt.Fprintf(&out, "It requires the token in %s: open %s?token=TOKEN once, or send Authorization: Bearer TOKEN.\n", *tokenFile, link)
 	}
 	fmt.Fprint(g.stdout, out.String())
 
 	src := &dashboardSource{g: g}
 	srv := &http.Server{
-		Handler:           web.New(web.Options{Open: src.open, Token: token, Logger: g.logger()}),
+		Handler:           web.New(web.Options{Open: src.open, Token: token, LoopbackHost: addr.IP.IsLoopback(), Logger: g.logger()}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

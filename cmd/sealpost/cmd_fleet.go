@@ -93,7 +93,8 @@ func whereGiven(fs *flag.FlagSet) bool {
 
 // printFleet writes the fleet table, with the figures the dashboard shows (web.FleetRowOf).
 // What peers report (host names, OS and kernel strings, mount points) is shown with control
-// characters escaped: it must not drive the terminal (THREATS.md row 41).
+// characters escaped: it must not drive the terminal (THREATS.md row 41). Absurd figures (a
+// load of 1e308) come capped from FleetRowOf (">999"), so a column stays a column.
 func printFleet(g *globals, rows []node.FleetEntry, now time.Time) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)

@@ -111,3 +111,19 @@ func TestFleetBadWhereIsUsage(t *testing.T) {
 		t.Errorf("fleet with a bad --where says\n%s\nwant the expression with a caret under the error:%s", errOut.String(), want)
 	}
 }
+
+// TestFleetTableCapsNumbers: a peer reporting a load of 1e308 gets ">999" in the table, not a
+// 300-digit column.
+func TestFleetTableCapsNumbers(t *testing.T) {
+	fleet := whereSample()
+	fleet[0].SysInfo.Load1 = 1e308
+	var out bytes.Buffer
+	g := &globals{stdout: &out, stderr: &out}
+	if err := showFleet(g, fleet, nil, false, whereNow); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[1], ">999 ") || len(lines[1]) > 200 {
+		t.Errorf("fleet line of a peer with a load of 1e308 = %q, want the load shown as >999", lines[1])
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,31 +70,99 @@ func TestFleetAndDashboardInChromium(t *testing.T) {
 
 	chromium := findChromium(t)
 	dash := start(t, env, "--state", alice, "dashboard", "--listen", "127.0.0.1:0")
-	line, err := dash.stdout.ReadString('\n')
-	m := regexp.MustCompile(`dashboard on (http://127\.0\.0\.1:\d+/)`).FindStringSubmatch(line)
-	if err != nil || m == nil {
-		t.Fatalf("dashboard printed %q (%v)\n%s", line, err, dash.stderr)
-	}
-	url := m[1]
+	url, token := dashboardLink(t, dash)
 
-	dom := runChromium(t, chromium, "--dump-dom", url)
+	// Without the token, on loopback too, nothing is shown: any user of this machine can
+	// connect to a loopback port. With it as a Bearer header, the page is served.
+	for _, auth := range []string{"", "Bearer wrong-token-0123456789"} {
+		if code, body := httpGet(t, url+"results", auth); code != http.StatusUnauthorized || strings.Contains(body, "hello from bob") {
+			t.Errorf("GET /results with Authorization %q: %d, want 401 and none of bob's output", auth, code)
+		}
+	}
+	if code, body := httpGet(t, url+"results", "Bearer "+token); code != http.StatusOK || !strings.Contains(body, "hello from bob") {
+		t.Errorf("GET /results with the token: %d, want 200 and bob's output:\n%s", code, body)
+	}
+
+	// Chromium opens the link with ?token= (each run has a profile of its own, so each opens
+	// it): the dashboard keeps the token in a cookie and sends it on to the page without it.
+	dom := runChromium(t, chromium, "--dump-dom", url+"?token="+token)
 	for _, want := range []string{`data-peer="bob"`, `<a href="/peer/bob">bob</a>`, "linux", html.EscapeString(hostname), "1 peer, 0 stale"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("Chromium's DOM of the fleet page has no %q:\n%s", want, dom)
 		}
 	}
-	dom = runChromium(t, chromium, "--dump-dom", url+"peer/bob")
+	dom = runChromium(t, chromium, "--dump-dom", url+"peer/bob?token="+token)
 	if !strings.Contains(dom, "&lt;b&gt;hello from bob&lt;/b&gt;") || strings.Contains(dom, "<b>hello") {
 		t.Errorf("Chromium's DOM of bob's page does not show his command's output as text:\n%s", dom)
 	}
 
 	shot := filepath.Join(artifactDir(t), "dashboard-fleet.png")
-	runChromium(t, chromium, "--screenshot="+shot, "--window-size=1400,700", url)
+	runChromium(t, chromium, "--screenshot="+shot, "--window-size=1400,700", url+"?token="+token)
 	png, err := os.ReadFile(shot)
 	if err != nil || len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("Chromium's screenshot %s: %d bytes (%v), want a PNG", shot, len(png), err)
 	}
 	t.Logf("screenshot of the dashboard: %s", shot)
+}
+
+// dashboardLink reads what `sealpost dashboard` prints at start up to the link that holds its
+// token (shown only then), and returns the link without it and the token. A dashboard that
+// prints no such link within a minute fails the test rather than hanging it.
+func dashboardLink(t *testing.T, dash *proc) (url, token string) {
+	t.Helper()
+	type line struct {
+		s   string
+		err error
+	}
+	lines := make(chan line, 16)
+	go func() { // ends when the dashboard's stdout closes (t.Cleanup stops it)
+		for {
+			s, err := dash.stdout.ReadString('\n')
+			lines <- line{s, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	link := regexp.MustCompile(`(http://127\.0\.0\.1:\d+/)\?token=([A-Za-z0-9_-]{16,})`)
+	var printed strings.Builder
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l := <-lines:
+			printed.WriteString(l.s)
+			if m := link.FindStringSubmatch(l.s); m != nil {
+				return m[1], m[2]
+			}
+			if l.err != nil {
+				t.Fatalf("dashboard printed %q (%v), with no link holding its token\n%s", printed.String(), l.err, dash.stderr)
+			}
+		case <-timeout:
+			t.Fatalf("dashboard printed %q and, in a minute, no link holding its token", printed.String())
+		}
+	}
+}
+
+// httpGet is one GET of url, with an Authorization header when auth is not empty.
+func httpGet(t *testing.T, url, auth string) (code int, body string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // findChromium is Debian's chromium (scripts/test installs it when it runs as root). Without

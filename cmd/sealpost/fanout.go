@@ -241,7 +241,7 @@ func (w *fanoutWatch) announce() {
 		}
 		w.printed[r.CommandID] = true
 		n++
-		fmt.Fprintf(w.g.stderr, "[%d/%d] %s: %s (%s)\n", n, len(w.rs), r.Peer, outcomeLabel(r), took(r, time.Now()))
+		fmt.Fprintf(w.g.stderr, "[%d/%d] %s: %s (%s)\n", n, len(w.rs), node.Printable(r.Peer), outcomeLabel(r), took(r, time.Now()))
 	}
 }
 

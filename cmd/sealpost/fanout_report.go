@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/node"
@@ -54,11 +55,12 @@ func succeeded(r node.Result) bool {
 }
 
 // outcomeLabel says in a few words how a command stands: "exit 0", "waiting", "refused
-// (denied): …".
+// (denied): …". The error and a refusal's status came from the peer: they are escaped
+// (node.Printable), so that they cannot drive the terminal (THREATS.md row 41).
 func outcomeLabel(r node.Result) string {
 	detail := func(s string) string {
 		if r.Error != "" {
-			return s + ": " + r.Error
+			return s + ": " + node.Printable(r.Error)
 		}
 		return s
 	}
@@ -70,7 +72,7 @@ func outcomeLabel(r node.Result) string {
 	case r.Status == node.StatusFailed, r.Status == node.StatusLocalExpired:
 		return detail(r.Status)
 	case r.Status != node.StatusDone:
-		return detail("refused (" + r.Status + ")")
+		return detail("refused (" + node.Printable(r.Status) + ")")
 	}
 	if code, ok := r.ShellExitCode(); ok {
 		if r.Outcome == commands.OutcomeSignaled {
@@ -124,7 +126,7 @@ func groupOutputs(rs []node.Result) []outputGroup {
 			gs = append(gs, outputGroup{Label: label, Stdout: r.Stdout, Stderr: r.Stderr})
 			i = len(gs) - 1
 		}
-		gs[i].Peers = append(gs[i].Peers, r.Peer)
+		gs[i].Peers = append(gs[i].Peers, node.Printable(r.Peer))
 	}
 	slices.SortStableFunc(gs, func(a, b outputGroup) int {
 		return cmp.Or(cmp.Compare(len(b.Peers), len(a.Peers)), cmp.Compare(a.Peers[0], b.Peers[0]))
@@ -137,7 +139,7 @@ func notAnswered(rs []node.Result) []string {
 	var out []string
 	for _, r := range rs {
 		if !node.Final(r.Status) {
-			out = append(out, r.Peer)
+			out = append(out, node.Printable(r.Peer))
 		}
 	}
 	return out
@@ -162,7 +164,7 @@ const maxLiveRows = 20
 func renderTable(rs []node.Result, now time.Time, maxRows int) string {
 	width := 4
 	for _, r := range rs {
-		width = max(width, min(len(r.Peer), 24))
+		width = max(width, min(utf8.RuneCountInString(node.Printable(r.Peer)), 24))
 	}
 	var b strings.Builder
 	for i, r := range rs {
@@ -170,7 +172,7 @@ func renderTable(rs []node.Result, now time.Time, maxRows int) string {
 			fmt.Fprintf(&b, "  … and %d more\n", len(rs)-maxRows)
 			break
 		}
-		fmt.Fprintf(&b, "  %-*s  %-*s  %s\n", width, clip(r.Peer, 24), 32, clip(outcomeLabel(r), 32), took(r, now))
+		fmt.Fprintf(&b, "  %-*s  %-*s  %s\n", width, clip(node.Printable(r.Peer), 24), 32, clip(outcomeLabel(r), 32), took(r, now))
 	}
 	b.WriteString(summaryLine(rs))
 	return b.String()
@@ -203,7 +205,9 @@ func notAnsweredLine(end fanoutEnd, names []string) string {
 }
 
 // printFanout prints the final report on stdout: the answers grouped by identical output (ping:
-// one line per peer), then the peers that did not answer.
+// one line per peer), then the peers that did not answer. The outputs are the programs' own,
+// written as they are (as `run --wait` does); every other text that came from a peer (an
+// error, a status) is escaped by outcomeLabel.
 func printFanout(g *globals, rs []node.Result, style fanoutStyle, end fanoutEnd) {
 	var b bytes.Buffer
 	if style == pingLines {
@@ -211,9 +215,9 @@ func printFanout(g *globals, rs []node.Result, style fanoutStyle, end fanoutEnd)
 			switch {
 			case !node.Final(r.Status):
 			case r.Status == node.StatusDone:
-				fmt.Fprintf(&b, "answer from %s: time=%s\n", r.Peer, r.Finished.Sub(r.Sent).Round(time.Millisecond))
+				fmt.Fprintf(&b, "answer from %s: time=%s\n", node.Printable(r.Peer), r.Finished.Sub(r.Sent).Round(time.Millisecond))
 			default:
-				fmt.Fprintf(&b, "%s: %s\n", r.Peer, outcomeLabel(r))
+				fmt.Fprintf(&b, "%s: %s\n", node.Printable(r.Peer), outcomeLabel(r))
 			}
 		}
 	} else {
@@ -247,7 +251,7 @@ func fanoutError(ctx context.Context, rs []node.Result, end fanoutEnd, deadline 
 	var failed []string
 	for _, r := range rs {
 		if node.Final(r.Status) && !succeeded(r) {
-			failed = append(failed, fmt.Sprintf("%s (%s)", r.Peer, clip(outcomeLabel(r), 60)))
+			failed = append(failed, fmt.Sprintf("%s (%s)", node.Printable(r.Peer), clip(outcomeLabel(r), 60)))
 		}
 	}
 	waiting := notAnswered(rs)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/node"
@@ -186,4 +187,57 @@ func TestIsFanout(t *testing.T) {
 			t.Errorf("isFanout(%q) = %v, want %v", target, got, want)
 		}
 	}
+}
+
+// TestFanoutEscapesPeerText: an error and a refusal's status come from the peer; in the live
+// table, the lines announced on stderr, the final report and the exit message they are escaped
+// (THREATS.md row 41), so a hostile peer cannot retitle the window, clear the screen or forge
+// a line. The program's output stays as it was written.
+func TestFanoutEscapesPeerText(t *testing.T) {
+	const hostile = "no\x1b]0;pwned\x07\x1b[2J\u009b31m\u202eevil\r\nfaked: exit 0"
+	rs := []node.Result{
+		{Peer: "bob", Status: node.StatusFailed, Error: hostile, Sent: t0, Finished: t0.Add(time.Second)},
+		{Peer: "carol", Status: "denied\u202e", Error: hostile, Sent: t0, Finished: t0.Add(time.Second)},
+		doneWith("dave", 0, "output \x1b[1mbold\x1b[0m\n", ""),
+		{Peer: "erin", Status: node.StatusDone, Outcome: commands.OutcomeStartFailed, Error: hostile, Sent: t0, Finished: t0.Add(time.Second)},
+	}
+	check := func(what, s string, lines int) {
+		t.Helper()
+		for _, r := range s {
+			if r != '\n' && !unicode.IsGraphic(r) || r == '\u202e' {
+				t.Errorf("%s holds %U unescaped:\n%q", what, r, s)
+				return
+			}
+		}
+		if got := strings.Count(strings.TrimSuffix(s, "\n"), "\n") + 1; got != lines {
+			t.Errorf("%s has %d lines, want %d (a peer's text must not make lines):\n%s", what, got, lines, s)
+		}
+	}
+	for i := range rs {
+		rs[i].CommandID[0] = byte(i + 1)
+	}
+	check("the live table", renderTable(rs, t0, 20), len(rs)+1)
+
+	var out, errOut bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errOut}
+	w := newFanoutWatch(g, runOptions{}, []string{"bob", "carol", "dave", "erin"})
+	w.update(rs)
+	check("the answers announced on stderr", errOut.String(), len(rs))
+
+	printFanout(g, rs[:2], pingLines, endAnswered)
+	check("the ping report", out.String(), 2)
+	out.Reset()
+	printFanout(g, rs[:2], groupedOutput, endAnswered)
+	check("the grouped report", out.String(), 2)
+	out.Reset()
+	printFanout(g, rs, groupedOutput, endAnswered)
+	if !strings.Contains(out.String(), "\noutput \x1b[1mbold\x1b[0m\n") {
+		t.Errorf("the grouped report does not show dave's output as his program wrote it:\n%q", out.String())
+	}
+
+	err := fanoutError(context.Background(), rs, endAnswered, time.Minute, nil)
+	if err == nil {
+		t.Fatal("fanoutError = nil, want the peers that failed")
+	}
+	check("the exit message", err.Error(), 1)
 }
