@@ -279,11 +279,14 @@ func benchFleet(b *testing.B, peers int) {
 
 	// The dashboard's fleet page, rendered by its handler over the node (as `sealpost
 	// dashboard` does, without the HTTP server around it).
-	h := web.New(web.Options{Open: func(context.Context) (web.Source, func(), error) { return alice, func() {}, nil }})
+	const token = "bench-token-0123456789"
+	h := web.New(web.Options{Token: token, Open: func(context.Context) (web.Source, func(), error) { return alice, func() {}, nil }})
 	start = time.Now()
 	cpu0, _ = fleetUsage(b)
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/", nil))
+	req := httptest.NewRequest("GET", "http://127.0.0.1/", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	h.ServeHTTP(rec, req)
 	if rec.Code != 200 {
 		b.Fatalf("dashboard: %d %s", rec.Code, rec.Body.String())
 	}
