@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule, reports
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, fleet, schedule, reports, check
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -43,6 +43,8 @@ type controlRequest struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Schedule is the schedule operation's request (schedule.go).
 	Schedule *scheduleOp `json:"schedule,omitempty"`
+	// Check is the check operation's request (checks.go).
+	Check *checkOp `json:"check,omitempty"`
 }
 
 type controlResponse struct {
@@ -60,6 +62,7 @@ type controlResponse struct {
 	Results  []Result     `json:"results,omitempty"`
 	Status   *Status      `json:"status,omitempty"`
 	Schedule *scheduleOut `json:"schedule,omitempty"`
+	Check    *checkOut    `json:"check,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -181,6 +184,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Schedule == nil {
 			missing = "a schedule operation"
 		}
+	case "check":
+		if req.Check == nil {
+			missing = "a check operation"
+		}
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -266,6 +273,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		var r Result
 		r, err = n.Reports(ctx, *req.Run, req.Wait)
 		resp.Result = &r
+	case "check":
+		resp.Check, err = n.serveCheck(ctx, *req.Check)
 	}
 	if err != nil {
 		resp.Error = err.Error()
