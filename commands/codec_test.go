@@ -30,6 +30,7 @@ var requiredVectors = []string{
 	"result_too_many_disks", "result_trailing",
 	"result_outcome_exited", "result_outcome_signaled", "result_outcome_timed_out", "result_outcome_not_found",
 	"result_outcome_unknown_token", "result_signal_high",
+	"request_report_checks", "request_report_checks_removed", "request_report_checks_unknown_member",
 }
 
 func loadVectors(t testing.TB) []vector {

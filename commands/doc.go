@@ -156,7 +156,8 @@
 // (32 KiB) of UTF-8 without NUL; argv[0] is not empty. Timeout is not negative. Every belongs
 // to report-every only (0, or [MinReportEvery] to [MaxReportEvery]); Report to report only,
 // where it is required: seq from 1, base below seq, its sysinfo members by section 19's names
-// and limits, each made canonical.
+// and limits, each made canonical; its checks ([CheckResult], at most [MaxChecks], names and
+// output bounded, output without control characters) and checks_removed (a delta only).
 //
 // A result is at most [MaxResultSize] (12 MiB, below the compression frame's 16 MiB). Its
 // outcome is a string: a token this build does not know decodes to OutcomeUnknown instead of

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status reports (docs/PROTOCOL.md section 19, "Status reports"). A controller asks a peer to
@@ -55,6 +58,142 @@ type Report struct {
 	Queue *int64 `json:"queue,omitempty"`
 	// LastError is the reporting peer's last trouble with its mail servers ("" when none).
 	LastError *string `json:"last_error,omitempty"`
+	// Checks holds the results of the reporting peer's own checks by check name: all of them
+	// in a whole report, in a delta those whose ok, exit or output changed since Base.
+	Checks map[string]CheckResult `json:"checks,omitempty"`
+	// ChecksRemoved names the checks gone since Base (a delta only).
+	ChecksRemoved []string `json:"checks_removed,omitempty"`
+}
+
+// CheckResult is the result of one of an agent's own checks: a program it runs when it builds a
+// status report.
+type CheckResult struct {
+	// OK: the program exited with 0.
+	OK bool `json:"ok"`
+	// Exit is its exit status, -1 when it did not run, timed out or was ended by a signal.
+	Exit int64 `json:"exit"`
+	// Output is the first line of its output (stdout, else stderr, else why it did not run),
+	// at most MaxCheckOutput bytes, without control characters.
+	Output string `json:"output,omitempty"`
+	// At is the agent's clock when it ran.
+	At time.Time `json:"at"`
+}
+
+// Check limits: how many checks a report carries (and a controller keeps per peer), and how long
+// a check's name and output are.
+const (
+	MaxChecks      = 64
+	MaxCheckName   = 128
+	MaxCheckOutput = 256
+)
+
+// CheckChanged reports whether a check's result differs from old in what a delta carries: ok,
+// exit or output (not when it ran alone).
+func CheckChanged(old, cur CheckResult) bool {
+	return old.OK != cur.OK || old.Exit != cur.Exit || old.Output != cur.Output
+}
+
+// CheckOutputLine makes a check's output member of what a program wrote: its first non-empty
+// line, tabs as spaces, other control characters dropped, at most MaxCheckOutput bytes of valid
+// UTF-8.
+func CheckOutputLine(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	for line := range strings.Lines(s) {
+		line = strings.Map(func(r rune) rune {
+			switch {
+			case r == '\t':
+				return ' '
+			case unicode.IsControl(r):
+				return -1
+			}
+			return r
+		}, line)
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if len(line) > MaxCheckOutput {
+			cut := MaxCheckOutput
+			for cut > 0 && !utf8.RuneStart(line[cut]) {
+				cut--
+			}
+			line = line[:cut]
+		}
+		return line
+	}
+	return ""
+}
+
+// validateChecks checks a report's checks and checks_removed members and makes their times UTC.
+func validateChecks(rep *Report) error {
+	if len(rep.Checks) > MaxChecks {
+		return decodeErr("report.checks", fmt.Sprintf("%d checks, above the limit of %d", len(rep.Checks), MaxChecks))
+	}
+	if len(rep.ChecksRemoved) > MaxChecks {
+		return decodeErr("report.checks_removed", fmt.Sprintf("%d names, above the limit of %d", len(rep.ChecksRemoved), MaxChecks))
+	}
+	if len(rep.ChecksRemoved) > 0 && rep.Base == 0 {
+		return decodeErr("report.checks_removed", "only a delta removes checks")
+	}
+	if len(rep.Checks) == 0 {
+		rep.Checks = nil
+	} else {
+		canon := make(map[string]CheckResult, len(rep.Checks))
+		for name, c := range rep.Checks {
+			field := "report.checks." + clip(name, MaxCheckName)
+			if err := checkCheckName(field, name); err != nil {
+				return err
+			}
+			switch {
+			case c.Exit < -1 || c.Exit > 4294967295:
+				return decodeErr(field+".exit", fmt.Sprintf("%d outside -1..4294967295", c.Exit))
+			case c.OK && c.Exit != 0:
+				return decodeErr(field+".ok", fmt.Sprintf("a check that exited with %d is not ok", c.Exit))
+			}
+			if err := checkString(field+".output", c.Output, MaxCheckOutput); err != nil {
+				return err
+			}
+			if strings.IndexFunc(c.Output, unicode.IsControl) >= 0 {
+				return decodeErr(field+".output", "contains a control character")
+			}
+			if err := validTime(field+".at", c.At); err != nil {
+				return err
+			}
+			c.At = c.At.UTC()
+			canon[name] = c
+		}
+		rep.Checks = canon
+	}
+	if len(rep.ChecksRemoved) == 0 {
+		rep.ChecksRemoved = nil
+	}
+	seen := make(map[string]bool, len(rep.ChecksRemoved))
+	for i, name := range rep.ChecksRemoved {
+		field := fmt.Sprintf("report.checks_removed[%d]", i)
+		if err := checkCheckName(field, name); err != nil {
+			return err
+		}
+		if _, ok := rep.Checks[name]; ok || seen[name] {
+			return decodeErr(field, "named twice")
+		}
+		seen[name] = true
+	}
+	return nil
+}
+
+// checkCheckName: a check's name is 1 to MaxCheckName bytes without spaces or control characters
+// (the rules of a peer name).
+func checkCheckName(field, name string) error {
+	if name == "" {
+		return decodeErr(field, "empty check name")
+	}
+	if err := checkString(field, name, MaxCheckName); err != nil {
+		return err
+	}
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		return decodeErr(field, "a check name holds no space or control character")
+	}
+	return nil
 }
 
 var reportShape = &shape{members: map[string]*shape{
@@ -65,6 +204,10 @@ var reportShape = &shape{members: map[string]*shape{
 	"version":    str,
 	"queue":      integer,
 	"last_error": str,
+	"checks": {values: &shape{members: map[string]*shape{
+		"ok": boolean, "exit": integer, "output": str, "at": timeStr,
+	}}},
+	"checks_removed": {elem: str},
 }}
 
 // sysinfoZero is the JSON of each sysinfo member's zero value, and the list of members.
@@ -220,6 +363,9 @@ func validateReportRequest(r Request) error {
 			if err := checkString("report.last_error", *rep.LastError, MaxReportError); err != nil {
 				return err
 			}
+		}
+		if err := validateChecks(rep); err != nil {
+			return err
 		}
 		return canonicalReport(rep)
 	}

@@ -20,6 +20,7 @@ import (
 // for anything) and names the offending member exactly, array index included.
 type shape struct {
 	members map[string]*shape // an object
+	values  *shape            // an object with members of any name, each of this shape (a map)
 	elem    *shape            // an array
 	kind    kind              // a leaf
 }
@@ -33,6 +34,7 @@ const (
 	kUint        // an integer in uint64 range
 	kFloat       // a finite number
 	kBool
+	kTime // an RFC 3339 date-time in a string
 )
 
 var (
@@ -42,6 +44,7 @@ var (
 	uinteger = &shape{kind: kUint}
 	number   = &shape{kind: kFloat}
 	boolean  = &shape{kind: kBool}
+	timeStr  = &shape{kind: kTime}
 )
 
 // checkShape checks that b is valid UTF-8 and exactly one JSON object of shape s (surrounding
@@ -77,7 +80,7 @@ func walk(dec *json.Decoder, s *shape, path string) error {
 		return syntaxErr(err)
 	}
 	switch {
-	case s.members != nil:
+	case s.members != nil || s.values != nil:
 		if tok != json.Delim('{') {
 			return decodeErr(path, "want an object, got "+tokenKind(tok))
 		}
@@ -89,6 +92,9 @@ func walk(dec *json.Decoder, s *shape, path string) error {
 			}
 			key, _ := kt.(string) // inside an object the decoder only yields string keys
 			sub, ok := s.members[key]
+			if s.values != nil {
+				sub, ok = s.values, true
+			}
 			field := join(path, key)
 			if !ok {
 				return decodeErr(field, "unknown member")
@@ -124,10 +130,15 @@ func checkLeaf(tok json.Token, k kind, path string) error {
 		return decodeErr(path, "null is not allowed; leave the member out")
 	}
 	switch k {
-	case kString, kBytes:
+	case kString, kBytes, kTime:
 		v, ok := tok.(string)
 		if !ok {
 			return decodeErr(path, "want a string, got "+tokenKind(tok))
+		}
+		if k == kTime {
+			if _, err := time.Parse(time.RFC3339, v); err != nil {
+				return decodeErr(path, "not an RFC 3339 time: "+err.Error())
+			}
 		}
 		if k == kBytes && !canonicalBase64(v) {
 			return decodeErr(path, "not canonical standard base64 (RFC 4648 section 4, padded, no line breaks)")

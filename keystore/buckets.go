@@ -37,10 +37,11 @@ var (
 	bSchedules       = []byte("schedules")
 	bScheduleRuns    = []byte("schedule_runs")
 	bReportTo        = []byte("report_to")
+	bChecks          = []byte("checks")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns, bReportTo}
+		bSchedules, bScheduleRuns, bReportTo, bChecks}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -64,7 +65,7 @@ var identityKey = []byte("self")
 //	2  every record in a typed bucket; results indexed by time; retry
 //	   bookkeeping in the result; allow lists in the peer
 //	3  fleet operations: peer tags, peer state, schedules and their runs,
-//	   report_to (buckets added; nothing to migrate)
+//	   report_to, checks (buckets added; nothing to migrate)
 const schemaVersion = 3
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the

@@ -253,6 +253,15 @@ func (c *checker) simple() {
 			c.errs = append(c.errs, err)
 		}
 	})
+	nchecks := 0
+	c.each(bChecks, func(k, v []byte) {
+		if nchecks++; nchecks == MaxChecks+1 {
+			c.fail("checks: more than %d", MaxChecks)
+		}
+		if _, err := decodeAgentCheck(k, v); err != nil {
+			c.errs = append(c.errs, err)
+		}
+	})
 	c.each(bPeerTags, func(k, v []byte) {
 		if _, err := decodeTags(k, v); err != nil {
 			c.errs = append(c.errs, err)

@@ -82,6 +82,8 @@
 //	report_to           peer name             -> JSON ReportTo: the status reports this node
 //	                                             was asked to mail that peer, and the last
 //	                                             one it acknowledged (the delta's base)
+//	checks              check name            -> JSON AgentCheck: a program the agent runs when
+//	                                             it builds a status report (at most MaxChecks)
 //
 // # Schema versions and migration
 //

@@ -49,6 +49,12 @@ type API interface {
 	// Reports asks spec.Peer for status reports every spec.Request.Every (0 stops them) and,
 	// with wait, waits for the answer (see Node.Reports).
 	Reports(ctx context.Context, spec RunSpec, wait bool) (Result, error)
+	// Checks (checks.go): the agent's own checks, run for its status reports; add or replace
+	// one, list them, remove one, run them all now.
+	AddCheck(ctx context.Context, spec CheckSpec) (CheckSpec, error)
+	Checks(ctx context.Context) ([]CheckSpec, error)
+	RemoveCheck(ctx context.Context, name string) error
+	RunChecks(ctx context.Context) ([]CheckResult, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, recent-results, fleet, schedule, reports
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, recent-results, fleet, schedule, reports, check
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -45,6 +45,8 @@ type controlRequest struct {
 	Schedule *scheduleOp `json:"schedule,omitempty"`
 	// Recent is the recent-results operation's request (results.go).
 	Recent *recentQuery `json:"recent,omitempty"`
+	// Check is the check operation's request (checks.go).
+	Check *checkOp `json:"check,omitempty"`
 }
 
 type controlResponse struct {
@@ -62,6 +64,7 @@ type controlResponse struct {
 	Results  []Result     `json:"results,omitempty"`
 	Status   *Status      `json:"status,omitempty"`
 	Schedule *scheduleOut `json:"schedule,omitempty"`
+	Check    *checkOut    `json:"check,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -187,6 +190,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Schedule == nil {
 			missing = "a schedule operation"
 		}
+	case "check":
+		if req.Check == nil {
+			missing = "a check operation"
+		}
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -274,6 +281,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		var r Result
 		r, err = n.Reports(ctx, *req.Run, req.Wait)
 		resp.Result = &r
+	case "check":
+		resp.Check, err = n.serveCheck(ctx, *req.Check)
 	}
 	if err != nil {
 		resp.Error = err.Error()

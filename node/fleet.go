@@ -42,6 +42,10 @@ type FleetEntry struct {
 	// Report is the status report's own part (agent version, queue, last error, checks), as the
 	// peer last sent it; absent when it never reported.
 	Report json.RawMessage `json:"report,omitempty"`
+	// ChecksFailing counts the peer's own checks that were not ok in its last reports; Checks
+	// are their results by name (docs/PROTOCOL.md section 19, "Checks").
+	ChecksFailing int                             `json:"checks_failing"`
+	Checks        map[string]commands.CheckResult `json:"checks,omitempty"`
 }
 
 // Fleet returns the fleet view of the peers a target names ("" or "@all": every pinned peer),
@@ -74,6 +78,7 @@ func (n *Node) Fleet(ctx context.Context, target string) ([]FleetEntry, error) {
 			}
 			e.RoundTrip, e.PingAt = ps.RoundTrip, ps.PingAt
 			e.ReportEvery, e.LastReport, e.Report = ps.ReportEvery, ps.LastReport, ps.Report
+			e.Checks, e.ChecksFailing = fleetChecks(ps.Report)
 			if len(ps.SysInfo) > 0 {
 				var si commands.SysInfo
 				if err := json.Unmarshal(ps.SysInfo, &si); err == nil {

@@ -76,6 +76,8 @@ type Node struct {
 	// collection under way (report.go, boundedSysInfo).
 	lastSysInfo atomic.Pointer[commands.SysInfo]
 	sysinfoBusy atomic.Bool
+	// checks: the rounds of the agent's own checks run for status reports (checks.go).
+	checks checkRunner
 	// askSwept: when the report wishes of pairings that never completed were last looked at
 	// (report.go, dropLapsedReportAsks).
 	askSwept atomic.Pointer[time.Time]

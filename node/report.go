@@ -270,7 +270,9 @@ type reportState struct {
 	Version   string                     `json:"version,omitempty"`
 	Queue     int64                      `json:"queue,omitempty"`
 	LastError string                     `json:"last_error,omitempty"`
-	At        time.Time                  `json:"at"` // the agent's clock when it was taken
+	// Checks are the results of the agent's own checks (checks.go), by name.
+	Checks map[string]commands.CheckResult `json:"checks,omitempty"`
+	At     time.Time                       `json:"at"` // the agent's clock when it was taken
 }
 
 // reportStatus is the report's own part as the controller keeps it (keystore.PeerState.Report).
@@ -278,6 +280,8 @@ type reportStatus struct {
 	Version   string `json:"version,omitempty"`
 	Queue     int64  `json:"queue"`
 	LastError string `json:"last_error,omitempty"`
+	// Checks are the results of the peer's own checks, merged from its reports.
+	Checks map[string]commands.CheckResult `json:"checks,omitempty"`
 }
 
 // reportSysInfo is where a report's facts come from; tests replace it to control what changes.
@@ -452,6 +456,13 @@ func (n *Node) acceptReport(tx *keystore.Tx, name string, rep commands.Report, n
 	if rep.LastError != nil {
 		own.LastError = *rep.LastError
 	}
+	var fits bool
+	if own.Checks, fits = mergeChecks(own.Checks, rep); !fits {
+		if rep.Base != 0 {
+			return needWhole, nil
+		}
+		return reportVerdict{status: "bad", refuse: session.CodeBadCommand, detail: "too many checks"}, nil // unreachable: the decoder bounds them
+	}
 	sib, err1 := json.Marshal(si)
 	ownb, err2 := json.Marshal(own)
 	if err := errors.Join(err1, err2); err != nil {
@@ -550,7 +561,7 @@ func (n *Node) sendReports(ctx context.Context) time.Duration {
 	if len(due) == 0 {
 		return next
 	}
-	cur := n.reportState(now)
+	cur := n.reportState(ctx, now)
 	sent := false
 	for _, name := range due {
 		every, err := n.sendReport(name, cur, now)
@@ -607,10 +618,17 @@ func (n *Node) boundedSysInfo() (si commands.SysInfo, fresh bool) {
 }
 
 // reportState takes the state a report tells.
-func (n *Node) reportState(now time.Time) reportState {
+func (n *Node) reportState(ctx context.Context, now time.Time) reportState {
+	// The checks run while sysinfo is collected: each is bounded on its own.
+	checks := make(chan map[string]commands.CheckResult, 1)
+	go func() {
+		c, _ := n.boundedChecks(ctx)
+		checks <- c
+	}()
 	si, fresh := n.boundedSysInfo()
 	s := reportState{SysInfo: commands.SysInfoMembers(si), Version: n.opts.Version,
 		Queue: int64(n.exec.queued()), At: now.UTC()}
+	s.Checks = <-checks
 	for _, h := range n.health.snapshot() {
 		if !h.FailingSince.IsZero() && h.LastError != "" {
 			s.LastError = h.Role + ": " + h.LastError
@@ -692,6 +710,7 @@ func buildReport(r keystore.ReportTo, cur reportState) commands.Report {
 	if r.AckedSeq == 0 || json.Unmarshal(r.AckedState, &acked) != nil || acked.SysInfo == nil {
 		rep.SysInfo = maps.Clone(cur.SysInfo)
 		rep.Version, rep.Queue, rep.LastError = &cur.Version, &cur.Queue, &cur.LastError
+		rep.Checks = maps.Clone(cur.Checks)
 		return rep
 	}
 	rep.Base = r.AckedSeq
@@ -711,6 +730,7 @@ func buildReport(r keystore.ReportTo, cur reportState) commands.Report {
 	if cur.LastError != acked.LastError {
 		rep.LastError = &cur.LastError
 	}
+	rep.Checks, rep.ChecksRemoved = changedChecks(acked.Checks, cur.Checks)
 	return rep
 }
 

@@ -20,7 +20,8 @@ func runFleet(ctx context.Context, g *globals, args []string) error {
 		"Show what this node knows of its peers' hosts, one line per peer: when it last heard from\n"+
 			"each, the round trip of the last ping, the key epoch, OS and kernel, uptime, load, free\n"+
 			"memory, the fullest disk, the commands still waiting for an answer, and STALE for a peer\n"+
-			"silent for more than twice its report interval (`peer report`). The host figures come\n"+
+			"silent for more than twice its report interval (`peer report`), and how many of the\n"+
+			"peer's own checks (`sealpost check` there) failed. The host figures come\n"+
 			"from the last `sysinfo` answer or status report. TARGET is a peer, @TAG, @all or a comma-\n"+
 			"separated list of them (default: every peer).\n\n"+whereHelp+
 			"\n\nWith --json: an array of objects, one per peer, with the names above, last_seen as a time,\n"+
@@ -101,10 +102,14 @@ func printFleet(g *globals, rows []node.FleetEntry, now time.Time) {
 	fmt.Fprintln(tw, "NAME\tLAST HEARD\tRTT\tEPOCH\tOS\tUPTIME\tLOAD\tMEM FREE\tFULLEST DISK\tPENDING\t")
 	for _, e := range rows {
 		r := web.FleetRowOf(e, now)
-		stale := ""
+		var flags []string
 		if r.Stale {
-			stale = "STALE"
+			flags = append(flags, "STALE")
 		}
+		if e.ChecksFailing > 0 {
+			flags = append(flags, fmt.Sprintf("%d %s failing", e.ChecksFailing, plural(e.ChecksFailing, "check", "checks")))
+		}
+		stale := strings.Join(flags, ", ")
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
 			printable(r.Name), r.Heard, r.RoundTrip, r.Epoch, printable(r.OS), r.Uptime, r.Load, r.Mem, printable(r.Disk), r.Pending, stale)
 	}

@@ -70,7 +70,7 @@ func TestFleetTable(t *testing.T) {
 	}{
 		{1, []string{"bob", "3h0m ago", "1.5s", "linux 6.1.0-18-amd64 bookworm", "3d0h", "2.50", "40% of 8.0G", "/ 7% free"}},
 		{2, []string{"carol", "1m0s ago", `\x1b]0;owned\a\x1b[2J`}},
-		{3, []string{"dave", "never", "STALE"}},
+		{3, []string{"dave", "never", "STALE, 2 checks failing"}},
 	} {
 		for _, s := range want.has {
 			if !strings.Contains(lines[want.line], s) {

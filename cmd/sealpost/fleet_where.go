@@ -44,6 +44,8 @@ type whereEnv struct {
 	Epoch   uint64   `expr:"epoch"`
 	Stale   bool     `expr:"stale"`
 	Pending int      `expr:"pending"`
+	// ChecksFailing counts the peer's own checks not ok in its reports (0: none, or no checks).
+	ChecksFailing int `expr:"checks_failing"`
 	// LastSeen: since the last mail, report or sysinfo from the peer; never heard from: nil.
 	LastSeen    *time.Duration `expr:"last_seen"`
 	RoundTrip   *time.Duration `expr:"round_trip"`
@@ -67,8 +69,8 @@ type whereEnv struct {
 }
 
 // whereFields is the list --help shows; TestWhereFieldsListed keeps it in step with whereEnv.
-const whereFields = "name address tags status epoch stale pending last_seen round_trip report_every disk_free_pct mem_free_pct\n" +
-	"hostname os kernel arch version go_version uptime load1 load5 load15 mem_total mem_available num_cpu"
+const whereFields = "name address tags status epoch stale pending checks_failing last_seen round_trip report_every disk_free_pct\n" +
+	"mem_free_pct hostname os kernel arch version go_version uptime load1 load5 load15 mem_total mem_available num_cpu"
 
 // whereHelp is the part of `fleet --help` that documents --where.
 var whereHelp = `--where EXPR keeps the peers for which EXPR is true. EXPR is an expr-lang expression
@@ -155,7 +157,7 @@ func (f *whereFilter) match(e node.FleetEntry, now time.Time) bool {
 
 func whereEnvOf(e node.FleetEntry, now time.Time) whereEnv {
 	w := whereEnv{Name: e.Name, Address: e.Address, Tags: e.Tags, Status: e.Status, Epoch: e.Epoch,
-		Stale: e.Stale, Pending: e.Pending, ReportEvery: e.ReportEvery, DiskFreePct: e.DiskFreePct, MemFreePct: e.MemFreePct}
+		Stale: e.Stale, Pending: e.Pending, ChecksFailing: e.ChecksFailing, ReportEvery: e.ReportEvery, DiskFreePct: e.DiskFreePct, MemFreePct: e.MemFreePct}
 	if w.Tags == nil {
 		w.Tags = []string{}
 	}

@@ -28,7 +28,8 @@ func whereSample() []node.FleetEntry {
 			DiskFreePct: pct(60), MemFreePct: pct(80), SysInfoAt: whereNow.Add(-time.Minute),
 			SysInfo: &commands.SysInfo{Hostname: "carol.example", OS: "linux", Kernel: "6.12.0 trixie", Uptime: time.Hour, Load1: 0.1,
 				MemTotal: 4 << 30, MemAvailable: 3 << 30, NumCPU: 2, Disks: []commands.Disk{{Mount: "/", Total: 100, Free: 60}}}},
-		{Name: "dave", Status: "paired", Stale: true, ReportEvery: time.Hour},
+		{Name: "dave", Status: "paired", Stale: true, ReportEvery: time.Hour, ChecksFailing: 2,
+			Checks: map[string]commands.CheckResult{"apt": {Exit: 1}, "disk": {Exit: 2}, "ntp": {OK: true}}},
 	}
 }
 
@@ -68,6 +69,7 @@ func TestWhereMatches(t *testing.T) {
 		{`uptime >= 3d`, []string{"bob"}},
 		{`round_trip > 1s`, []string{"bob"}},
 		{`"web" in tags && pending > 0`, []string{"carol"}},
+		{`checks_failing > 0`, []string{"dave"}},
 		{`"eu" not in tags`, []string{"carol", "dave"}},
 		{`stale`, []string{"dave"}},
 		{`name == "bob" || hostname == "carol.example"`, []string{"bob", "carol"}},

@@ -181,6 +181,7 @@ func commandList() []command {
 		{"fleet", "show every peer's host at a glance: last heard, OS, load, memory, disks, STALE", usesAll, runFleet},
 		{"dashboard", "serve the fleet view, results and outbox as web pages (read-only)", usesAll, runDashboard},
 		{"schedule", "send commands by themselves, every interval or by cron (add, list, remove, run)", usesAll, runSchedule},
+		{"check", "this node's own checks, run for its status reports (add, list, remove, run)", usesAll, runCheck},
 		{"status", "show the agent, the mail servers, waiting commands and the outbox", usesAll, runStatus},
 		{"relay", "start a local mail server for demos and labs", usesVerbose, runRelay},
 		{"demo", "show everything in-process, on the embedded relay, in seconds", 0, runDemo},
