@@ -58,8 +58,9 @@ type CheckResult struct {
 
 // checkRunner is the node's state of its checks' rounds (one at a time).
 type checkRunner struct {
-	busy atomic.Bool
-	last atomic.Pointer[map[string]commands.CheckResult]
+	mu      sync.Mutex
+	running chan struct{} // closed when the round under way ends; nil when none is
+	last    atomic.Pointer[map[string]commands.CheckResult]
 }
 
 // AddCheck adds the check spec.Name, or replaces it. Its program is resolved to an absolute path
@@ -199,21 +200,29 @@ func (n *Node) boundedChecks(ctx context.Context) (map[string]commands.CheckResu
 		}
 		return out
 	}
-	if !n.checks.busy.CompareAndSwap(false, true) {
-		return last(), false
+	// One round at a time: a report that comes while a round runs waits for that round (its
+	// results are as fresh as a new one's) instead of starting another.
+	c := &n.checks
+	c.mu.Lock()
+	if c.running == nil {
+		done := make(chan struct{})
+		c.running = done
+		go func() {
+			res := n.runCheckRound(ctx, checks)
+			c.last.Store(&res)
+			c.mu.Lock()
+			c.running = nil
+			c.mu.Unlock()
+			close(done)
+		}()
 	}
-	ch := make(chan map[string]commands.CheckResult, 1)
-	go func() {
-		defer n.checks.busy.Store(false)
-		res := n.runCheckRound(ctx, checks)
-		n.checks.last.Store(&res)
-		ch <- res
-	}()
+	round := c.running
+	c.mu.Unlock()
 	t := time.NewTimer(checksWait)
 	defer t.Stop()
 	select {
-	case res := <-ch:
-		return res, true
+	case <-round:
+		return last(), true
 	case <-t.C:
 		n.log.Warn("checks still running; the report carries their last results", "op", "check", "wait", checksWait)
 		return last(), false

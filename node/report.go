@@ -602,9 +602,10 @@ func (n *Node) boundedSysInfo() (si commands.SysInfo, fresh bool) {
 	}
 	ch := make(chan commands.SysInfo, 1)
 	go func() {
-		defer n.sysinfoBusy.Store(false)
 		si := reportSysInfo(n)
 		n.lastSysInfo.Store(&si)
+		// Free before handing the facts over: the next report may ask at once.
+		n.sysinfoBusy.Store(false)
 		ch <- si
 	}()
 	t := time.NewTimer(sysinfoWait)
