@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -60,10 +61,17 @@ type peerPage struct {
 	Name     string
 	Stale    bool
 	Facts    []fact
+	Checks   []checkRow
 	Disks    []diskRow
 	Sessions []sessionRow
 	Report   string
 	Results  []resultRow
+}
+
+// checkRow is one of the peer's own checks, as its last status report said.
+type checkRow struct {
+	Name, State, Output, At string
+	Failing                 bool
 }
 
 func (s *server) peer(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +108,17 @@ func (s *server) peer(w http.ResponseWriter, r *http.Request) {
 			add("reports", fmt.Sprintf("every %s, last %s", e.ReportEvery, when(now, e.LastReport)))
 		}
 		add("pending", strconv.Itoa(e.Pending)+" "+plural(e.Pending, "command", "commands")+" waiting for an answer")
+		if len(e.Checks) > 0 {
+			add("checks", fmt.Sprintf("%d of %d failing", e.ChecksFailing, len(e.Checks)))
+		}
+		for _, name := range slices.Sorted(maps.Keys(e.Checks)) {
+			c := e.Checks[name]
+			row := checkRow{Name: name, State: "ok", Output: c.Output, At: when(now, c.At)}
+			if !c.OK {
+				row.State, row.Failing = fmt.Sprintf("FAILING (exit %d)", c.Exit), true
+			}
+			p.Checks = append(p.Checks, row)
+		}
 		if si := e.SysInfo; si != nil {
 			add("host", orDash(si.Hostname))
 			add("os", orDash(strings.TrimSpace(si.OS+" "+si.Kernel+" "+si.Arch)))

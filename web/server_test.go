@@ -79,7 +79,9 @@ func newFake() *fakeSource {
 	return &fakeSource{
 		fleet: []node.FleetEntry{
 			{Name: "bob", Tags: []string{"web"}, Status: "Confirmed", Epoch: 3, LastSeen: testNow.Add(-3 * time.Minute),
-				DiskFreePct: &disk, SysInfoAt: testNow.Add(-3 * time.Minute),
+				DiskFreePct: &disk, SysInfoAt: testNow.Add(-3 * time.Minute), ChecksFailing: 1,
+				Checks: map[string]commands.CheckResult{"nginx": {OK: true, Output: "active", At: testNow.Add(-time.Minute)},
+					"disk": {Exit: 2, Output: "<b>full</b>", At: testNow.Add(-time.Minute)}},
 				SysInfo: &commands.SysInfo{Hostname: hostile, OS: "linux", Kernel: "6.1.0", Uptime: 50 * time.Hour,
 					Disks: []commands.Disk{{Mount: "/", Total: 100, Free: 7}}}},
 			{Name: "carol", Status: "Confirmed", Stale: true, ReportEvery: time.Minute, LastSeen: testNow.Add(-time.Hour)},
@@ -142,7 +144,8 @@ func TestPagesRender(t *testing.T) {
 	}{
 		{"/", []string{`<meta http-equiv="refresh" content="10">`, `href="/peer/bob"`, "linux 6.1.0", "2d2h", "/ 7% free",
 			`<tr class="stale" data-peer="carol">`, `badge stale">STALE<`, "2 peers, 1 stale"}},
-		{"/peer/bob", []string{"Peer bob", "ab12-cd34", "5e55", "we command it", "cat page.html", "uptime"}},
+		{"/peer/bob", []string{"Peer bob", "ab12-cd34", "5e55", "we command it", "cat page.html", "uptime",
+			"1 of 2 failing", `<tr class="stale"><td>disk</td><td>FAILING (exit 2)</td><td><code>&lt;b&gt;full&lt;/b&gt;</code>`, "<td>nginx</td><td>ok</td>"}},
 		{"/peer/carol", []string{"Peer carol", `badge stale">STALE<`, "no sysinfo yet"}},
 		{"/results", []string{"cat page.html", "The 1 most recent commands"}},
 		{"/status", []string{"alice@example.test", "2 mails not sent yet", "not running"}},
