@@ -44,9 +44,17 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 		return err
 	}
 	failures := 0
+	var maintained time.Time
 	for {
-		if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
-			n.log.Warn("maintenance failed", "op", "maintain", "err", err)
+		// Maintenance walks every peer's pending commands and sessions in a write transaction:
+		// with a large fleet, once per mail batch of a fan-out's answers cost more than the
+		// fan-out itself (BENCHMARKS.md, "A controller with 1,000 peers"). Retries are due in
+		// minutes, so it runs at most every maintainEvery.
+		if now := n.now(); once || maintained.IsZero() || now.Sub(maintained) >= n.maintainEvery() || now.Before(maintained) {
+			maintained = now
+			if err := n.Maintain(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("maintenance failed", "op", "maintain", "err", err)
+			}
 		}
 		n.pruneProcessed(ctx)
 		nextReport := n.sendReports(ctx) // the status reports due now go out (report.go)
@@ -114,6 +122,14 @@ func (n *Node) startSender(ctx context.Context) (stop func()) {
 		<-done
 	}
 }
+
+// maintainEvery is how often the serving loop runs Maintain: a fraction of the retry interval,
+// at most maintainMax.
+func (n *Node) maintainEvery() time.Duration {
+	return min(maintainMax, n.opts.RetryAfter/4)
+}
+
+const maintainMax = 5 * time.Second
 
 // senderDrain bounds the last flush when the agent stops.
 const senderDrain = 3 * time.Second
