@@ -98,9 +98,16 @@ func TestScheduleE2E(t *testing.T) {
 	// Several slots with no agent: once it is back, one run makes up for them all.
 	stop(t, aliceAgent)
 	before := history()
-	// Nothing to wait for here: the point is that wall time passes, three slots of it, while no
-	// agent runs.
-	time.Sleep(7 * time.Second)
+	// Wall time must pass while no agent runs: the condition is that the schedule's next slot
+	// (as `schedule list` reads it from the state) lies three slots behind the clock.
+	poll(t, "three slots missed while no agent runs", 60*time.Second, func() bool {
+		var list []node.ScheduleInfo
+		r := mustOK(t, sp(t, env, "--state", alice, "schedule", "list", "--json"), "schedule list --json")
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
+			t.Fatalf("schedule list --json: %v\n%s", err, r.stdout)
+		}
+		return time.Since(list[0].Next) > 3*2*time.Second
+	})
 	restarted := time.Now()
 	aliceAgent = start(t, env, "--state", alice, "agent")
 	waitForSocket(t, alice)
