@@ -101,7 +101,9 @@ func TestScheduleE2E(t *testing.T) {
 	// Wall time must pass while no agent runs: the condition is that the schedule's next slot
 	// (as `schedule list` reads it from the state) lies three slots behind the clock.
 	poll(t, "three slots missed while no agent runs", 60*time.Second, func() bool {
-		var list []node.ScheduleInfo
+		var list []struct {
+			Next time.Time `json:"next"`
+		}
 		r := mustOK(t, sp(t, env, "--state", alice, "schedule", "list", "--json"), "schedule list --json")
 		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 {
 			t.Fatalf("schedule list --json: %v\n%s", err, r.stdout)
