@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -107,27 +108,19 @@ func (p *freezeProxy) pipe(dst, src net.Conn, fromClient bool) {
 // what was sent), and fails the test after 5 s.
 func (p *freezeProxy) waitSent(t *testing.T, text string) {
 	t.Helper()
-	late := false
-	timer := time.AfterFunc(5*time.Second, func() {
-		p.mu.Lock()
-		late = true
-		p.cond.Broadcast()
-		p.mu.Unlock()
-	})
-	defer timer.Stop()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for !bytes.Contains(p.sent, []byte(text)) && !late && !p.closed {
-		p.cond.Wait()
-	}
-	if !bytes.Contains(p.sent, []byte(text)) {
-		t.Fatalf("the client did not send %q within 5 s", text)
-	}
+	p.waitUntil(t, fmt.Sprintf("the client sent %q", text), func() bool { return bytes.Contains(p.sent, []byte(text)) })
 }
 
 // waitAccepted waits until the proxy has accepted n client connections in all, and fails the
 // test after 5 s.
 func (p *freezeProxy) waitAccepted(t *testing.T, n int) {
+	t.Helper()
+	p.waitUntil(t, fmt.Sprintf("the proxy accepted %d connections", n), func() bool { return p.accepted >= n })
+}
+
+// waitUntil waits, on the proxy's condition variable, until cond (called with p.mu held) holds,
+// and fails the test after 5 s or when the proxy closed first.
+func (p *freezeProxy) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	late := false
 	timer := time.AfterFunc(5*time.Second, func() {
@@ -139,11 +132,11 @@ func (p *freezeProxy) waitAccepted(t *testing.T, n int) {
 	defer timer.Stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.accepted < n && !late && !p.closed {
+	for !cond() && !late && !p.closed {
 		p.cond.Wait()
 	}
-	if p.accepted < n {
-		t.Fatalf("the proxy accepted %d connections within 5 s, want %d", p.accepted, n)
+	if !cond() {
+		t.Fatalf("%s: not within 5 s", what)
 	}
 }
 
