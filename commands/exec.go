@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -72,7 +73,11 @@ func runExec(ctx context.Context, r *Registry, req Request, p Policy) Result {
 	}
 	stdout := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
 	stderr := &lockedWriter{buf: &cappedBuffer{max: p.maxOutput()}}
-	drains := []*drain{startDrain(outR, stdout), startDrain(errR, stderr)}
+	var outSink, errSink io.Writer = stdout, stderr
+	if p.Stdout != nil && p.Stderr != nil {
+		outSink, errSink = keepWriting{p.Stdout}, keepWriting{p.Stderr}
+	}
+	drains := []*drain{startDrain(outR, outSink), startDrain(errR, errSink)}
 
 	err = cmd.Wait()
 	if n := group.end(); n > 0 {
@@ -128,6 +133,15 @@ func startFailure(path string, err error) Result {
 		r.Outcome, r.Error = OutcomeStartFailed, fmt.Sprintf("cannot start %s: %v", path, err)
 	}
 	return r
+}
+
+// keepWriting hands the program's output to a node's sink and never fails, so that a sink in
+// trouble (a full disk) does not end the copy and leave the program blocked on a full pipe.
+type keepWriting struct{ w io.Writer }
+
+func (k keepWriting) Write(p []byte) (int, error) {
+	k.w.Write(p) // the sink records its own trouble
+	return len(p), nil
 }
 
 // cappedBuffer keeps the first max bytes written to it and counts the rest. It never fails a

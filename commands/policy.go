@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -48,6 +49,11 @@ type Policy struct {
 	// Peer is what this agent calls the peer, so that a denial can name the command that would
 	// allow the program; "" = the placeholder NAME.
 	Peer string
+	// Stdout and Stderr, when set, receive an exec'd program's whole output streams, in place of
+	// the capped copies in Result.Stdout and Result.Stderr (which stay empty): the node spools
+	// them and sends them as a stream. A write error there does not disturb the program; its
+	// output is then lost from that point, which the writer's owner records.
+	Stdout, Stderr io.Writer
 }
 
 // peerName is the name a denial's suggested `sealpost peer add` command uses.

@@ -47,7 +47,15 @@ type Request struct {
 	Every time.Duration `json:"every,omitempty"`
 	// Report is report's payload.
 	Report *Report `json:"report,omitempty"`
+	// Stream is the secret of the command's stream (docs/PROTOCOL.md section 20), exactly
+	// StreamSecretSize bytes: exec only. With it the agent may send output larger than fits
+	// in one answer as CHUNK packages sealed under it; without it (a controller of an older
+	// build) the output is cut to what fits in the answer.
+	Stream []byte `json:"stream,omitempty"`
 }
+
+// StreamSecretSize is the size of a request's stream secret.
+const StreamSecretSize = 32
 
 var requestShape = &shape{members: map[string]*shape{
 	"name":    str,
@@ -56,6 +64,7 @@ var requestShape = &shape{members: map[string]*shape{
 	"sent":    str,
 	"every":   integer,
 	"report":  reportShape,
+	"stream":  bytes64,
 }}
 
 // EncodeRequest returns the JSON payload for r. It refuses (with an error wrapping a
@@ -128,6 +137,9 @@ func canonicalRequest(r Request) Request {
 	if len(r.Argv) == 0 {
 		r.Argv = nil
 	}
+	if len(r.Stream) == 0 {
+		r.Stream = nil
+	}
 	return r
 }
 
@@ -163,6 +175,9 @@ func validateRequest(r Request) error {
 	}
 	if r.Timeout < 0 {
 		return decodeErr("timeout", "negative")
+	}
+	if r.Stream != nil && (r.Name != CmdExec || len(r.Stream) != StreamSecretSize) {
+		return decodeErr("stream", fmt.Sprintf("exec only, exactly %d bytes", StreamSecretSize))
 	}
 	if err := validateReportRequest(r); err != nil {
 		return err

@@ -73,7 +73,18 @@ type Result struct {
 	ReportEvery time.Duration `json:"report_every,omitempty"`
 	// Started is the agent's clock when it began the command (UTC).
 	Started time.Time `json:"started"`
+	// Chunks is how many CHUNK packages carry the output (docs/PROTOCOL.md section 20); 0 when
+	// Stdout and Stderr are here. With chunks, StdoutSize, StderrSize and the SHA-256 digests
+	// (lower-case hex) describe every byte the chunks carry, which the requester checks.
+	Chunks       int64  `json:"chunks,omitempty"`
+	StdoutSize   int64  `json:"stdout_size,omitempty"`
+	StderrSize   int64  `json:"stderr_size,omitempty"`
+	StdoutSHA256 string `json:"stdout_sha256,omitempty"`
+	StderrSHA256 string `json:"stderr_sha256,omitempty"`
 }
+
+// MaxStreamSize bounds the bytes of one streamed part (1 PiB, the chunks' offset limit).
+const MaxStreamSize = 1 << 50
 
 // SysInfo describes the agent's host. Fields the platform cannot provide stay zero.
 type SysInfo struct {
@@ -120,6 +131,11 @@ var resultShape = &shape{members: map[string]*shape{
 	"sysinfo":          sysinfoShape,
 	"need_whole":       boolean,
 	"report_every":     integer,
+	"chunks":           integer,
+	"stdout_size":      integer,
+	"stderr_size":      integer,
+	"stdout_sha256":    str,
+	"stderr_sha256":    str,
 }}
 
 // sysinfoShape is the sysinfo object's, in a sysinfo result and in a status report.
@@ -249,6 +265,9 @@ func validateResult(r Result) error {
 	if r.ReportEvery < 0 || r.ReportEvery > MaxReportEvery {
 		return decodeErr("report_every", fmt.Sprintf("%v outside 0..%v", r.ReportEvery, MaxReportEvery))
 	}
+	if err := validateStreamResult(r); err != nil {
+		return err
+	}
 	if err := checkString("error", r.Error, MaxErrorBytes); err != nil {
 		return err
 	}
@@ -310,4 +329,51 @@ func checkString(field, s string, max int) error {
 		return decodeErr(field, "not valid UTF-8")
 	}
 	return nil
+}
+
+// validateStreamResult checks the members that describe a streamed output: a count of chunks,
+// sizes within the chunks' reach, digests of 64 lower-case hex digits, and no inline output
+// beside chunks.
+func validateStreamResult(r Result) error {
+	if r.Chunks < 0 || r.Chunks > MaxStreamChunks {
+		return decodeErr("chunks", fmt.Sprintf("%d outside 0..%d", r.Chunks, MaxStreamChunks))
+	}
+	for _, m := range []struct {
+		name string
+		size int64
+		sum  string
+	}{{"stdout", r.StdoutSize, r.StdoutSHA256}, {"stderr", r.StderrSize, r.StderrSHA256}} {
+		if m.size < 0 || m.size > MaxStreamSize {
+			return decodeErr(m.name+"_size", fmt.Sprintf("%d outside 0..%d", m.size, int64(MaxStreamSize)))
+		}
+		if m.sum != "" && !isSHA256Hex(m.sum) {
+			return decodeErr(m.name+"_sha256", "not 64 lower-case hex digits")
+		}
+		if r.Chunks == 0 && (m.size != 0 || m.sum != "") {
+			return decodeErr(m.name+"_size", "a size or digest without chunks")
+		}
+		if r.Chunks > 0 && m.sum == "" {
+			return decodeErr(m.name+"_sha256", "chunks without the digest")
+		}
+	}
+	if r.Chunks > 0 && (r.Stdout != nil || r.Stderr != nil) {
+		return decodeErr("chunks", "output both inline and in chunks")
+	}
+	return nil
+}
+
+// MaxStreamChunks bounds a result's chunks member (2^24, the chunk index's reach).
+const MaxStreamChunks = 1 << 24
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

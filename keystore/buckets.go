@@ -38,10 +38,12 @@ var (
 	bScheduleRuns    = []byte("schedule_runs")
 	bReportTo        = []byte("report_to")
 	bChecks          = []byte("checks")
+	bStreamsIn       = []byte("streams_in")
+	bStreamsOut      = []byte("streams_out")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns, bReportTo, bChecks}
+		bSchedules, bScheduleRuns, bReportTo, bChecks, bStreamsIn, bStreamsOut}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -66,7 +68,8 @@ var identityKey = []byte("self")
 //	   bookkeeping in the result; allow lists in the peer
 //	3  fleet operations: peer tags, peer state, schedules and their runs,
 //	   report_to, checks (buckets added; nothing to migrate)
-const schemaVersion = 3
+//	4  streams: streams_in, streams_out (buckets added; nothing to migrate)
+const schemaVersion = 4
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the
 // schema version, in Open's first transaction: a migration commits together

@@ -47,6 +47,10 @@ type Result struct {
 	Finished        time.Time // zero until the result is final
 	Attempts        int       // transmissions of the command so far
 	LastAttempt     time.Time // the latest of them
+	// Streamed: the output came as a stream (docs/PROTOCOL.md section 20) and lives in spool
+	// files, not in Stdout and Stderr; StdoutSize and StderrSize are its sizes.
+	Streamed               bool
+	StdoutSize, StderrSize int64
 }
 
 type resultRecord struct {
@@ -69,6 +73,9 @@ type resultRecord struct {
 	Finished        time.Time     `json:"finished,omitzero"`
 	Attempts        int           `json:"attempts,omitempty"`
 	LastAttempt     time.Time     `json:"last_attempt,omitzero"`
+	Streamed        bool          `json:"streamed,omitempty"`
+	StdoutSize      int64         `json:"stdout_size,omitempty"`
+	StderrSize      int64         `json:"stderr_size,omitempty"`
 }
 
 const (
@@ -142,7 +149,7 @@ func checkToken(kind, s string) error {
 func (r Result) record() resultRecord {
 	return resultRecord{hex.EncodeToString(r.CommandID[:]), r.Peer, r.Command, r.Request, r.Status, r.Outcome, r.ExitCode, r.Signal,
 		r.Error, r.Stdout, r.Stderr, r.StdoutTruncated, r.StderrTruncated, r.Sent.UTC(), r.Started.UTC(), r.Duration,
-		r.Finished.UTC(), r.Attempts, r.LastAttempt.UTC()}
+		r.Finished.UTC(), r.Attempts, r.LastAttempt.UTC(), r.Streamed, r.StdoutSize, r.StderrSize}
 }
 
 // indexKey is the result's row in results_by_sent.
@@ -175,6 +182,7 @@ func decodeResult(k, v []byte) (Result, error) {
 	}
 	r := Result{Peer: rec.Peer, Command: rec.Command, Request: rec.Request, Status: rec.Status, Outcome: rec.Outcome, ExitCode: rec.ExitCode,
 		Signal: rec.Signal, Error: rec.Error, Stdout: rec.Stdout, Stderr: rec.Stderr, StdoutTruncated: rec.StdoutTruncated,
+		Streamed: rec.Streamed, StdoutSize: rec.StdoutSize, StderrSize: rec.StderrSize,
 		StderrTruncated: rec.StderrTruncated, Sent: rec.Sent, Started: rec.Started, Duration: rec.Duration,
 		Finished: rec.Finished, Attempts: rec.Attempts, LastAttempt: rec.LastAttempt}
 	copy(r.CommandID[:], id)

@@ -56,6 +56,12 @@ type Options struct {
 	// MaxParallel is how many peers' commands run at once (one at a time per peer, in order);
 	// zero means DefaultMaxParallel.
 	MaxParallel int
+	// ChunkSize is how many plain bytes a streamed chunk carries (docs/PROTOCOL.md section 20);
+	// zero or above session.MaxChunkData means that limit (1 MiB). Tests make it small.
+	ChunkSize int
+	// MaxStreamOutput caps each stream (stdout, stderr) of a command this agent streams back;
+	// zero means DefaultMaxStreamOutput.
+	MaxStreamOutput int64
 	// KeepProcessed is how long the agent keeps processed mail in the processed folder before
 	// deleting it (looked at once a day, to the day); zero means DefaultKeepProcessed (30 days),
 	// negative keeps it forever.
@@ -95,6 +101,7 @@ type Node struct {
 	tr   mailbox.Transport
 
 	sendMu  sync.Mutex // one outbox flush at a time
+	chunks  chunkGate  // this node's chunks in the outbox (stream.go)
 	serving atomic.Bool
 	// kick, while Serve runs, wakes its sender, which mails what was committed to the outbox
 	// while the serving loop goes on with the next mail (flushSoon).

@@ -137,6 +137,9 @@ func (n *Node) Flush(ctx context.Context) error {
 		} else if ctx.Err() == nil && !serverDown {
 			n.sent(err)
 		}
+		if isChunk(it.Package) && (err == nil || permanent) {
+			n.chunks.add(-1) // the cutter may cut the next one
+		}
 		if err == nil {
 			// An answer, or the next command, is likely soon: the mailbox wait polls (serve.go).
 			expectMail(tr)
@@ -201,12 +204,14 @@ func (n *Node) Flush(ctx context.Context) error {
 func sendOrder(it keystore.OutboxItem) string {
 	if len(it.Package) > 5 {
 		switch session.Type(it.Package[5]) {
-		case session.TypeResponse, session.TypeError:
-			return ""
+		case session.TypeResponse, session.TypeError, session.TypeChunk:
+			return "" // chunks too: the receiver places each by its index
 		}
 	}
 	return it.To
 }
+
+func isChunk(pkg []byte) bool { return len(pkg) > 5 && session.Type(pkg[5]) == session.TypeChunk }
 
 // sentBatch bounds how many mailed items wait for one commit to leave the outbox, and so how
 // many are mailed again after a crash.

@@ -473,48 +473,22 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 	case session.Delivered:
 		res, derr := decodeResult(out.Payload)
-		var kind string // the request's name, and when it was sent, for the fleet view
-		var sent time.Time
-		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
-			kind, sent = r.Request, r.Sent
-			if derr != nil {
-				r.Status, r.Error, r.ExitCode = StatusFailed, derr.Error(), -1
-				return
-			}
-			r.Status, r.ExitCode, r.Stdout, r.Stderr, r.Error = StatusDone, res.ExitCode, res.Stdout, res.Stderr, res.Error
-			// How it ended travels as data (commands.Outcome); Error is for people only.
-			if o := res.EffectiveOutcome(); o != commands.OutcomeUnknown {
-				r.Outcome = o.String()
-			}
-			r.Signal, r.Started, r.Duration = res.Signal, res.Started, res.Duration
-			r.StdoutTruncated, r.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
-			if res.Undelivered != "" {
-				// It ran, but its output is lost for good: not a success to report as one.
-				r.Status = StatusFailed
-				r.Error = joinNote(fmt.Sprintf("ran on the peer (exit code %d), but its output could not be mailed back: %s", res.ExitCode, res.Undelivered), res.Error)
-			}
-			if res.Info != nil {
-				r.Stdout = []byte(res.Info.String())
-			}
-			if res.StdoutTruncated || res.StderrTruncated {
-				r.Error = joinNote(r.Error, "output truncated by the peer's cap")
-			}
-			if res.TimedOut {
-				r.Error = joinNote(r.Error, "timed out on the peer")
-			}
-		}); err != nil {
+		// A streamed answer waits for its chunks (stream_in.go); any other answer ends a stream
+		// that was opened for the command.
+		res, held, derr, err := n.streamAnswer(tx, out.Peer, out.Command, out.Payload, res, derr)
+		if err != nil {
 			return eff, err
 		}
-		if derr == nil {
-			if err := n.noteAnswer(tx, peer.Name, kind, sent, res); err != nil {
+		if held {
+			ev(Event{Kind: EventResult, Command: out.Command, Status: StatusReceiving, Epoch: out.Epoch})
+			eff.done = append(eff.done, out.Command) // wakes waiters: they show the progress
+		} else {
+			if err := n.deliver(tx, peer.Name, out.Command, res, derr); err != nil {
 				return eff, err
 			}
-			if err := n.reportAnswered(tx, peer.Name, out.Command, kind, res, 0); err != nil {
-				return eff, err
-			}
+			ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
+			eff.done = append(eff.done, out.Command)
 		}
-		ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone, Epoch: out.Epoch})
-		eff.done = append(eff.done, out.Command)
 		if out.Rekey {
 			// The peer holds a full window of unconfirmed epochs and none of their responses
 			// reached us: the session cannot rotate any more. Pending commands go out again
@@ -540,6 +514,18 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
 		eff.done = append(eff.done, out.Command)
+	case session.ChunkReceived:
+		done, res, derr, err := n.takeChunk(tx, out.Chunk)
+		if err != nil {
+			return eff, err
+		}
+		eff.done = append(eff.done, out.Command) // wakes waiters: they show the progress
+		if done {
+			if err := n.deliver(tx, peer.Name, out.Command, res, derr); err != nil {
+				return eff, err
+			}
+			ev(Event{Kind: EventResult, Command: out.Command, Status: StatusDone})
+		}
 	case session.RekeyRequested:
 		ev(Event{Kind: EventSession, Status: "rekey", Detail: "peer asked for a new handshake"})
 		if err := n.ensureHandshake(tx, st, peer, true); err != nil {
@@ -611,7 +597,16 @@ func joinNote(a, b string) string {
 // records it Executing, saving a commit per command in a backlog; execute then sets next.started,
 // or next.answered when the check answered it instead.
 func (n *Node) execute(ctx context.Context, x *execution, next *execution) error {
+	so, serr := n.streamOutput(ctx, x)
+	if serr != nil {
+		// No spool: the output goes inline, cut to what fits in the answer, as for a
+		// controller that asked for no stream.
+		n.log.Warn("cannot spool the output; it is sent inline and capped", "op", "execute", "cmd_id", x.ticket.Command.String(), "err", serr)
+	}
 	res := n.reg.Run(ctx, x.req, x.policy)
+	if so != nil {
+		res = so.finish(ctx, res)
+	}
 	n.emit(executed(x, res))
 	frame, err := encodeResult(res)
 	if err != nil {
@@ -799,4 +794,51 @@ func acceptedOrder(a, b *session.LedgerEntry) int {
 		return cmp.Compare(a.Ticket.Seq, b.Ticket.Seq)
 	}
 	return 0
+}
+
+// deliver records a command's final answer: its result (or why it could not be read) and what
+// the fleet view and status reports learn from it.
+func (n *Node) deliver(tx *keystore.Tx, peerName string, cmd session.CommandID, res commands.Result, derr error) error {
+	var kind string // the request's name, and when it was sent, for the fleet view
+	var sent time.Time
+	if err := n.recordResult(tx, cmd, func(r *keystore.Result) {
+		kind, sent = r.Request, r.Sent
+		if derr != nil {
+			r.Status, r.Error, r.ExitCode = StatusFailed, derr.Error(), -1
+			return
+		}
+		r.Status, r.ExitCode, r.Stdout, r.Stderr, r.Error = StatusDone, res.ExitCode, res.Stdout, res.Stderr, res.Error
+		// How it ended travels as data (commands.Outcome); Error is for people only.
+		if o := res.EffectiveOutcome(); o != commands.OutcomeUnknown {
+			r.Outcome = o.String()
+		}
+		r.Signal, r.Started, r.Duration = res.Signal, res.Started, res.Duration
+		r.StdoutTruncated, r.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
+		r.Streamed, r.StdoutSize, r.StderrSize = res.Chunks > 0, res.StdoutSize, res.StderrSize
+		if res.Undelivered != "" {
+			// It ran, but its output is lost for good: not a success to report as one.
+			r.Status = StatusFailed
+			r.Error = joinNote(fmt.Sprintf("ran on the peer (exit code %d), but its output could not be mailed back: %s", res.ExitCode, res.Undelivered), res.Error)
+		}
+		if res.Info != nil {
+			r.Stdout = []byte(res.Info.String())
+		}
+		if res.StdoutTruncated || res.StderrTruncated {
+			r.Error = joinNote(r.Error, "output truncated by the peer's cap")
+		}
+		if res.TimedOut {
+			r.Error = joinNote(r.Error, "timed out on the peer")
+		}
+	}); err != nil {
+		return err
+	}
+	if derr == nil {
+		if err := n.noteAnswer(tx, peerName, kind, sent, res); err != nil {
+			return err
+		}
+		if err := n.reportAnswered(tx, peerName, cmd, kind, res, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 const (
 	StatusQueued       = "queued"             // waiting for a session with the peer
 	StatusSent         = "sent"               // mailed, no answer yet
+	StatusReceiving    = "receiving"          // answered; its streamed output is still coming
 	StatusDone         = "done"               // ran; ExitCode is the program's
 	StatusFailed       = "failed"             // an answer that could not be read, or a local failure
 	StatusLocalExpired = "expired-unanswered" // not-after passed with no answer
@@ -22,7 +23,9 @@ const (
 )
 
 // Final reports whether a result status will not change any more.
-func Final(status string) bool { return status != StatusQueued && status != StatusSent && status != "" }
+func Final(status string) bool {
+	return status != StatusQueued && status != StatusSent && status != StatusReceiving && status != ""
+}
 
 func (n *Node) recordResult(tx *keystore.Tx, id session.CommandID, fn func(*keystore.Result)) error {
 	r, ok, err := tx.Result(id)
@@ -68,13 +71,19 @@ type Result struct {
 	Started                          time.Time     // the peer's clock, when it began the program
 	Duration                         time.Duration // how long the program ran on the peer
 	Attempts                         int           // transmissions of the command so far
+	// Streamed: the output came as a stream and is in the files StdoutPath and StderrPath
+	// (StdoutSize and StderrSize bytes), not in Stdout and Stderr. While Status is
+	// StatusReceiving, StdoutSize and StderrSize count what is there from the start.
+	Streamed               bool
+	StdoutPath, StderrPath string
+	StdoutSize, StderrSize int64
 }
 
 func resultOf(r keystore.Result) Result {
 	out := Result{CommandID: r.CommandID, Peer: r.Peer, Command: r.Command, Status: r.Status, ExitCode: r.ExitCode,
 		Signal: r.Signal, Error: r.Error, Stdout: r.Stdout, Stderr: r.Stderr, StdoutTruncated: r.StdoutTruncated,
 		StderrTruncated: r.StderrTruncated, Sent: r.Sent, Finished: r.Finished, Started: r.Started, Duration: r.Duration,
-		Attempts: r.Attempts}
+		Attempts: r.Attempts, Streamed: r.Streamed, StdoutSize: r.StdoutSize, StderrSize: r.StderrSize}
 	if r.Outcome != "" {
 		// A token this build does not know (a newer build wrote it) reads as unknown.
 		out.Outcome, _ = commands.ParseOutcome(r.Outcome)
@@ -97,12 +106,32 @@ func (r Result) ShellExitCode() (int, bool) {
 func (n *Node) Result(id CommandID) (Result, bool, error) {
 	var r keystore.Result
 	var ok bool
+	var in *keystore.StreamIn
 	err := n.store.View(func(tx *keystore.Tx) error {
 		var err error
 		r, ok, err = tx.Result(id)
+		if err != nil || !ok || Final(r.Status) {
+			return err
+		}
+		// Still coming: how much of its output is here from the start.
+		p, pok, err := tx.Peer(r.Peer)
+		if err != nil || !pok {
+			return err
+		}
+		in, _, err = tx.StreamIn(p.Fingerprint, id)
 		return err
 	})
-	return resultOf(r), ok, err
+	out := n.withStreamPaths(resultOf(r))
+	if in != nil && in.Contig != [2]int64{} {
+		out.Streamed, out.StdoutSize, out.StderrSize = true, in.Contig[0], in.Contig[1]
+	}
+	return out, ok, err
+}
+
+// withStreamPaths names the spool files of a streamed result.
+func (n *Node) withStreamPaths(r Result) Result {
+	r.StdoutPath, r.StderrPath = n.StreamPath(r.CommandID, session.PartStdout), n.StreamPath(r.CommandID, session.PartStderr)
+	return r
 }
 
 // Results lists every command this node sent, oldest first.
@@ -111,7 +140,7 @@ func (n *Node) Results(ctx context.Context) ([]Result, error) {
 	err := n.store.View(func(tx *keystore.Tx) error {
 		recs, err := tx.Results()
 		for _, r := range recs {
-			rs = append(rs, resultOf(r))
+			rs = append(rs, n.withStreamPaths(resultOf(r)))
 		}
 		return err
 	})
@@ -131,7 +160,7 @@ func (n *Node) RecentResults(ctx context.Context, peer string, limit int) ([]Res
 	var rs []Result
 	err := n.store.View(func(tx *keystore.Tx) error {
 		return tx.ResultsNewestFirst(peer, func(r keystore.Result) (bool, error) {
-			rs = append(rs, resultOf(r))
+			rs = append(rs, n.withStreamPaths(resultOf(r)))
 			return len(rs) < limit, ctx.Err()
 		})
 	})
@@ -163,7 +192,7 @@ func (n *Node) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
 				out = append(out, Result{CommandID: id, Status: StatusMissing})
 				continue
 			}
-			out = append(out, resultOf(r))
+			out = append(out, n.withStreamPaths(resultOf(r)))
 		}
 		return nil
 	})

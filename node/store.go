@@ -166,3 +166,13 @@ func (s TxStore) PutPending(p *session.Pending) error {
 func (s TxStore) DeletePending(cmd session.CommandID) error {
 	return ignoreMissing(s.Tx.DeletePending(cmd))
 }
+
+// StreamSecret finds the secret of a stream this node receives from peer (stream_in.go).
+func (s TxStore) StreamSecret(peer session.Fingerprint, cmd session.CommandID) (*session.Secret, bool, error) {
+	in, ok, err := s.Tx.StreamIn(peer, cmd)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	sec := session.Secret(in.Secret)
+	return &sec, true, nil
+}

@@ -43,6 +43,9 @@ func (n *Node) Submit(ctx context.Context, spec RunSpec) (session.CommandID, err
 	}
 	now := n.now()
 	spec.Request.Sent = now
+	if err := withStream(&spec.Request); err != nil {
+		return id, err
+	}
 	frame, err := encodeRequest(spec.Request)
 	if err != nil {
 		return id, err
@@ -85,6 +88,9 @@ func (n *Node) submitIn(tx *keystore.Tx, st TxStore, id session.CommandID, spec 
 		return false, fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
 	}
 	r := keystore.Result{CommandID: id, Peer: spec.Peer, Command: commandLine(spec.Request), Request: spec.Request.Name, Status: StatusQueued, Sent: now}
+	if err := n.openStreamIn(tx, peer.Fingerprint, id, spec.Request); err != nil {
+		return false, err
+	}
 	// Queued orders the commands waiting for a session: they go out, and so run, in the
 	// order they were issued.
 	q := keystore.QueuedCommand{ID: id, Peer: peer.Fingerprint, Frame: frame, NotAfter: now.Add(spec.TTL), Queued: now}
@@ -149,6 +155,9 @@ func (n *Node) submitMany(ctx context.Context, specs []RunSpec) ([]session.Comma
 				spec.TTL = 24 * time.Hour
 			}
 			spec.Request.Sent = now
+			if err := withStream(&spec.Request); err != nil {
+				return ids, err
+			}
 			frame, err := encodeRequest(spec.Request)
 			if err != nil {
 				return ids, err

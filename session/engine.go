@@ -154,9 +154,12 @@ const (
 	// RekeyRequested: initiator side; the peer wants a new handshake. Command was not run; it stays
 	// pending and is to be retried once the new session is confirmed.
 	RekeyRequested
+	// ChunkReceived: a CHUNK of a stream the store knows opened; Chunk holds it. Nothing changed:
+	// the caller keeps its bytes, or drops a chunk it already holds.
+	ChunkReceived
 )
 
-var kindNames = [...]string{"", "paired", "handshake-accepted", "session-confirmed", "execute", "replied", "delivered", "failed", "rekey-requested"}
+var kindNames = [...]string{"", "paired", "handshake-accepted", "session-confirmed", "execute", "replied", "delivered", "failed", "rekey-requested", "chunk-received"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && k > 0 {
@@ -186,6 +189,8 @@ type Outcome struct {
 	// Duplicate (Replied): the package was a copy of a transmission already answered; Reply is
 	// the recorded answer, or nil when it was handed out within the resend interval.
 	Duplicate bool
+	// Chunk (ChunkReceived): the opened chunk.
+	Chunk *ChunkIn
 	// Rekey (Delivered): the response carried the null share under the current epoch, so the
 	// session did not rotate; a new handshake is due.
 	Rekey bool
@@ -226,6 +231,8 @@ func (e *Engine) Receive(st Store, raw []byte) (Outcome, error) {
 		return e.receiveInitResp(st, p, raw, peer)
 	case TypeCommand:
 		return e.receiveCommand(st, p, raw)
+	case TypeChunk:
+		return e.receiveChunk(st, p, raw)
 	default: // TypeResponse, TypeError
 		return e.receiveAnswer(st, p, raw)
 	}

@@ -33,6 +33,7 @@ const (
 	TypeCommand  Type = 4
 	TypeResponse Type = 5
 	TypeError    Type = 6
+	TypeChunk    Type = 7
 )
 
 func (t Type) String() string {
@@ -49,6 +50,8 @@ func (t Type) String() string {
 		return "RESPONSE"
 	case TypeError:
 		return "ERROR"
+	case TypeChunk:
+		return "CHUNK"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -141,7 +144,7 @@ func Parse(b []byte) (*Package, error) {
 	}
 	var h Header
 	h.Type = Type(b[5])
-	if h.Type < TypePair || h.Type > TypeError {
+	if h.Type < TypePair || h.Type > TypeChunk {
 		return nil, parseErr("type", "unknown package type %d", b[5])
 	}
 	if b[6] != SuiteV1 {
@@ -212,6 +215,16 @@ func (h *Header) check() error {
 		}
 		if h.BodyLen != want {
 			return parseErr("bodylen", "%s body is %d bytes, want %d", h.Type, h.BodyLen, want)
+		}
+	case TypeChunk:
+		// A chunk belongs to a command's stream, not to a session: it is sealed under the
+		// stream's own secret (docs/PROTOCOL.md section 20), so session, epoch and sequence
+		// are zero and the relay learns no more than the command id it already sees.
+		if h.Recipient.IsZero() || !zeroSession || !zeroEpoch || h.Seq != 0 || zeroCmd {
+			return parseErr("field", "CHUNK needs recipient and command, and zero session, epoch and sequence")
+		}
+		if h.BodyLen < minSealedBody || int64(h.BodyLen) > int64(maxChunkBody) || !isBucket(int(h.BodyLen)-tagSize) {
+			return parseErr("bodylen", "CHUNK body of %d bytes is not a padded size", h.BodyLen)
 		}
 	default:
 		if h.Recipient.IsZero() || zeroSession || zeroEpoch || h.Seq == 0 || zeroCmd {

@@ -20,6 +20,9 @@ var (
 	ErrUnknownSession = errors.New("unknown or superseded session")
 	// ErrUnknownEpoch: the session has no such epoch (it moved on, or never had it).
 	ErrUnknownEpoch = errors.New("unknown or superseded epoch")
+	// ErrUnknownStream: a CHUNK for a command whose stream this node does not hold (never had,
+	// or already finished and forgot).
+	ErrUnknownStream = errors.New("chunk of a stream this node does not hold")
 	// ErrAuth: a signature, MAC, AEAD tag or key confirmation did not verify.
 	ErrAuth = errors.New("authentication failed")
 	// ErrReplay: the sequence number is below the replay window, or was seen and has no cached answer,

@@ -68,3 +68,8 @@ func (g guarded) PutPending(p *Pending) error {
 func (g guarded) DeletePending(cmd CommandID) error {
 	return local("delete pending command", g.st.DeletePending(cmd))
 }
+
+func (g guarded) StreamSecret(peer Fingerprint, cmd CommandID) (*Secret, bool, error) {
+	s, ok, err := g.st.StreamSecret(peer, cmd)
+	return s, ok, local("read stream", err)
+}

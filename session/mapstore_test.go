@@ -20,6 +20,7 @@ type mapStore struct {
 	sessions map[SessionID][]byte
 	ledger   map[string][]byte
 	pending  map[CommandID][]byte
+	streams  map[string]Secret // peer ‖ command → stream secret (chunk tests)
 }
 
 var _ Store = (*mapStore)(nil)
@@ -144,6 +145,22 @@ func (m *mapStore) DeletePending(cmd CommandID) error {
 	return nil
 }
 
+func (m *mapStore) StreamSecret(peer Fingerprint, cmd CommandID) (*Secret, bool, error) {
+	s, ok := m.streams[string(peer[:])+string(cmd[:])]
+	if !ok {
+		return nil, false, nil
+	}
+	return &s, true, nil
+}
+
+// putStream opens a stream for the chunk tests.
+func (m *mapStore) putStream(peer Fingerprint, cmd CommandID, s Secret) {
+	if m.streams == nil {
+		m.streams = map[string]Secret{}
+	}
+	m.streams[string(peer[:])+string(cmd[:])] = s
+}
+
 // clone returns an independent copy. Stored values are never modified in place, only replaced,
 // so copying the maps is enough.
 func (m *mapStore) clone() *mapStore {
@@ -153,6 +170,7 @@ func (m *mapStore) clone() *mapStore {
 		sessions: maps.Clone(m.sessions),
 		ledger:   maps.Clone(m.ledger),
 		pending:  maps.Clone(m.pending),
+		streams:  maps.Clone(m.streams),
 	}
 }
 
@@ -225,6 +243,9 @@ func (c *cowStore) PutLedger(e *LedgerEntry) error                { return c.w()
 func (c *cowStore) Pending(cmd CommandID) (*Pending, bool, error) { return c.r().Pending(cmd) }
 func (c *cowStore) PutPending(p *Pending) error                   { return c.w().PutPending(p) }
 func (c *cowStore) DeletePending(cmd CommandID) error             { return c.w().DeletePending(cmd) }
+func (c *cowStore) StreamSecret(p Fingerprint, cmd CommandID) (*Secret, bool, error) {
+	return c.r().StreamSecret(p, cmd)
+}
 func (c *cowStore) Ledger(p Fingerprint, cmd CommandID) (*LedgerEntry, bool, error) {
 	return c.r().Ledger(p, cmd)
 }

@@ -23,4 +23,8 @@ type Store interface {
 	Pending(cmd CommandID) (*Pending, bool, error)
 	PutPending(p *Pending) error
 	DeletePending(cmd CommandID) error
+
+	// StreamSecret is the secret of cmd's stream with peer (docs/PROTOCOL.md section 20), for
+	// opening its chunks; false when no such stream is open here.
+	StreamSecret(peer Fingerprint, cmd CommandID) (*Secret, bool, error)
 }

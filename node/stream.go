@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sealpost/sealpost/session"
+)
+
+// Streams (docs/PROTOCOL.md section 20): a command's output larger than fits in its answer goes
+// in CHUNK packages, sealed under the stream secret its request carries. The bytes live in spool
+// files beside state.db (spool/out on the side that sends them, spool/in on the side that
+// receives them); the state holds one small record per stream. stream_out.go cuts and sends,
+// stream_in.go receives, joins and checks.
+
+const (
+	// inlineMax is the most output that still goes inline in the answer: more is streamed, so
+	// that no large answer sits in the ledger or the results (and both stay small and fast to
+	// read whatever the commands printed).
+	inlineMax = 64 << 10
+	// DefaultMaxStreamOutput is how many bytes of each stream of a command (stdout, stderr) an
+	// agent sends unless told otherwise; more is cut and reported as truncated.
+	DefaultMaxStreamOutput = 1 << 30
+	// streamRetention is how long an agent keeps a stream's spool when the requester never
+	// confirms it.
+	streamRetention = 7 * 24 * time.Hour
+	// chunksInFlight bounds the chunks of this node's waiting in the outbox: the cutter waits
+	// for the mail to go before it cuts more, so memory and the outbox stay small however fast
+	// a program prints.
+	chunksInFlight = 4
+)
+
+func (n *Node) spoolDir(dir string) (string, error) {
+	d := filepath.Join(n.opts.Dir, "spool", dir)
+	return d, os.MkdirAll(d, 0o700)
+}
+
+func spoolName(peer session.Fingerprint, cmd session.CommandID, part uint8) string {
+	return hex.EncodeToString(peer[:]) + "-" + hex.EncodeToString(cmd[:]) + "." + string('0'+part)
+}
+
+// chunkGate counts this node's chunks in the outbox and lets a cutter wait until fewer than
+// chunksInFlight are there.
+type chunkGate struct {
+	mu     sync.Mutex
+	queued int
+	change chan struct{} // closed and replaced at every change
+}
+
+func (g *chunkGate) add(d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.queued = max(0, g.queued+d) // chunks queued by an earlier run are sent without an add
+	if g.change != nil {
+		close(g.change)
+		g.change = nil
+	}
+}
+
+// wait returns when fewer than chunksInFlight chunks are queued, or ctx ends.
+func (g *chunkGate) wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		if g.queued < chunksInFlight {
+			g.mu.Unlock()
+			return nil
+		}
+		if g.change == nil {
+			g.change = make(chan struct{})
+		}
+		ch := g.change
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// mails reports whether this node has a mailbox to send with (a node without one keeps its
+// packages for an export).
+func (n *Node) mails() bool { return n.opts.Transport != nil || n.cfg.SMTP != "" }
