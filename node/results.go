@@ -106,26 +106,38 @@ func (r Result) ShellExitCode() (int, bool) {
 func (n *Node) Result(id CommandID) (Result, bool, error) {
 	var r keystore.Result
 	var ok bool
-	var in *keystore.StreamIn
+	var out Result
 	err := n.store.View(func(tx *keystore.Tx) error {
 		var err error
 		r, ok, err = tx.Result(id)
-		if err != nil || !ok || Final(r.Status) {
+		if err != nil || !ok {
 			return err
 		}
-		// Still coming: how much of its output is here from the start.
-		p, pok, err := tx.Peer(r.Peer)
-		if err != nil || !pok {
-			return err
-		}
-		in, _, err = tx.StreamIn(p.Fingerprint, id)
+		out, err = n.withProgress(tx, r)
 		return err
 	})
+	return out, ok, err
+}
+
+// withProgress is the API's form of r: with the names of its spool files, and for one whose
+// streamed output is still coming, how much of it is here from the start.
+func (n *Node) withProgress(tx *keystore.Tx, r keystore.Result) (Result, error) {
 	out := n.withStreamPaths(resultOf(r))
-	if in != nil && in.Contig != [2]int64{} {
+	if Final(r.Status) {
+		return out, nil
+	}
+	p, ok, err := tx.Peer(r.Peer)
+	if err != nil || !ok {
+		return out, err
+	}
+	in, ok, err := tx.StreamIn(p.Fingerprint, r.CommandID)
+	if err != nil || !ok {
+		return out, err
+	}
+	if in.Contig != [2]int64{} || in.Answer != nil {
 		out.Streamed, out.StdoutSize, out.StderrSize = true, in.Contig[0], in.Contig[1]
 	}
-	return out, ok, err
+	return out, nil
 }
 
 // withStreamPaths names the spool files of a streamed result.
@@ -192,7 +204,11 @@ func (n *Node) ResultsOf(ctx context.Context, ids []CommandID) ([]Result, error)
 				out = append(out, Result{CommandID: id, Status: StatusMissing})
 				continue
 			}
-			out = append(out, n.withStreamPaths(resultOf(r)))
+			res, err := n.withProgress(tx, r)
+			if err != nil {
+				return err
+			}
+			out = append(out, res)
 		}
 		return nil
 	})

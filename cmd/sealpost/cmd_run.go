@@ -23,6 +23,7 @@ type runOptions struct {
 	execTime time.Duration
 	json     bool
 	id       commandIDFlag
+	output   string
 }
 
 // addFlags adds the options of run, ping and sysinfo. builtin: ping and sysinfo always wait
@@ -32,6 +33,7 @@ func (o *runOptions) addFlags(g *globals, fs *flag.FlagSet, builtin bool) {
 	waits := "how long it waits for the answer; the command stays pending after it"
 	if !builtin {
 		fs.BoolVar(&o.wait, "wait", false, "wait for the answer and exit with the remote exit status")
+		fs.StringVar(&o.output, "output", "", "with --wait: write the program's stdout to `FILE` as it arrives (renamed into\nplace when whole), instead of to stdout")
 		waits = "how long --wait waits; the command stays pending after it"
 	}
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, waits)
@@ -51,6 +53,9 @@ func (o *runOptions) check(fs *flag.FlagSet) error {
 	})
 	if given > 1 {
 		return usagef("--deadline is another name for --timeout: give one of them")
+	}
+	if o.output != "" && (!o.wait || o.json) {
+		return usagef("--output needs --wait, and goes without --json")
 	}
 	return nil
 }
@@ -179,9 +184,32 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 		wctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
+	stdout := g.stdout
+	finishOutput := func(bool) error { return nil }
+	if o.output != "" {
+		f, finish, err := openOutput(o.output)
+		if err != nil {
+			return err
+		}
+		stdout, finishOutput = f, finish
+	}
+	defer func() { finishOutput(false) }() // not whole: the temporary file goes
+	// A large output streams: it is copied out as it arrives, while the answer is awaited.
+	copier := newOutputCopier(stdout, g.stderr)
+	followErr := make(chan error, 1)
+	fctx, stopFollow := context.WithCancel(ctx)
+	if o.wait && !o.json && req.Name == commands.CmdExec {
+		go func() { followErr <- copier.follow(fctx, api, spec.ID) }()
+	} else {
+		followErr <- nil
+	}
 	stopProgress := progress(g, peer, o.wait)
 	r, err := api.Run(wctx, spec, o.wait, nil)
 	stopProgress()
+	stopFollow()
+	if ferr := <-followErr; ferr != nil && err == nil {
+		return ferr
+	}
 	if err != nil && ctx.Err() != nil {
 		if o.json && r.Status != "" {
 			// On record: --json shows where it stands, as it does for any recorded command.
@@ -222,7 +250,22 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 		return nil
 	}
 	if !o.json {
-		print(g, peer, r)
+		if r.Streamed {
+			if err := copier.copy(r); err != nil {
+				return err
+			}
+		} else if o.output != "" {
+			if _, err := stdout.Write(r.Stdout); err != nil {
+				return err
+			}
+			g.stderr.Write(r.Stderr)
+		} else {
+			print(g, peer, r)
+		}
+		if err := finishOutput(true); err != nil {
+			return err
+		}
+		finishOutput = func(bool) error { return nil }
 	}
 	return resultExit(peer, r)
 }
@@ -236,6 +279,10 @@ func printRun(g *globals, _ string, r node.Result) {
 func resultExit(peer string, r node.Result) error {
 	switch r.Status {
 	case node.StatusDone:
+		if r.StdoutTruncated || r.StderrTruncated {
+			// What was printed is not all the program wrote: that must not pass for success.
+			return exitCodeError{exitTruncated, fmt.Errorf("%s: the output was cut at the peer's cap (sealpost peer add --max-output on %s); the program's exit code was %d", peer, peer, r.ExitCode)}
+		}
 		if code, ok := r.ShellExitCode(); ok {
 			// Exited by itself (its own status), or killed by a signal (128+N, as shells say).
 			var note error

@@ -27,15 +27,16 @@ var version = buildVersion()
 
 // Exit codes (README.md, "Exit codes"). `run --wait` passes the remote program's own status through.
 const (
-	exitOK       = 0
-	exitError    = 1
-	exitUsage    = 2
-	exitPending  = 75  // run: the command is recorded but has no final answer yet (--timeout ran out, not mailed yet)
-	exitUnknown  = 76  // run: the request went to the agent, which stopped answering; the command may be recorded
-	exitTimedOut = 124 // run --wait: the program timed out on the peer
-	exitSealpost = 125 // run: sealpost itself failed (usage, peer, mailbox)
-	exitRefused  = 126 // run: the peer refused the command (denied, expired, clock, ...)
-	exitNotFound = 127 // run: the program could not be started on the peer
+	exitOK        = 0
+	exitError     = 1
+	exitUsage     = 2
+	exitPending   = 75  // run: the command is recorded but has no final answer yet (--timeout ran out, not mailed yet)
+	exitUnknown   = 76  // run: the request went to the agent, which stopped answering; the command may be recorded
+	exitTruncated = 77  // run --wait: the output was cut at the peer's cap; what was printed is not all of it
+	exitTimedOut  = 124 // run --wait: the program timed out on the peer
+	exitSealpost  = 125 // run: sealpost itself failed (usage, peer, mailbox)
+	exitRefused   = 126 // run: the peer refused the command (denied, expired, clock, ...)
+	exitNotFound  = 127 // run: the program could not be started on the peer
 	// 128+N: a signal N (SIGINT: 130) stopped sealpost; for `run --wait` the command goes on.
 	exitSignal = 128
 )
