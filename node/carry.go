@@ -494,7 +494,7 @@ func (n *Node) Import(ctx context.Context, dir string, remove bool) (CarryReport
 			rep.Files = append(rep.Files, f.CarriedFile)
 			continue
 		}
-		f.Type = f.cf.pkg.Type.String()
+		f.Type, f.Bytes = f.cf.pkg.Type.String(), len(f.cf.Package) // the package's size, as export shows it
 		files = append(files, f)
 	}
 	// Oldest first, and a session's packages in their order: a handshake's answer before the

@@ -42,6 +42,9 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 	if st.Agent {
 		fmt.Fprintf(w, "agent     running since %s (pid %d)\n", when(now, st.AgentSince), st.AgentPID)
 		for _, sv := range st.Servers {
+			if st.NoMail {
+				break // no servers to speak of
+			}
 			fmt.Fprintf(w, "          %s\n", serverLine(now, sv))
 		}
 	} else if !st.NoMail {
