@@ -55,6 +55,14 @@ type API interface {
 	Checks(ctx context.Context) ([]CheckSpec, error)
 	RemoveCheck(ctx context.Context, name string) error
 	RunChecks(ctx context.Context) ([]CheckResult, error)
+	// Packages carried as files (carry.go): Export writes what waits for a peer (or a gateway
+	// route) into a directory; Import applies a directory's package files as mail would. The
+	// gateway routes: add or replace one, remove one, list them.
+	Export(ctx context.Context, peer, dir string) (CarryReport, error)
+	Import(ctx context.Context, dir string, remove bool) (CarryReport, error)
+	AddGateway(ctx context.Context, g Gateway) (Gateway, error)
+	RemoveGateway(ctx context.Context, name string) error
+	Gateways(ctx context.Context) ([]Gateway, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -31,7 +31,7 @@ import (
 const SocketName = "agent.sock"
 
 type controlRequest struct {
-	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, recent-results, fleet, schedule, reports, check
+	Op      string        `json:"op"` // identity, add-peer, peers, remove-peer, allow, run, results, status, tag, resolve, submit-many, results-of, recent-results, fleet, schedule, reports, check, export, import, gateways, gateway-add, gateway-remove
 	Peer    *PeerSpec     `json:"peer,omitempty"`
 	Allow   *allowChange  `json:"allow,omitempty"`
 	Tag     *allowChange  `json:"tag,omitempty"` // the same shape: a peer, what to add, what to remove
@@ -47,6 +47,10 @@ type controlRequest struct {
 	Recent *recentQuery `json:"recent,omitempty"`
 	// Check is the check operation's request (checks.go).
 	Check *checkOp `json:"check,omitempty"`
+	// Carry is the export and import operations' request; Gateway the gateway-add and
+	// gateway-remove ones' (carry_control.go).
+	Carry   *carryOp `json:"carry,omitempty"`
+	Gateway *Gateway `json:"gateway,omitempty"`
 }
 
 type controlResponse struct {
@@ -65,6 +69,9 @@ type controlResponse struct {
 	Status   *Status      `json:"status,omitempty"`
 	Schedule *scheduleOut `json:"schedule,omitempty"`
 	Check    *checkOut    `json:"check,omitempty"`
+	Carry    *CarryReport `json:"carry,omitempty"`
+	Gateway  *Gateway     `json:"gateway,omitempty"`
+	Gateways []Gateway    `json:"gateways,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -194,6 +201,15 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Check == nil {
 			missing = "a check operation"
 		}
+	case "export", "import":
+		if req.Carry == nil || req.Carry.Dir == "" {
+			missing = "a directory"
+		}
+	case "gateways":
+	case "gateway-add", "gateway-remove":
+		if req.Gateway == nil {
+			missing = "a gateway route"
+		}
 	case "add-peer", "remove-peer":
 		if req.Peer == nil {
 			missing = "a peer"
@@ -283,6 +299,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Result = &r
 	case "check":
 		resp.Check, err = n.serveCheck(ctx, *req.Check)
+	case "export", "import", "gateways", "gateway-add", "gateway-remove":
+		err = n.serveCarry(ctx, req, &resp)
 	}
 	if err != nil {
 		resp.Error = err.Error()

@@ -42,6 +42,13 @@
 //     the protocol's floor (docs/PROTOCOL.md section 16). keystore detects a restored database or
 //     state directory (sidecar, witness); the agent, at start, a restored host, from the newest
 //     mail of the processed folder (restore.go).
+//   - Packages may travel as files (carry.go, docs/PROTOCOL.md section 21): Export writes what
+//     waits for a peer into a directory and takes it out of the outbox once the files are
+//     durable; Import applies a directory's package files through the same function as a mail
+//     (receive, process.go), so a file applied twice runs nothing twice. A node without a
+//     mailbox (MailConfig.NoMail) mails nothing, and none is mailed to an address in .invalid.
+//     A gateway (Gateway, stored with the mailbox settings) holds mail for an air-gapped node's
+//     fingerprint, unopened, for export, and mails on that node's files.
 //   - bbolt's lock allows one process per state: while Serve runs, the CLI reaches the node
 //     through the control socket (control.go); otherwise it opens the state itself.
 //

@@ -166,6 +166,13 @@ type MailConfig struct {
 	// (mailbox.Config.SMTPConnections); zero: mailbox.DefaultSMTPConnections (2). 1 for a
 	// provider that allows one connection at a time.
 	SMTPConnections int `json:"smtp_connections,omitempty"`
+	// NoMail (`init --no-mail`): this node has no mailbox at all. Nothing is mailed; packages
+	// wait in the outbox for `sealpost export`, and arrive by `sealpost import` (carry.go).
+	NoMail bool `json:"no_mail,omitempty"`
+	// Gateways are the air-gapped nodes this node forwards sealed packages for, between its
+	// mailbox and a directory (carry.go, docs/PROTOCOL.md section 21). Changed only by
+	// AddGateway and RemoveGateway, which read and write them in the state.
+	Gateways []Gateway `json:"gateways,omitempty"`
 }
 
 const inboxCursor = "INBOX"
@@ -193,6 +200,9 @@ func Init(opts Options, cfg MailConfig) (*Node, error) {
 	opts.defaults()
 	if cfg.Address == "" {
 		return nil, fmt.Errorf("init: --address is required")
+	}
+	if cfg.NoMail && (cfg.IMAP != "" || cfg.SMTP != "") {
+		return nil, fmt.Errorf("init: a node without a mailbox (--no-mail) takes no IMAP or SMTP server")
 	}
 	st, err := keystore.Open(opts.Dir, keystore.Options{LockTimeout: opts.LockTimeout, Logger: opts.Logger, Now: opts.Now, WitnessDir: opts.WitnessDir})
 	if err != nil {
@@ -327,6 +337,10 @@ func (n *Node) transport() (mailbox.Transport, error) {
 		return n.tr, nil
 	}
 	c := n.cfg
+	if c.NoMail {
+		n.tr = noMail{} // nothing to read or send: packages are carried (carry.go)
+		return n.tr, nil
+	}
 	if c.IMAP == "" || c.SMTP == "" {
 		return nil, fmt.Errorf("no mailbox configured: run `sealpost init --address ... --imap HOST:PORT --smtp HOST:PORT ...`")
 	}

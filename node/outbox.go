@@ -39,7 +39,10 @@ func (n *Node) Flush(ctx context.Context) error {
 	var due []keystore.OutboxItem
 	if err := n.store.View(func(tx *keystore.Tx) error {
 		var err error
-		due, err = tx.DueOutbox(n.now())
+		if due, err = tx.DueOutbox(n.now()); err != nil {
+			return err
+		}
+		due, err = n.mailable(tx, due) // what waits to be carried stays (carry.go)
 		return err
 	}); err != nil {
 		return err

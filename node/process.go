@@ -227,17 +227,36 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		n.reject(ctx, tr, m, m.Err)
 		return false, nil
 	}
-	var (
-		rejectErr error
-		eff       effects
-	)
+	_, rejectErr, err := n.receive(ctx, m.Package, func(tx *keystore.Tx) error { return markRead(tx, m) })
+	if rejectErr != nil {
+		n.reject(ctx, tr, m, rejectErr)
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// receive applies one package, from a mail (handle) or from a file (Import, carry.go): the one
+// path every package takes. mark, if not nil, records in the same transaction that the package's
+// carrier is done with (the inbox cursor). A package for an air-gapped node this node is the
+// gateway of is held for it instead (divert). rejectErr: the protocol refused the package (the
+// caller moves it aside or reports it), and nothing but a spent pairing attempt was committed;
+// err: trouble of the node's own, nothing committed. dup: a copy of a command answered already.
+func (n *Node) receive(ctx context.Context, pkg []byte, mark func(*keystore.Tx) error) (dup bool, rejectErr, err error) {
+	var eff effects
+	committed := false
 	defer func() {
 		if eff.run != nil && eff.run.started && !committed {
 			n.exec.unreserve() // the start did not commit: the slot is not the command's
 		}
 	}()
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
-		out, err := n.eng.Receive(st, m.Package)
+		if held, err := n.divert(tx, st, pkg); err != nil || held {
+			if err != nil || mark == nil {
+				return err
+			}
+			return mark(tx)
+		}
+		out, err := n.eng.Receive(st, pkg)
 		if err != nil {
 			rejected, keep := session.Rejection(err)
 			if !rejected {
@@ -249,21 +268,25 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 			}
 			return errRejected
 		}
-		if eff, err = n.apply(tx, st, out, m.Package, n.exec.reserve); err != nil {
+		dup = out.Duplicate
+		if eff, err = n.apply(tx, st, out, pkg, n.exec.reserve); err != nil {
 			return refusal(err)
 		}
-		return markRead(tx, m)
+		if mark == nil {
+			return nil
+		}
+		return mark(tx)
 	})
 	if rejectErr == nil && errors.Is(err, session.ErrRefusedRecord) {
 		rejectErr = err // the store refused what the package made us record: the package's fault
 	}
 	if rejectErr != nil && (err == nil || errors.Is(err, errRejected) || err == rejectErr) {
-		n.reject(ctx, tr, m, rejectErr)
-		return false, nil
+		return false, rejectErr, nil
 	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
+	committed = true
 	for _, e := range eff.events {
 		n.emit(e)
 	}
@@ -271,12 +294,12 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 	if eff.run != nil {
 		n.exec.dispatch(eff.run)
 	}
-	// What this mail queued (a handshake or pairing reply, an authenticated refusal) goes now
+	// What this package queued (a handshake or pairing reply, an authenticated refusal) goes now
 	// while Serve runs; a Pump of its own flushes once at its end.
 	if n.serving.Load() {
 		_ = n.flushSoon(ctx)
 	}
-	return true, nil
+	return dup, nil, nil
 }
 
 // groupMax bounds how many mails one transaction applies (handleGroup): the first command of a

@@ -27,6 +27,9 @@ type Status struct {
 	SMTP string `json:"smtp"`
 	TLS  string `json:"tls"`
 
+	// NoMail: this node has no mailbox (init --no-mail); its packages are carried as files.
+	NoMail bool `json:"no_mail,omitempty"`
+
 	Peers          int `json:"peers"`
 	PeersConfirmed int `json:"peers_confirmed"` // Ready: the status peer list shows is Confirmed
 
@@ -50,7 +53,7 @@ type Status struct {
 func (n *Node) Status(ctx context.Context) (Status, error) {
 	s := Status{
 		Fingerprint: n.Fingerprint().String(), Address: n.cfg.Address, StateDir: n.opts.Dir,
-		Agent: n.serving.Load(), IMAP: n.cfg.IMAP, SMTP: n.cfg.SMTP, TLS: n.cfg.TLS,
+		Agent: n.serving.Load(), NoMail: n.cfg.NoMail, IMAP: n.cfg.IMAP, SMTP: n.cfg.SMTP, TLS: n.cfg.TLS,
 	}
 	if s.Agent {
 		s.AgentPID = os.Getpid()

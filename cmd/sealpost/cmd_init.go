@@ -27,6 +27,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
 	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
 	fs.IntVar(&c.SMTPConnections, "smtp-connections", 0, "how many mails are sent at once, each over its own SMTP connection (default 2;\n1 for a provider that allows one connection at a time)")
+	fs.BoolVar(&c.NoMail, "no-mail", false, "a node with no mailbox at all, for the air-gapped side: its packages are carried\nas files (`sealpost export`, `sealpost import`); --address is its name in pairing")
 	noCheck := fs.Bool("no-check", false, "store the settings without logging in to the servers first (to set up a host\nbefore its mail server is reachable)")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -37,6 +38,9 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	}
 	if c.Address == "" {
 		return usagef("--address is required")
+	}
+	if c.NoMail {
+		return initNoMail(g, c)
 	}
 	if c.SMTPConnections < 0 {
 		return usagef("--smtp-connections %d: give 1 or more", c.SMTPConnections)
@@ -101,6 +105,23 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	}
 	defer n.Close()
 	fmt.Fprintf(g.stdout, "sealpost node %s\n  state:       %s\n  fingerprint: %s\nNext: add a peer with `sealpost peer add NAME --address ADDRESS` and start `sealpost agent`.\n", c.Address, g.state, n.Fingerprint())
+	return nil
+}
+
+// initNoMail is `init --no-mail`: an identity and no mailbox settings to check.
+func initNoMail(g *globals, c node.MailConfig) error {
+	if c.IMAP != "" || c.SMTP != "" || c.Login != "" || c.PasswordEnv != "" || c.PasswordFile != "" || c.PasswordCommand != "" || c.OAuth2TokenCommand != "" {
+		return usagef("--no-mail takes no mailbox settings (--imap, --smtp, --login, a password)")
+	}
+	c = node.MailConfig{Address: c.Address, NoMail: true}
+	opts := g.nodeOptions()
+	opts.LockTimeout = 2 * time.Second
+	n, err := node.Init(opts, c)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	fmt.Fprintf(g.stdout, "sealpost node %s, without a mailbox\n  state:       %s\n  fingerprint: %s\nNext: pair with `sealpost peer add NAME --address ADDRESS --code CODE`, then carry a directory:\n`sealpost export --peer NAME DIR` writes what waits for NAME, `sealpost import DIR` reads what came.\n", c.Address, g.state, n.Fingerprint())
 	return nil
 }
 

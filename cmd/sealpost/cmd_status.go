@@ -42,12 +42,19 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 	if st.Agent {
 		fmt.Fprintf(w, "agent     running since %s (pid %d)\n", when(now, st.AgentSince), st.AgentPID)
 		for _, sv := range st.Servers {
+			if st.NoMail {
+				break // no servers to speak of
+			}
 			fmt.Fprintf(w, "          %s\n", serverLine(now, sv))
 		}
-	} else {
+	} else if !st.NoMail {
 		fmt.Fprintf(w, "agent     not running: nothing reads this node's mail (start `sealpost agent`)\n")
 	}
-	fmt.Fprintf(w, "mail      IMAP %s, SMTP %s, TLS %s\n", st.IMAP, st.SMTP, st.TLS)
+	if st.NoMail {
+		fmt.Fprintf(w, "mail      none (--no-mail): packages go by `sealpost export` and come by `sealpost import`\n")
+	} else {
+		fmt.Fprintf(w, "mail      IMAP %s, SMTP %s, TLS %s\n", st.IMAP, st.SMTP, st.TLS)
+	}
 	fmt.Fprintf(w, "peers     %d, %d of them with a confirmed session (see `sealpost peer list`)\n", st.Peers, st.PeersConfirmed)
 	if st.Waiting == 0 {
 		fmt.Fprintf(w, "commands  none waiting for an answer\n")
@@ -57,7 +64,11 @@ func runStatus(ctx context.Context, g *globals, args []string) error {
 	if st.Outbox == 0 {
 		fmt.Fprintf(w, "outbox    empty\n")
 	} else {
-		fmt.Fprintf(w, "outbox    %d %s not sent yet, next try %s\n", st.Outbox, plural(st.Outbox, "mail", "mails"), in(now, st.NextAttempt))
+		if st.NoMail {
+			fmt.Fprintf(w, "outbox    %d %s waiting for `sealpost export`\n", st.Outbox, plural(st.Outbox, "package", "packages"))
+		} else {
+			fmt.Fprintf(w, "outbox    %d %s not sent yet, next try %s\n", st.Outbox, plural(st.Outbox, "mail", "mails"), in(now, st.NextAttempt))
+		}
 		if st.LastError != "" {
 			fmt.Fprintf(w, "          last error: %s\n", st.LastError)
 		}
