@@ -28,7 +28,8 @@ func TestRegistryNames(t *testing.T) {
 			t.Errorf("EncodeRequest(%q) = %v", name, err)
 		}
 	}
-	for _, req := range []Request{{Name: CmdReportEvery, Every: MinReportEvery}, {Name: CmdReport, Report: &Report{Seq: 1}}} {
+	for _, req := range []Request{{Name: CmdReportEvery, Every: MinReportEvery}, {Name: CmdReport, Report: &Report{Seq: 1}},
+		{Name: CmdStream, Of: "000102030405060708090a0b0c0d0e0f", Done: true}} {
 		if _, err := EncodeRequest(req); err != nil {
 			t.Errorf("EncodeRequest(%q) = %v", req.Name, err)
 		}
@@ -36,8 +37,8 @@ func TestRegistryNames(t *testing.T) {
 			t.Errorf("Check(%q) = %v, want ErrUnknownCommand: the node answers it, the registry runs nothing", req.Name, err)
 		}
 	}
-	if got := append(slices.Clone(builtinNames), CmdReport, CmdReportEvery); !slices.Equal(slices.Sorted(slices.Values(got)), requestNames) {
-		t.Errorf("requestNames = %q, want the registry's and the report names", requestNames)
+	if got := append(slices.Clone(builtinNames), CmdReport, CmdReportEvery, CmdStream); !slices.Equal(slices.Sorted(slices.Values(got)), requestNames) {
+		t.Errorf("requestNames = %q, want the registry's and the names the node answers", requestNames)
 	}
 }
 

@@ -52,7 +52,20 @@ type Request struct {
 	// in one answer as CHUNK packages sealed under it; without it (a controller of an older
 	// build) the output is cut to what fits in the answer.
 	Stream []byte `json:"stream,omitempty"`
+	// Of, Resend and Done are a stream request's (CmdStream): the command whose stream it is
+	// about (32 hex digits), the chunk indices to send again (at most MaxResend), and that the
+	// stream arrived whole, so its spool may go.
+	Of     string  `json:"of,omitempty"`
+	Resend []int64 `json:"resend,omitempty"`
+	Done   bool    `json:"done,omitempty"`
 }
+
+// CmdStream asks the agent about a command's stream (docs/PROTOCOL.md section 20): to send
+// some of its chunks again, or to let its spool go.
+const CmdStream = "stream"
+
+// MaxResend bounds the chunks one stream request asks for again.
+const MaxResend = 64
 
 // StreamSecretSize is the size of a request's stream secret.
 const StreamSecretSize = 32
@@ -65,6 +78,9 @@ var requestShape = &shape{members: map[string]*shape{
 	"every":   integer,
 	"report":  reportShape,
 	"stream":  bytes64,
+	"of":      str,
+	"resend":  {elem: integer},
+	"done":    boolean,
 }}
 
 // EncodeRequest returns the JSON payload for r. It refuses (with an error wrapping a
@@ -140,6 +156,9 @@ func canonicalRequest(r Request) Request {
 	if len(r.Stream) == 0 {
 		r.Stream = nil
 	}
+	if len(r.Resend) == 0 {
+		r.Resend = nil
+	}
 	return r
 }
 
@@ -152,6 +171,20 @@ func validateRequest(r Request) error {
 		}
 		if len(r.Argv) > MaxArgs {
 			return decodeErr("argv", fmt.Sprintf("%d elements, above the limit of %d", len(r.Argv), MaxArgs))
+		}
+	case CmdStream:
+		if !isHex32(r.Of) || len(r.Argv) != 0 {
+			return decodeErr("of", "stream needs of: the command id as 32 lower-case hex digits, and no argv")
+		}
+		if (len(r.Resend) == 0) == !r.Done || len(r.Resend) > MaxResend {
+			return decodeErr("resend", fmt.Sprintf("stream needs 1 to %d chunk indices to resend, or done, and not both", MaxResend))
+		}
+		seen := map[int64]bool{}
+		for _, i := range r.Resend {
+			if i < 0 || i >= MaxStreamChunks || seen[i] {
+				return decodeErr("resend", fmt.Sprintf("index %d outside 0..%d or given twice", i, MaxStreamChunks-1))
+			}
+			seen[i] = true
 		}
 	case CmdPing, CmdSysinfo, CmdReportEvery, CmdReport:
 		if len(r.Argv) != 0 {
@@ -176,6 +209,9 @@ func validateRequest(r Request) error {
 	if r.Timeout < 0 {
 		return decodeErr("timeout", "negative")
 	}
+	if r.Name != CmdStream && (r.Of != "" || r.Resend != nil || r.Done) {
+		return decodeErr("of", "only "+CmdStream+" takes of, resend and done")
+	}
 	if r.Stream != nil && (r.Name != CmdExec || len(r.Stream) != StreamSecretSize) {
 		return decodeErr("stream", fmt.Sprintf("exec only, exactly %d bytes", StreamSecretSize))
 	}
@@ -189,5 +225,17 @@ func validateRequest(r Request) error {
 // request may carry (the registry's and the two the node answers itself), for messages.
 var (
 	builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}
-	requestNames = []string{CmdExec, CmdPing, CmdReport, CmdReportEvery, CmdSysinfo}
+	requestNames = []string{CmdExec, CmdPing, CmdReport, CmdReportEvery, CmdStream, CmdSysinfo}
 )
+
+func isHex32(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -91,6 +91,9 @@ type StreamOut struct {
 	Ended bool `json:"ended,omitempty"`
 	// Expires is when the spool may go though the requester never confirmed it.
 	Expires time.Time `json:"expires"`
+	// Broken says why the stream cannot be delivered (the mail server refused a chunk for
+	// good); the record stays, without spool, so that the requester's asks learn why.
+	Broken string `json:"broken,omitempty"`
 }
 
 func streamKey(peer, cmd [16]byte) []byte { return append(peer[:16:16], cmd[:]...) }

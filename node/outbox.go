@@ -283,6 +283,18 @@ func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, se *mailbo
 		}
 		n.log.Warn("result too large to mail; the requester's retry gets it without the output", "op", "send", "command", p.Command, "err", se)
 		return nil, n.eng.ReplaceResponse(st, p.Recipient, p.Command, frame)
+	case session.TypeChunk:
+		// A chunk the server refuses for good cannot reach the requester by mail: the stream
+		// is broken. Its spool goes; the record stays to tell the requester why when it asks
+		// for the chunk (stream_ask.go).
+		rec, ok, err := tx.StreamOut(p.Recipient, p.Command)
+		if err != nil || !ok || rec.Broken != "" {
+			return nil, err
+		}
+		rec.Broken = clip(fmt.Sprintf("a chunk of the output was refused by the mail server: %v", se), commands.MaxErrorBytes)
+		n.removeStreamOut(rec.Peer, rec.Command)
+		n.log.Warn("a chunk of a streamed output was refused for good; the requester learns why when it asks for it", "op", "send", "command", p.Command, "err", se)
+		return nil, tx.PutStreamOut(rec)
 	case session.TypeCommand:
 		pd, ok, err := st.Pending(p.Command)
 		if err != nil || !ok || len(pd.Sends) != 1 {

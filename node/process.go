@@ -503,6 +503,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 		if held {
+			if err := n.recordResult(tx, out.Command, func(r *keystore.Result) { r.Status = StatusReceiving }); err != nil {
+				return eff, err
+			}
 			ev(Event{Kind: EventResult, Command: out.Command, Status: StatusReceiving, Epoch: out.Epoch})
 			eff.done = append(eff.done, out.Command) // wakes waiters: they show the progress
 		} else {
@@ -534,6 +537,14 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		}
 		if err := n.reportAnswered(tx, peer.Name, out.Command, kind, commands.Result{}, out.Err.Code); err != nil {
 			return eff, err
+		}
+		if kind == commands.CmdStream {
+			// The agent no longer holds a stream we asked about: that command ends failed.
+			ended, err := n.streamRefused(tx, peer.Name, out.Peer, out.Command, out.Err.Detail)
+			if err != nil {
+				return eff, err
+			}
+			eff.done = append(eff.done, ended...)
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
 		eff.done = append(eff.done, out.Command)
@@ -567,6 +578,11 @@ func (n *Node) clear(tx *keystore.Tx, st TxStore, t *session.Ticket, payload []b
 	if derr != nil {
 		pkg, err := n.eng.Fail(st, t, session.CodeBadCommand, derr.Error())
 		return nil, nil, pkg, err
+	}
+	if req.Name == commands.CmdStream {
+		// A requester's ask about a stream this agent sends (stream_ask.go): answered here.
+		evs, pkg, err := n.answerStream(tx, st, t, req)
+		return nil, evs, pkg, err
 	}
 	if req.Name == commands.CmdReport || req.Name == commands.CmdReportEvery {
 		// Status reports (report.go): answered here, by the node; nothing runs.

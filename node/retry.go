@@ -34,6 +34,12 @@ func (n *Node) Maintain(ctx context.Context) error {
 		if err := n.expireQueued(tx, now); err != nil {
 			return err
 		}
+		if err := n.askMissing(tx, st, now); err != nil {
+			return err
+		}
+		if err := n.expireStreams(tx, now); err != nil {
+			return err
+		}
 		peers, err := tx.Peers()
 		if err != nil {
 			return err

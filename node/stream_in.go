@@ -181,7 +181,11 @@ func (n *Node) settleStream(tx *keystore.Tx, rec *keystore.StreamIn) (bool, comm
 			}
 		}
 	}
-	return true, res, derr, n.dropStreamIn(tx, rec, derr != nil)
+	if err := n.dropStreamIn(tx, rec, derr != nil); err != nil {
+		return false, res, nil, err
+	}
+	// The agent may let its spool go now.
+	return true, res, derr, n.streamDone(tx, rec.Peer, rec.Command)
 }
 
 // dropStreamIn forgets a received stream, and its spool files when they hold nothing to keep.

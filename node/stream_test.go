@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
 )
 
 // streamScript writes a program for bob that prints size random bytes to stdout (a copy goes to
@@ -67,4 +69,72 @@ func TestStreamedOutput(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// lossyChunks drops the first mailing of every third chunk and mails every other chunk twice.
+type lossyChunks struct {
+	mailbox.Transport
+	mu      sync.Mutex
+	seen    int
+	dropped map[string]bool
+}
+
+func (l *lossyChunks) Send(ctx context.Context, to string, pkg []byte) error {
+	if !isChunk(pkg) {
+		return l.Transport.Send(ctx, to, pkg)
+	}
+	l.mu.Lock()
+	l.seen++
+	drop := l.seen%3 == 0
+	l.mu.Unlock()
+	if drop {
+		return nil // lost on the way
+	}
+	if err := l.Transport.Send(ctx, to, pkg); err != nil {
+		return err
+	}
+	return l.Transport.Send(ctx, to, pkg)
+}
+
+// TestStreamLossyChunks: chunks lost on the way are asked for again and come; duplicates are
+// dropped; the requester gets every byte once, in order, and the command ran once.
+func TestStreamLossyChunks(t *testing.T) {
+	l := newLab(t)
+	l.bob.Close()
+	lossy := &lossyChunks{}
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { lossy.Transport = tr; return lossy }, false)
+	l.bob.opts.ChunkSize = 16 << 10
+	prog, printed := streamScript(t, l, 400_000)
+	l.alice.opts.RetryAfter = 10 * time.Millisecond // asks for missing chunks at every round
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: "exec", Argv: []string{prog}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 200 {
+		l.alice.Maintain(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		l.bob.Pump(l.ctx, false, 0)
+		l.bob.exec.wait(l.ctx)
+		l.bob.Flush(l.ctx)
+		r, _, _ := l.alice.Result(id)
+		if !Final(r.Status) {
+			continue
+		}
+		want, _ := os.ReadFile(printed)
+		got, _ := os.ReadFile(r.StdoutPath)
+		if r.Status != StatusDone || !r.Streamed || !bytes.Equal(got, want) {
+			t.Fatalf("result %s streamed %v, %d bytes of %d: %s", r.Status, r.Streamed, len(got), len(want), r.Error)
+		}
+		if n := runs(t); n != 1 {
+			t.Fatalf("ran %d times", n)
+		}
+		lossy.mu.Lock()
+		defer lossy.mu.Unlock()
+		if lossy.seen < 400_000/(16<<10)+3 {
+			t.Fatalf("bob mailed %d chunks: none was sent again", lossy.seen)
+		}
+		return
+	}
+	r, _, _ := l.alice.Result(id)
+	t.Fatalf("never complete: %s %s", r.Status, r.Error)
 }

@@ -197,8 +197,15 @@ func (n *Node) submitMany(ctx context.Context, specs []RunSpec) ([]session.Comma
 const submitManyBatch = 200
 
 func commandLine(r commands.Request) []string {
-	if r.Name == "exec" {
+	switch r.Name {
+	case "exec":
 		return r.Argv
+	case commands.CmdStream:
+		// Which command's stream it asks about: results shows it, and a refusal finds it.
+		if r.Done {
+			return []string{r.Name, r.Of, "done"}
+		}
+		return []string{r.Name, r.Of, "resend"}
 	}
 	return []string{r.Name}
 }
