@@ -15,6 +15,12 @@ type Message struct {
 	// From is the From header's address (or its raw text when it does not parse), informational
 	// only: identity never comes from headers.
 	From string
+	// To is the first address of the To header ("" when there is none or it does not parse):
+	// the address the sender mailed the package to, which a sealpost sender writes as the
+	// peer's pinned address. Informational like From (the relay may rewrite it), but it lets
+	// the caller tell a package sealed for another node of a shared mailbox, sent to that node's
+	// address, from one sent to this node's address (docs/PROTOCOL.md section 17).
+	To string
 	// Package is the attachment's decoded bytes; nil when Err is set.
 	Package []byte
 	// Err is set, and Package nil, when the mail says it is sealpost's (X-Sealpost: 1) but cannot
@@ -138,4 +144,5 @@ type Stats struct {
 	EagerPolls   int   // NOOPs sent while mail was expected (IMAPSMTP.Expect)
 	BadSealpost  int   // X-Sealpost mails returned with Err set
 	ForeignSkips int   // mails looked at and left alone
+	OthersSkips  int   // sealpost mails sent to another node's address of this mailbox, left alone
 }
