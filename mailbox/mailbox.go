@@ -46,8 +46,9 @@ type Transport interface {
 	// only the waiting: a command to the server under way when it ends still runs to its answer
 	// or to the transport's command timeout, so a silent server is reported as such (ErrTimeout)
 	// however short the wait. ctx bounds the whole call; when it ends, Receive returns its error.
-	// Mail that is not sealpost's is never returned, never flagged, never moved (it is fetched
-	// with BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
+	// Mail that is not sealpost's, or is another node's (sent to another address of a shared
+	// mailbox, plus.go), is never returned, never flagged, never moved (it is fetched with
+	// BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
 	// highest UID looked at (foreign mail included, so it is not re-read). A long run of foreign
 	// mail is looked at in slices; when the wait ends among them, Receive returns no messages
 	// and the cursor past the slices done (with wait 0 it scans to the end). On error the Cursor
@@ -80,8 +81,8 @@ type Transport interface {
 	// state at start to detect a host put back from a snapshot (THREATS.md row 31). Processed
 	// changes nothing: the folder is opened read-only (EXAMINE) and read with BODY.PEEK, no flag
 	// is set, and a missing processed folder is not created; it holds no messages, which is no
-	// error. Mail there that is not sealpost's, or is flagged \Deleted (Prune cut off before its
-	// expunge), is skipped. Messages that cannot be used carry Err as Receive's do; Mailbox is
+	// error. Mail there that is not sealpost's, is another node's, or is flagged \Deleted (Prune
+	// cut off before its expunge), is skipped. Messages that cannot be used carry Err as Receive's do; Mailbox is
 	// the processed folder as the server spells it. They are for reading only: not to be given
 	// to Ack or Reject. Fewer than n come back when the folder holds fewer, or when the newest
 	// ones together exceed what one call downloads (the implementation's cap, the newest kept).
