@@ -24,10 +24,16 @@ const (
 
 // Config is what New needs. Zero values take the defaults documented on each field.
 type Config struct {
-	Address            string // our mail address (From of sent mail)
+	// Address is our mail address: From of sent mail, and the address whose mail Receive
+	// returns. With a plus detail (shared+web1@example.org) the mailbox may be shared with other
+	// nodes (docs/PROTOCOL.md section 17): mail sent to another address of the same mailbox
+	// (Username's too, when that is an address) is left alone, and the default processed and
+	// rejected folders get the detail as one more level (sealpost/processed/web1).
+	Address            string
 	IMAPAddr, SMTPAddr string // host:port
 	// Username and Password log in to both servers; Username defaults to Address when only a
-	// Password (or a Secret) is given. With none of the three, no login is attempted.
+	// Password (or a Secret) is given. With none of the three, no login is attempted. Several
+	// nodes share one account by logging in with its name and each using an address of its own.
 	Username, Password string
 	// Secret, when set, is asked at every login for the password (or, with an OAuth2 Auth, the
 	// access token) instead of Password, which must then be empty: CommandSecret for
@@ -86,10 +92,13 @@ type settings struct {
 	smtpHost         string
 	defaultProcessed bool // the folder names are the defaults and follow the server's delimiter
 	defaultRejected  bool
-	log              *slog.Logger
-	idleReissue      time.Duration
-	backoffBase      time.Duration
-	backoffCap       time.Duration
+	// mailboxes are the account's addresses without a detail (Address's and Username's): mail
+	// sent to another address of these is another node's (plus.go).
+	mailboxes   []string
+	log         *slog.Logger
+	idleReissue time.Duration
+	backoffBase time.Duration
+	backoffCap  time.Duration
 }
 
 func configError(format string, args ...any) error {
@@ -177,12 +186,19 @@ func (c Config) settings() (*settings, error) {
 	if s.Inbox == "" {
 		s.Inbox = "INBOX"
 	}
+	// A node with a plus address keeps its own processed and rejected folders: the mailbox may
+	// be shared, and Prune and Processed must see this node's mail only (plus.go).
+	suffix := ""
+	if _, detail, ok := splitPlus(c.Address); ok {
+		suffix = "/" + folderDetail(detail)
+	}
 	if s.ProcessedFolder == "" {
-		s.ProcessedFolder, s.defaultProcessed = defaultProcessed, true
+		s.ProcessedFolder, s.defaultProcessed = defaultProcessed+suffix, true
 	}
 	if s.RejectedFolder == "" {
-		s.RejectedFolder, s.defaultRejected = defaultRejected, true
+		s.RejectedFolder, s.defaultRejected = defaultRejected+suffix, true
 	}
+	s.mailboxes = mailboxesOf(c.Address, c.Username)
 	// Prune deletes from the processed folder, so it must be neither the inbox nor the rejected
 	// folder. IMAP compares INBOX without regard to case; other names may be case-sensitive.
 	sameFolder := func(a, b string) bool {

@@ -49,8 +49,15 @@
 //     crash at any point means the mail is read again, never lost.
 //   - Mail that is not sealpost's is never returned, downloaded, flagged, moved or expunged: for
 //     every new mail only RFC822.SIZE and BODY.PEEK[HEADER.FIELDS (X-Sealpost Content-Type
-//     From)] are fetched, and only mail with "X-Sealpost: 1" is fetched whole, with BODY.PEEK[]
+//     From To)] are fetched, and only mail with "X-Sealpost: 1" is fetched whole, with BODY.PEEK[]
 //     (THREATS.md row 29).
+//   - Many nodes, one mailbox (plus.go): sealpost mail whose To is another address of this
+//     node's mailbox (shared+web2@ or shared@ for shared+web1@; Config.Address and
+//     Config.Username without their plus detail) is another node's, and is treated as foreign
+//     mail: never returned by Receive or Processed, downloaded, flagged, moved or expunged. A
+//     node with a plus address has processed and rejected folders of its own
+//     (sealpost/processed/<detail>), so Prune and Processed see its mail only. The relay
+//     delivers a user's plus addresses to that user and lets the user send from them.
 //   - A mail that says it is sealpost's but cannot be used (too large, malformed, no or a corrupt
 //     attachment) is returned with Message.Err set, so that the caller rejects it and it is moved
 //     aside rather than read again forever.

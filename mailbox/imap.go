@@ -55,8 +55,9 @@ func (c *imapConn) endIdle() error {
 	return nil
 }
 
-// headerFields are fetched for every new mail to tell sealpost's from the rest.
-var headerFields = []string{"X-Sealpost", "Content-Type", "From"}
+// headerFields are fetched for every new mail to tell sealpost's from the rest, and this node's
+// from other nodes' of a shared mailbox (To, plus.go).
+var headerFields = []string{"X-Sealpost", "Content-Type", "From", "To"}
 
 // connect dials, secures, authenticates and selects the inbox, all under one watchdog.
 func (t *IMAPSMTP) connect(ctx context.Context) (*imapConn, error) {
@@ -364,6 +365,7 @@ type head struct {
 	sealpost bool
 	ctype    string
 	from     string
+	to       []string
 }
 
 // scan returns the sealpost mail after the cursor, oldest first: at most max messages, at most
@@ -419,8 +421,9 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 		)
 		for _, uid := range batch {
 			h, ok := heads[uid]
-			download := ok && h.sealpost && h.size <= t.s.MaxMessageBytes && plausibleType(h.ctype)
-			if ok && h.sealpost && (len(out) == max || download && len(out) > 0 && bytes+h.size > budget) {
+			mine := ok && h.sealpost && !t.s.othersMail(h)
+			download := mine && h.size <= t.s.MaxMessageBytes && plausibleType(h.ctype)
+			if mine && (len(out) == max || download && len(out) > 0 && bytes+h.size > budget) {
 				full = true
 				break
 			}
@@ -430,6 +433,10 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 			}
 			if !h.sealpost {
 				t.count(func(s *Stats) { s.ForeignSkips++ })
+				continue
+			}
+			if t.s.othersMail(h) {
+				t.count(func(s *Stats) { s.OthersSkips++ })
 				continue
 			}
 			m, _ := t.headMessage(c, uid, h)
@@ -474,6 +481,9 @@ func (t *IMAPSMTP) scan(c *imapConn, after Cursor, max int) (out []Message, cur 
 // Err says why not.
 func (t *IMAPSMTP) headMessage(c *imapConn, uid imap.UID, h head) (m Message, download bool) {
 	m = Message{Mailbox: c.selected, UIDValidity: c.uidValidity, UID: uint32(uid), From: h.from}
+	if len(h.to) > 0 {
+		m.To = h.to[0]
+	}
 	switch {
 	case h.size > t.s.MaxMessageBytes:
 		m.Err = mailErr(ReasonTooLarge, "%d bytes, the cap is %d; not downloaded", h.size, t.s.MaxMessageBytes)
@@ -530,6 +540,7 @@ func (t *IMAPSMTP) fetchHeads(c *imapConn, uids []imap.UID) (map[imap.UID]head, 
 				h.sealpost = strings.TrimSpace(hdr.Get("X-Sealpost")) == "1"
 				h.ctype = hdr.Get("Content-Type")
 				h.from = fromAddress(hdr.Get("From"))
+				h.to = toAddresses(hdr.Get("To"))
 			}
 		}
 		if uid != 0 {

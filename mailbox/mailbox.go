@@ -15,6 +15,12 @@ type Message struct {
 	// From is the From header's address (or its raw text when it does not parse), informational
 	// only: identity never comes from headers.
 	From string
+	// To is the first address of the To header ("" when there is none or it does not parse):
+	// the address the sender mailed the package to, which a sealpost sender writes as the
+	// peer's pinned address. Informational like From (the relay may rewrite it), but it lets
+	// the caller tell a package sealed for another node of a shared mailbox, sent to that node's
+	// address, from one sent to this node's address (docs/PROTOCOL.md section 17).
+	To string
 	// Package is the attachment's decoded bytes; nil when Err is set.
 	Package []byte
 	// Err is set, and Package nil, when the mail says it is sealpost's (X-Sealpost: 1) but cannot
@@ -40,8 +46,9 @@ type Transport interface {
 	// only the waiting: a command to the server under way when it ends still runs to its answer
 	// or to the transport's command timeout, so a silent server is reported as such (ErrTimeout)
 	// however short the wait. ctx bounds the whole call; when it ends, Receive returns its error.
-	// Mail that is not sealpost's is never returned, never flagged, never moved (it is fetched
-	// with BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
+	// Mail that is not sealpost's, or is another node's (sent to another address of a shared
+	// mailbox, plus.go), is never returned, never flagged, never moved (it is fetched with
+	// BODY.PEEK, headers only). The returned Cursor is the folder's UIDVALIDITY and the
 	// highest UID looked at (foreign mail included, so it is not re-read). A long run of foreign
 	// mail is looked at in slices; when the wait ends among them, Receive returns no messages
 	// and the cursor past the slices done (with wait 0 it scans to the end). On error the Cursor
@@ -74,8 +81,8 @@ type Transport interface {
 	// state at start to detect a host put back from a snapshot (THREATS.md row 31). Processed
 	// changes nothing: the folder is opened read-only (EXAMINE) and read with BODY.PEEK, no flag
 	// is set, and a missing processed folder is not created; it holds no messages, which is no
-	// error. Mail there that is not sealpost's, or is flagged \Deleted (Prune cut off before its
-	// expunge), is skipped. Messages that cannot be used carry Err as Receive's do; Mailbox is
+	// error. Mail there that is not sealpost's, is another node's, or is flagged \Deleted (Prune
+	// cut off before its expunge), is skipped. Messages that cannot be used carry Err as Receive's do; Mailbox is
 	// the processed folder as the server spells it. They are for reading only: not to be given
 	// to Ack or Reject. Fewer than n come back when the folder holds fewer, or when the newest
 	// ones together exceed what one call downloads (the implementation's cap, the newest kept).
@@ -138,4 +145,5 @@ type Stats struct {
 	EagerPolls   int   // NOOPs sent while mail was expected (IMAPSMTP.Expect)
 	BadSealpost  int   // X-Sealpost mails returned with Err set
 	ForeignSkips int   // mails looked at and left alone
+	OthersSkips  int   // sealpost mails sent to another node's address of this mailbox, left alone
 }

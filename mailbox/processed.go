@@ -99,8 +99,8 @@ func (t *IMAPSMTP) newest(c *imapConn, exists uint32, n int) ([]Message, error) 
 		}
 		for _, uid := range batch {
 			h, ok := heads[uid]
-			if !ok || !h.sealpost {
-				continue // expunged since the search, or not sealpost's
+			if !ok || !h.sealpost || t.s.othersMail(h) {
+				continue // expunged since the search, not sealpost's, or another node's
 			}
 			m, download := t.headMessage(c, uid, h)
 			if download && len(out) > 0 && bytes+h.size > budget {

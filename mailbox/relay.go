@@ -37,8 +37,9 @@ import (
 //
 // SMTP: mail to one of the users is accepted with or without authentication, as a real MX would
 // (so tests can inject forged mail); mail from one of the users' addresses needs AUTH PLAIN as
-// that user (submission). Mail to anyone else is refused: the relay delivers nowhere but its own
-// mailboxes. IMAP: each user logs in with the address as user name and has an INBOX; IDLE pushes
+// that user (submission). A user's plus addresses (carol+web1@ for carol@) are delivered to,
+// and may be sent from by, that user, as real servers do. Mail to anyone else is refused: the
+// relay delivers nowhere but its own mailboxes. IMAP: each user logs in with the address as user name and has an INBOX; IDLE pushes
 // new mail at once.
 
 // RelayConfig configures StartRelay. Zero values take the defaults.
@@ -293,6 +294,19 @@ func (r *Relay) user(addr string) (*memUser, string) {
 	return nil, ""
 }
 
+// mailboxOf is the user whose mailbox an address delivers to: the user of that address, else,
+// for a plus address (carol+web1@example.test), the user of the address without its detail,
+// as Postfix with recipient_delimiter = + and the big providers deliver it (plus.go).
+func (r *Relay) mailboxOf(addr string) (*memUser, string) {
+	if u, name := r.user(addr); u != nil {
+		return u, name
+	}
+	if base, _, ok := splitPlus(addr); ok {
+		return r.user(base)
+	}
+	return nil, ""
+}
+
 // relaySession is one SMTP transaction stream.
 type relaySession struct {
 	r      *Relay
@@ -311,10 +325,11 @@ func (s *relaySession) Auth(mech string) (sasl.Server, error) {
 }
 
 func (s *relaySession) Mail(from string, _ *smtp.MailOptions) error {
-	if s.authed != "" && !strings.EqualFold(from, s.authed) {
+	// A user owns its address and its plus addresses (carol+web1@ for carol@).
+	if _, owner := s.r.mailboxOf(from); s.authed != "" && !strings.EqualFold(owner, s.authed) {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Sender address not owned by the authenticated user"}
 	}
-	if _, local := s.r.user(from); local != "" && s.authed == "" {
+	if _, local := s.r.mailboxOf(from); local != "" && s.authed == "" {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required to send as a local user"}
 	}
 	s.from = from
@@ -322,7 +337,7 @@ func (s *relaySession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	u, name := s.r.user(to)
+	u, name := s.r.mailboxOf(to)
 	if u == nil {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here; this relay delivers only to its own users"}
 	}

@@ -14,6 +14,9 @@
 //     whose handling fails for the node's own reasons (the state store) stays in the inbox and
 //     holds up the mail behind it while the trouble may pass; after 5 attempts over a minute it
 //     is moved aside too. Either way, for the protocol it is a lost mail that the sender retries.
+//   - Another node's mail is not ours to move: a package sealed for another recipient that was
+//     mailed to another address than this node's (a shared mailbox, docs/PROTOCOL.md section
+//     17) stays in the inbox untouched, and the cursor passes it (process.go, othersMail).
 //   - Processed mail is deleted from the processed folder after Options.KeepProcessed, and
 //     results of finished commands after Options.KeepResults (prune.go).
 //   - Every record node keeps has a typed home in keystore (keystore/doc.go): the send queue,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -228,6 +229,13 @@ func (n *Node) handle(ctx context.Context, tr mailbox.Transport, m mailbox.Messa
 		return false, nil
 	}
 	_, rejectErr, err := n.receive(ctx, m.Package, func(tx *keystore.Tx) error { return markRead(tx, m) })
+	if rejectErr != nil && n.othersMail(m, rejectErr) {
+		// Sealed for another node and sent to another address: on a shared mailbox that is
+		// another node's mail, which is not ours to move (docs/PROTOCOL.md section 17). It
+		// stays in the inbox; the cursor passes it, so it is not read again.
+		n.log.Debug("mail for another node left in the inbox", "op", "receive", "uid", m.UID, "to", Printable(m.To))
+		return false, nil
+	}
 	if rejectErr != nil {
 		n.reject(ctx, tr, m, rejectErr)
 		return false, nil
@@ -393,6 +401,16 @@ func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) (ok bool, 
 		_ = n.flushSoon(ctx)
 	}
 	return true, -1
+}
+
+// othersMail reports whether a refused mail is another node's: its package is sealed for
+// another recipient (ErrNotForUs) and it was mailed to an address that is not this node's. The
+// transport has already left alone what went to another address of a shared mailbox
+// (mailbox.Config.Address); this catches the rest, such as mail to an alias of the mailbox. A
+// package sealed for someone else but mailed to this node's own address (a reflection, a
+// forgery) is rejected and moved aside as before (THREATS.md row 14).
+func (n *Node) othersMail(m mailbox.Message, why error) bool {
+	return errors.Is(why, session.ErrNotForUs) && m.To != "" && !strings.EqualFold(m.To, n.cfg.Address)
 }
 
 // reject logs a refused mail and moves it aside. A failure to move it is logged too: the cursor

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sealpost/sealpost/node"
@@ -17,7 +18,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.Address, "address", "", "this node's mail `address` (required)")
 	fs.StringVar(&c.IMAP, "imap", "", "IMAP server `HOST:PORT`")
 	fs.StringVar(&c.SMTP, "smtp", "", "SMTP submission server `HOST:PORT`")
-	fs.StringVar(&c.Login, "login", "", "mailbox login (default: the address)")
+	fs.StringVar(&c.Login, "login", "", "mailbox `login` for both servers (default: the address); for several nodes on one\naccount give each its own --address shared+NAME@example.org and the account's\n--login shared@example.org: each node reads only the mail sent to its address")
 	fs.StringVar(&c.PasswordEnv, "password-env", "", "environment `VARIABLE` that holds the mailbox password")
 	fs.StringVar(&c.PasswordFile, "password-file", "", "`FILE` that holds the mailbox password (read at every login)")
 	fs.StringVar(&c.PasswordCommand, "password-command", "", "`COMMAND` whose first line of output is the password, run by /bin/sh at every\nlogin (e.g. 'pass show mail/alice', 'secret-tool lookup mail alice')")
@@ -104,7 +105,12 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer n.Close()
-	fmt.Fprintf(g.stdout, "sealpost node %s\n  state:       %s\n  fingerprint: %s\nNext: add a peer with `sealpost peer add NAME --address ADDRESS` and start `sealpost agent`.\n", c.Address, g.state, n.Fingerprint())
+	fmt.Fprintf(g.stdout, "sealpost node %s\n  state:       %s\n  fingerprint: %s\n", c.Address, g.state, n.Fingerprint())
+	if !strings.EqualFold(c.Login, c.Address) {
+		// A shared account: say whose mailbox this node reads, and that it reads only its own mail.
+		fmt.Fprintf(g.stdout, "  login:       %s (this node reads only the mail sent to %s)\n", c.Login, c.Address)
+	}
+	fmt.Fprintf(g.stdout, "Next: add a peer with `sealpost peer add NAME --address ADDRESS` and start `sealpost agent`.\n")
 	return nil
 }
 
