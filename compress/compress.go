@@ -146,6 +146,7 @@ func encodeXZ(plain []byte, limit int) ([]byte, bool) {
 	}
 	return out, true
 }
+
 const (
 	blockHeaderLen = 12
 	// xzOverhead is what a stream adds around the LZMA2 data of a small
