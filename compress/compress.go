@@ -3,12 +3,12 @@ package compress
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
+	"math/bits"
 
 	"github.com/ulikunitz/xz"
-	"github.com/ulikunitz/xz/lzma"
 )
 
 // Codec identifiers, the first byte of a frame.
@@ -47,8 +47,9 @@ func Encode(plain []byte) ([]byte, error) {
 
 const (
 	// probeAbove: larger inputs are sampled before being compressed whole.
-	// The library's encoder runs at only ~3 MB/s on incompressible data
-	// (16 MiB of random bytes took 7 s to end up stored anyway).
+	// Incompressible data is the encoder's slowest case (every position
+	// becomes a literal after a fruitless match search) and ends up stored
+	// anyway.
 	probeAbove = 64 << 10
 	// probePieces x probePiece bytes, spread evenly over the input.
 	probePieces = 4
@@ -78,67 +79,94 @@ func encodeStored(plain []byte) []byte {
 }
 
 // encodeXZ returns the XZ frame of plain, or false if that frame would be
-// longer than limit bytes; the output writer gives up as soon as that is
-// certain.
+// longer than limit bytes; the encoder gives up as soon as that is certain.
+//
+// The stream is what the decoder accepts and nothing more: stream flags with
+// a CRC32 check, one block whose header carries only the LZMA2 filter with
+// the dictionary of dictFor(len(plain)), the LZMA2 chunks (the first resets
+// dictionary and state and sets lc=3 lp=0 pb=2, the rest reset nothing), the
+// CRC32 of plain, a one-record index and the footer.
 func encodeXZ(plain []byte, limit int) ([]byte, bool) {
-	// Small frames get their final capacity up front (one allocation); large
-	// ones start at a guess so that a well-compressed 16 MiB payload does not
-	// pin 16 MiB.
-	initial := HeaderSize + len(plain)
+	dict := dictFor(len(plain))
+	// Small frames get their final capacity up front (one allocation);
+	// large ones start at a guess so that a well-compressed 16 MiB payload
+	// does not pin 16 MiB.
+	initial := HeaderSize + len(plain) + xzOverhead
 	if initial > 64<<10 {
 		initial = HeaderSize + len(plain)/4
 	}
-	w := &cappedWriter{buf: make([]byte, HeaderSize, min(initial, limit)), limit: limit}
-	cfg := xz.WriterConfig{
-		// The encoder allocates its window, hash chain and hash table from
-		// DictCap (the 8 MiB default costs ~50 MB and ~5 ms per call),
-		// and the decoder allocates exactly what the header declares: a
-		// window larger than the payload buys nothing.
-		DictCap: dictFor(len(plain)),
-		// BinaryTree allocates more and is slower; HashTable4 is enough
-		// for command packages.
-		Matcher:  lzma.HashTable4,
-		CheckSum: xz.CRC32,
-		// The lookahead buffer is allocated on top of the window; 1 KiB
-		// (the minimum is 273, the longest match) saves 3 KiB per call
-		// over the default with no measurable loss in speed or ratio.
-		BufSize: 1 << 10,
-		// One block per stream: the decoder accepts nothing else.
-		BlockSize: MaxPlain + 1,
-	}
-	zw, err := cfg.NewWriter(w)
-	if err != nil {
+	out := make([]byte, HeaderSize, min(initial, limit+1))
+	putHeader(out, XZ, len(plain))
+
+	// Stream header.
+	out = append(out, xzMagic...)
+	out = append(out, 0, checkCRC32)
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE([]byte{0, checkCRC32}))
+
+	// Block header: size byte, flags (one filter, no optional sizes),
+	// filter ID 0x21 (LZMA2), one property byte, zero padding, CRC32.
+	blockStart := len(out)
+	bh := []byte{blockHeaderLen/4 - 1, 0x00, 0x21, 0x01, dictByte(dict), 0, 0, 0}
+	out = append(out, bh...)
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(bh))
+
+	dataStart := len(out)
+	out, ok := newLZMAEncoder(plain, dict).encodeLZMA2(out, limit-xzTrailerMax)
+	if !ok {
 		return nil, false
 	}
-	if _, err := zw.Write(plain); err != nil {
+	// Unpadded size: block header, compressed data, check.
+	unpadded := blockHeaderLen + (len(out) - dataStart) + 4
+	for (len(out)-blockStart)%4 != 0 {
+		out = append(out, 0) // block padding
+	}
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(plain))
+
+	// Index: indicator, one record (unpadded size, uncompressed size),
+	// padding to four bytes, CRC32.
+	indexStart := len(out)
+	out = append(out, 0x00, 0x01)
+	out = binary.AppendUvarint(out, uint64(unpadded))
+	out = binary.AppendUvarint(out, uint64(len(plain)))
+	for (len(out)-indexStart)%4 != 0 {
+		out = append(out, 0)
+	}
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(out[indexStart:]))
+	indexLen := len(out) - indexStart
+
+	// Footer: CRC32 of backward size and flags, backward size, flags, magic.
+	var tail [6]byte
+	binary.LittleEndian.PutUint32(tail[:4], uint32(indexLen/4-1))
+	tail[4], tail[5] = 0, checkCRC32
+	out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(tail[:]))
+	out = append(out, tail[:]...)
+	out = append(out, 'Y', 'Z')
+	if len(out) > limit {
 		return nil, false
 	}
-	// Writer2.Close in v0.5.17 can swallow a flush error, so the writer's own
-	// overflow flag is checked too.
-	if err := zw.Close(); err != nil || w.over {
-		return nil, false
-	}
-	putHeader(w.buf, XZ, len(plain))
-	return w.buf, true
+	return out, true
 }
 
-// cappedWriter collects output and fails, permanently, once it would exceed
-// limit bytes.
-type cappedWriter struct {
-	buf   []byte
-	limit int
-	over  bool
-}
+const (
+	blockHeaderLen = 12
+	// xzOverhead is what a stream adds around the LZMA2 data of a small
+	// payload: stream header 12, block header 12, padding up to 3, check
+	// 4, index 8 to 12, footer 12.
+	xzOverhead = 60
+	// xzTrailerMax bounds what follows the LZMA2 data: block padding 3,
+	// check 4, index at most 24 (two 9-byte numbers and padding), footer 12.
+	xzTrailerMax = 43
+)
 
-var errNoGain = errors.New("xz output not smaller than stored")
-
-func (w *cappedWriter) Write(p []byte) (int, error) {
-	if w.over || len(p) > w.limit-len(w.buf) {
-		w.over = true
-		return 0, errNoGain
+// dictByte is the LZMA2 filter property for d, which must be a valid LZMA2
+// dictionary size (2^k or 2^k+2^(k-1), at least 4 KiB), as dictFor returns.
+func dictByte(d int) byte {
+	k := bits.Len(uint(d)) - 1 // d is 2^k or 3*2^(k-1)
+	b := 2 * (k - 12)
+	if d != 1<<k {
+		b++
 	}
-	w.buf = append(w.buf, p...)
-	return len(p), nil
+	return byte(b)
 }
 
 func putHeader(frame []byte, codec byte, n int) {

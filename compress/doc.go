@@ -3,7 +3,12 @@
 // even when they come from a hostile peer.
 //
 // It implements the section "Compression" of docs/PROTOCOL.md. It imports no
-// other sealpost package; its only dependency is github.com/ulikunitz/xz.
+// other sealpost package. It decodes with github.com/ulikunitz/xz, behind its
+// own structural checks; it encodes with its own LZMA2 encoder (lzma2enc.go),
+// because the library's greedy encoder made frames 1.3 to 4.8 times the size
+// of `xz -6`'s on line-structured text (docs/BENCHMARKS.md, "Compression of
+// 1 MiB chunks"). A bug in that encoder can only produce a frame that Decode
+// refuses, which the round-trip tests and FuzzRoundTrip look for.
 //
 // # Frame layout
 //
@@ -23,11 +28,17 @@
 // the plain length: a frame never needs a window larger than its content.
 // Encode declares exactly that size.
 //
+// Encode writes the LZMA2 data with lc=3, lp=0, pb=2 in chunks of at most
+// 64 KiB packed: the first resets dictionary and state and sets the
+// properties, every later one resets nothing, so the state-reset bound of
+// the decoder is never approached. It parses with the LZMA "fast" heuristics
+// over a hash chain (the parameters of `xz -1`).
+//
 // Encode uses xz only when the xz frame is strictly shorter than the stored
 // frame, so a receiver never pays decompression for nothing. Inputs above
 // 64 KiB are sampled first (4 x 8 KiB spread over the input) and stored
 // without a full compression attempt when the sample does not shrink by 3%:
-// the xz encoder is slow on incompressible data (16 MiB took 7 s).
+// incompressible data is the slowest to encode and gains nothing.
 //
 // # Limits
 //
