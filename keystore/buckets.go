@@ -40,10 +40,11 @@ var (
 	bChecks          = []byte("checks")
 	bStreamsIn       = []byte("streams_in")
 	bStreamsOut      = []byte("streams_out")
+	bPeerPaths       = []byte("peer_paths")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns, bReportTo, bChecks, bStreamsIn, bStreamsOut}
+		bSchedules, bScheduleRuns, bReportTo, bChecks, bStreamsIn, bStreamsOut, bPeerPaths}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -68,7 +69,8 @@ var identityKey = []byte("self")
 //	   bookkeeping in the result; allow lists in the peer
 //	3  fleet operations: peer tags, peer state, schedules and their runs,
 //	   report_to, checks (buckets added; nothing to migrate)
-//	4  streams: streams_in, streams_out (buckets added; nothing to migrate)
+//	4  streams and files: streams_in, streams_out, peer_paths (buckets added;
+//	   nothing to migrate)
 const schemaVersion = 4
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ type PeerSpec struct {
 	Fingerprint string   `json:"fingerprint,omitempty"`
 	Allow       []string `json:"allow,omitempty"`
 	Tags        []string `json:"tags,omitempty"` // added to the peer's tags
+	// AllowRead and AllowWrite add directories the peer may pull files from and push files
+	// into (absolute; cleaned); `peer remove` starts over.
+	AllowRead  []string `json:"allow_read,omitempty"`
+	AllowWrite []string `json:"allow_write,omitempty"`
 	// ReportEvery asks the peer for status reports at this interval once it is paired (0:
 	// none); for a peer paired already, `peer report` asks at once.
 	ReportEvery time.Duration `json:"report_every,omitempty"`
@@ -33,6 +38,8 @@ type PeerAdded struct {
 	GeneratedCode string   `json:"generated_code,omitempty"`
 	Allow         []string `json:"allow,omitempty"`
 	Tags          []string `json:"tags,omitempty"`
+	AllowRead     []string `json:"allow_read,omitempty"`
+	AllowWrite    []string `json:"allow_write,omitempty"`
 	Pairing       bool     `json:"pairing"`
 }
 
@@ -65,7 +72,22 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			return res, err
 		}
 	}
+	read, err := cleanDirs(spec.AllowRead, "--allow-read")
+	if err != nil {
+		return res, err
+	}
+	write, err := cleanDirs(spec.AllowWrite, "--allow-write")
+	if err != nil {
+		return res, err
+	}
 	err = n.update(func(tx *keystore.Tx, st TxStore) error {
+		if len(read) > 0 || len(write) > 0 {
+			paths, err := tx.AddPeerPaths(spec.Name, read, write)
+			if err != nil {
+				return err
+			}
+			res.AllowRead, res.AllowWrite = paths.Read, paths.Write
+		}
 		if spec.ReportEvery > 0 {
 			// Asked of the peer when pairing completes (askReportsAtPairing).
 			ps, _, err := tx.PeerState(spec.Name)
@@ -196,6 +218,9 @@ func (n *Node) RemovePeer(ctx context.Context, name string) error {
 					return err
 				}
 				ended = append(ended, c)
+			}
+			if err := tx.DeletePeerPaths(name); err != nil {
+				return err
 			}
 			if err := tx.DeletePeer(name); err != nil {
 				return err
@@ -371,4 +396,17 @@ func (n *Node) pairingArmed(tx *keystore.Tx, name string) bool {
 		return nil
 	})
 	return armed
+}
+
+// cleanDirs checks a list of directories given for --allow-read or --allow-write: absolute,
+// and cleaned (what is compared later is the clean form).
+func cleanDirs(dirs []string, flag string) ([]string, error) {
+	out := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("%s %q: give an absolute directory", flag, d)
+		}
+		out = append(out, filepath.Clean(d))
+	}
+	return out, nil
 }

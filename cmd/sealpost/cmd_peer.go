@@ -166,7 +166,7 @@ func runPeerTag(ctx context.Context, g *globals, args []string, add bool) error 
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...] [--report-every D]",
+	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--allow-read DIR ...] [--allow-write DIR ...] [--tag TAG ...] [--report-every D]",
 		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over). --tag adds a tag (see `sealpost peer tag`).",
 		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime --tag web")
 	var spec node.PeerSpec
@@ -178,6 +178,9 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&spec.Fingerprint, "fingerprint", "", "pin the peer's `FINGERPRINT` (from `sealpost id` on the peer) instead of a code")
 	fs.Var(&allow, "allow", "`PROGRAM` the peer may run here (repeatable)")
 	fs.Var(&tags, "tag", "add `TAG` to the peer's tags, for targets such as @TAG (repeatable)")
+	var allowRead, allowWrite multiFlag
+	fs.Var(&allowRead, "allow-read", "a `DIR`ectory the peer may pull files from (sealpost pull), itself and below,\nnever through a symlink out of it (repeatable)")
+	fs.Var(&allowWrite, "allow-write", "a `DIR`ectory the peer may push files into (sealpost push), as --allow-read\n(repeatable)")
 	fs.DurationVar(&spec.ReportEvery, "report-every", 0, "ask the peer, once paired, to mail a status report every `INTERVAL` (1s to 24h;\nsee `sealpost peer report`)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
@@ -197,6 +200,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 		return usagef("give one of --code-file, --code and --fingerprint")
 	}
 	spec.Name, spec.Allow, spec.Tags = pos[0], allow, tags
+	spec.AllowRead, spec.AllowWrite = allowRead, allowWrite
 	if codeFile != "" {
 		// Before the state is opened: the lock is not held while someone types.
 		if spec.Code, err = codeFrom(ctx, g, codeFile, spec.Name); err != nil {
@@ -227,6 +231,12 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	}
 	if len(res.Tags) > 0 {
 		fmt.Fprintf(g.stdout, "%s is tagged: %s\n", spec.Name, strings.Join(res.Tags, " "))
+	}
+	if len(res.AllowRead) > 0 {
+		fmt.Fprintf(g.stdout, "%s may pull files from: %s\n", spec.Name, strings.Join(res.AllowRead, " "))
+	}
+	if len(res.AllowWrite) > 0 {
+		fmt.Fprintf(g.stdout, "%s may push files into: %s\n", spec.Name, strings.Join(res.AllowWrite, " "))
 	}
 	if spec.ReportEvery > 0 {
 		fmt.Fprintf(g.stdout, "%s will be asked for a status report every %s once it is paired (sealpost fleet shows them).\n", spec.Name, spec.ReportEvery)
