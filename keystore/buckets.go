@@ -38,10 +38,13 @@ var (
 	bScheduleRuns    = []byte("schedule_runs")
 	bReportTo        = []byte("report_to")
 	bChecks          = []byte("checks")
+	bLedgerOpen      = []byte("ledger_open")
+	bResultOutput    = []byte("result_output")
+	bLedgerSpool     = []byte("ledger_spool")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns, bReportTo, bChecks}
+		bSchedules, bScheduleRuns, bReportTo, bChecks, bLedgerOpen, bResultOutput, bLedgerSpool}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -66,7 +69,12 @@ var identityKey = []byte("self")
 //	   bookkeeping in the result; allow lists in the peer
 //	3  fleet operations: peer tags, peer state, schedules and their runs,
 //	   report_to, checks (buckets added; nothing to migrate)
-const schemaVersion = 3
+//	4  memory over time: ledger_open lists the unfinished ledger entries,
+//	   ledger_spool names the large ledger blobs kept in DIR/spool (spool.go), and
+//	   result_output holds results' output apart from their records (a
+//	   migration lists every ledger entry open; results keep their output
+//	   inline until they are put again)
+const schemaVersion = 4
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the
 // schema version, in Open's first transaction: a migration commits together
@@ -94,6 +102,11 @@ func ensureLayout(s *Store, btx *bolt.Tx) error {
 	}
 	if version == 1 {
 		if err := migrate1to2(s, btx); err != nil {
+			return err
+		}
+	}
+	if version < 4 {
+		if err := migrate3to4(s, btx); err != nil {
 			return err
 		}
 	}
