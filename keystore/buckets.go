@@ -41,10 +41,14 @@ var (
 	bStreamsIn       = []byte("streams_in")
 	bStreamsOut      = []byte("streams_out")
 	bPeerPaths       = []byte("peer_paths")
+	bLedgerOpen      = []byte("ledger_open")
+	bResultOutput    = []byte("result_output")
+	bLedgerSpool     = []byte("ledger_spool")
 	allBuckets       = [][]byte{bMeta, bSessions, bSessionsByPeer, bLedger, bLedgerExpiry, bPending, bPendingByPeer,
 		bPairings, bIdentity, bPeers, bPeersByFP, bAllowUnpinned, bOutbox, bCursors, bResults, bResultsBySent,
 		bSendQueue, bSendQueueByPeer, bOwedAcks, bNode, bPeerTags, bPeerState,
-		bSchedules, bScheduleRuns, bReportTo, bChecks, bStreamsIn, bStreamsOut, bPeerPaths}
+		bSchedules, bScheduleRuns, bReportTo, bChecks, bLedgerOpen, bResultOutput, bLedgerSpool,
+		bStreamsIn, bStreamsOut, bPeerPaths}
 	sequenceSnapshot = "#sequences" // pseudo-bucket in Snapshot; real bucket names never start with '#'
 )
 
@@ -69,8 +73,14 @@ var identityKey = []byte("self")
 //	   bookkeeping in the result; allow lists in the peer
 //	3  fleet operations: peer tags, peer state, schedules and their runs,
 //	   report_to, checks (buckets added; nothing to migrate)
-//	4  streams and files: streams_in, streams_out, peer_paths (buckets added;
-//	   nothing to migrate)
+//	4  memory over time: ledger_open lists the unfinished ledger entries,
+//	   ledger_spool names the large ledger blobs kept in DIR/spool/ledger (spool.go), and
+//	   result_output holds results' output apart from their records (a
+//	   migration lists every ledger entry open; results keep their output
+//	   inline until they are put again); streams_in and
+//	   streams_out keep the streams of output and files (docs/PROTOCOL.md
+//	   section 20) and peer_paths the directories peers may pull from and
+//	   push into (buckets added)
 const schemaVersion = 4
 
 // ensureLayout creates missing buckets and stamps, checks or migrates the
@@ -99,6 +109,11 @@ func ensureLayout(s *Store, btx *bolt.Tx) error {
 	}
 	if version == 1 {
 		if err := migrate1to2(s, btx); err != nil {
+			return err
+		}
+	}
+	if version < 4 {
+		if err := migrate3to4(s, btx); err != nil {
 			return err
 		}
 	}

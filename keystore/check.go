@@ -3,9 +3,11 @@ package keystore
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"unicode/utf8"
 
@@ -37,7 +39,7 @@ func (s *Store) Check() error {
 	for e := range btx.Check() {
 		errs = append(errs, fmt.Errorf("bbolt: %w", e))
 	}
-	c := &checker{btx: btx}
+	c := &checker{btx: btx, dir: s.dir}
 	c.run()
 	errs = append(errs, c.errs...)
 	if len(errs) > maxCheckErrors {
@@ -47,6 +49,7 @@ func (s *Store) Check() error {
 }
 
 type checker struct {
+	dir  string // the state directory, for the spooled files
 	btx  *bolt.Tx
 	errs []error
 }
@@ -193,9 +196,12 @@ func (c *checker) indexed(ix indexedBlobs) {
 
 func (c *checker) ledger() {
 	c.each(bLedger, func(k, v []byte) {
-		if len(k) != 32 || len(v) <= timeKeyLen {
+		if len(k) != 32 || len(v) < timeKeyLen {
 			c.fail("ledger: key %x (%d bytes) value %d bytes", k, len(k), len(v))
 			return
+		}
+		if _, ok := c.has(bLedgerSpool, k); len(v) == timeKeyLen && !ok {
+			c.fail("ledger %x: no blob and no spooled file", k)
 		}
 		if _, ok := c.has(bLedgerExpiry, append(clone(v[:timeKeyLen]), k...)); !ok {
 			c.fail("ledger %x: missing from ledger_expiry", k)
@@ -209,6 +215,26 @@ func (c *checker) ledger() {
 		led, ok := c.has(bLedger, k[timeKeyLen:])
 		if !ok || len(led) < timeKeyLen || !bytes.Equal(led[:timeKeyLen], k[:timeKeyLen]) {
 			c.fail("ledger_expiry %x: no matching ledger entry", k)
+		}
+	})
+	c.each(bLedgerSpool, func(k, v []byte) {
+		led, ok := c.has(bLedger, k)
+		switch {
+		case len(k) != 32 || len(v) != 32:
+			c.fail("ledger_spool: key %x (%d bytes) value %d bytes", k, len(k), len(v))
+		case !ok || len(led) != timeKeyLen:
+			c.fail("ledger_spool %x: no ledger entry without an inline blob", k)
+		default:
+			if fi, err := os.Lstat(filepath.Join(c.dir, spoolDirName, hex.EncodeToString(v))); err != nil || !fi.Mode().IsRegular() {
+				c.fail("ledger_spool %x: its file %x is missing or not a regular file", k, v)
+			}
+		}
+	})
+	c.each(bLedgerOpen, func(k, v []byte) {
+		if len(k) != 32 || len(v) != 0 {
+			c.fail("ledger_open: key %x (%d bytes) value %d bytes", k, len(k), len(v))
+		} else if _, ok := c.has(bLedger, k); !ok {
+			c.fail("ledger_open %x: no matching ledger entry", k)
 		}
 	})
 }
@@ -362,6 +388,20 @@ func (c *checker) results() {
 		}
 		if r, err := decodeResult(k[timeKeyLen:], raw); err == nil && !bytes.Equal(r.indexKey(), k) {
 			c.fail("results_by_sent %x: the result was sent at another time", k)
+		}
+	})
+	c.each(bResultOutput, func(k, v []byte) {
+		if len(k) != 17 || (k[16] != streamStdout && k[16] != streamStderr) || len(v) == 0 {
+			c.fail("result_output: key %x (%d bytes) value %d bytes", k, len(k), len(v))
+			return
+		}
+		raw, ok := c.has(bResults, k[:16])
+		if !ok {
+			c.fail("result_output %x: no such result", k)
+			return
+		}
+		if r, err := decodeResult(k[:16], raw); err == nil && (r.Stdout != nil || r.Stderr != nil) {
+			c.fail("result_output %x: the result holds its output inline too", k)
 		}
 	})
 }

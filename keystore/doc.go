@@ -9,6 +9,8 @@
 //	DIR/state.gen            the sidecar: the last recorded generation (genfile.go)
 //	DIR/state.pid            the PID of the process holding the lock, while it does
 //	DIR/*.tmp                a replacement being written (state.gen.tmp, state.pid.tmp)
+//	DIR/spool/ledger/<sha256 hex>   a ledger blob above SpoolThreshold, 0600 (spool.go); Open
+//	                         removes those no ledger_spool row names
 //	WITNESSDIR/              Options.WitnessDir (DefaultWitnessDir), outside DIR, 0700
 //	WITNESSDIR/<id>.gen      the witness: the same record as state.gen, for the store
 //	                         whose meta/store_id is <id> (32 hex digits)
@@ -35,20 +37,25 @@
 //
 // # Bucket layout
 //
-// Schema version 3. All integers are big-endian; ids (session ids, peer
+// Schema version 4. All integers are big-endian; ids (session ids, peer
 // fingerprints, command ids) are 16 raw bytes and never all zero; "T" is a
 // 12-byte order-preserving time (Unix seconds with the sign bit flipped, then
 // nanoseconds).
 //
-//	meta                "schema"     -> uint64 schema version (3)
+//	meta                "schema"     -> uint64 schema version (4)
 //	                    "generation" -> uint64 count of committed transactions
 //	                    "rollback"   -> JSON RollbackInfo (only while unacknowledged)
 //	                    "store_id"   -> 16 random bytes, made at the first Open
 //	                    "witness"    -> absolute WITNESSDIR whose witness file exists durably
 //	sessions            session id            -> peer id || session blob
 //	sessions_by_peer    peer id || session id -> ""
-//	ledger              peer id || cmd id     -> T(notAfter) || ledger blob
+//	ledger              peer id || cmd id     -> T(notAfter) || ledger blob, or T(notAfter)
+//	                                             alone when the blob is spooled
+//	ledger_spool        peer id || cmd id     -> SHA-256 of the spooled blob, the name of
+//	                                             its file in DIR/spool/ledger (spool.go)
 //	ledger_expiry       T(notAfter) || peer id || cmd id -> ""
+//	ledger_open         peer id || cmd id     -> "": the entries put open (not answered),
+//	                                             the only ones a restart reads (ledger.go)
 //	pending             cmd id                -> peer id || pending blob
 //	pending_by_peer     peer id || cmd id     -> ""
 //	pairings            email address         -> pairing blob
@@ -59,8 +66,11 @@
 //	                                             pinned yet (pairing); never a pinned name
 //	outbox              uint64 id             -> JSON OutboxItem (ids from the bucket sequence)
 //	cursors             mailbox name          -> JSON Cursor
-//	results             cmd id                -> JSON Result (with its resend count)
+//	results             cmd id                -> JSON Result (with its resend count), without
+//	                                             its output (inline only if written before schema 4)
 //	results_by_sent     T(sent) || cmd id     -> ""
+//	result_output       cmd id || stream      -> the result's output, raw; stream 1 stdout,
+//	                                             2 stderr; no row for an empty one (results.go)
 //	send_queue          cmd id                -> JSON QueuedCommand: waiting for a session
 //	send_queue_by_peer  peer id || T(queued) || cmd id -> ""
 //	owed_acks           uint32 uidvalidity || uint32 uid -> mailbox name: mail committed,
@@ -90,7 +100,14 @@
 // Open stamps a new file with the current version, migrates an older one in
 // its first transaction (so a crash leaves the file wholly old or wholly new,
 // and the next Open migrates again), and refuses a newer one (ErrSchema).
-// Schema 3 only added buckets, which Open creates.
+// Schema 3 only added buckets, which Open creates. Schema 4 keeps memory
+// bounded over time: a whole cached answer stays in the ledger for its
+// command's lifetime and every output in its result, so the records a walk
+// reads must not hold them. Migrating to it lists every ledger entry in
+// ledger_open (keystore cannot read an entry, so it cannot tell an answered
+// one; the first restart reads each once and closes the answered ones,
+// CloseLedger) and rewrites no result: a record with its output inline reads
+// as before, and its output moves to result_output when it is put again.
 // Schema 1 kept the engine's records in a generic "config" bucket under
 // string keys; migrate.go lists each key and where it goes: the single
 // records to node, owed-ack/ to owed_acks, policy/ to Peer.Allow (or
@@ -112,6 +129,12 @@
 //     ledger entry, the session advance, the cursor move and any reply put in
 //     the outbox commit together in one Update, or not at all. An Update whose
 //     callback returns an error (or panics) changes nothing, byte for byte.
+//   - Walks read records, not bulk: ForEachOpenLedger reads only the open
+//     ledger entries, and ResultSummaries, PruneResults and the results
+//     check read result records without their output, so a restart, a
+//     listing or a status costs the records however much the commands
+//     printed. bbolt maps the file into memory, and a page that is read stays
+//     in the process's resident set: what is never read costs nothing there.
 //   - Every index is kept in the same transaction as its main bucket, and
 //     Store.Check verifies them both ways together with every key's shape
 //     and every record's decoding, and refuses a bucket not in the layout

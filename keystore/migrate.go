@@ -195,3 +195,28 @@ func migrateConfig(tx *Tx, key string, v []byte) (dropped bool, err error) {
 	}
 	return false, ErrUnknownRecord
 }
+
+// migrate3to4 lists every ledger entry in ledger_open. keystore cannot read a ledger entry, so
+// it cannot tell a finished one from an open one: it lists them all, which is safe (a restart
+// reads them once, as before, and its caller closes the finished ones, CloseLedger), and after
+// that a restart reads only the open ones. It walks keys only: the cached answers are not read.
+// Results are not rewritten: a record whose output is inline (schema 3) reads as before, and its
+// output moves to result_output when it is put again.
+func migrate3to4(s *Store, btx *bolt.Tx) error {
+	tx := &Tx{s: s, btx: btx}
+	n := 0
+	c := tx.bucket(bLedger).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) != 32 {
+			return &MigrationError{From: 3, To: 4, Bucket: string(bLedger), Key: hex.EncodeToString(k), Err: corruptf("key is %d bytes", len(k))}
+		}
+		if err := tx.bucket(bLedgerOpen).Put(clone(k), []byte{}); err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		s.log.Info("state migrated", "op", "migrate", "from", 3, "to", 4, "ledger_entries", n)
+	}
+	return nil
+}

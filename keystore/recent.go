@@ -29,7 +29,7 @@ func (tx *Tx) ResultsNewestFirst(peer string, fn func(Result) (more bool, err er
 				continue
 			}
 		}
-		r, err := tx.indexedResult(k)
+		r, err := tx.indexedResult(k, true)
 		if err != nil {
 			return err
 		}

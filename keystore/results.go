@@ -22,8 +22,17 @@ import (
 //
 // Layout:
 //
-//	results          cmd id (16)         -> JSON
-//	results_by_sent  T(sent) || cmd id   -> ""
+//	results          cmd id (16)              -> JSON (without the output)
+//	results_by_sent  T(sent) || cmd id        -> ""
+//	result_output    cmd id (16) || stream (1) -> the output, raw (stream 1 stdout, 2 stderr;
+//	                                             no row for an empty stream)
+//
+// The output lives apart from the record so that a walk over the records (a
+// listing, a status, a prune) never reads it: a history of commands that each
+// printed a megabyte costs a few hundred bytes a result to list, and one
+// result's output is read only when that result is asked for. A record written
+// before schema 4 may hold its output inline (JSON stdout, stderr); it reads
+// the same, and the output moves to result_output when the result is put again.
 type Result struct {
 	CommandID [16]byte
 	Peer      string
@@ -189,13 +198,68 @@ func decodeResult(k, v []byte) (Result, error) {
 	return r, nil
 }
 
-func (tx *Tx) result(id []byte) (Result, bool, error) {
+// Output streams, the last byte of a result_output key.
+const (
+	streamStdout = 1
+	streamStderr = 2
+)
+
+func outputKey(id []byte, stream byte) []byte {
+	return append(clone(id), stream)
+}
+
+// result reads one result; with output, its output too, else none.
+func (tx *Tx) result(id []byte, output bool) (Result, bool, error) {
 	v := tx.bucket(bResults).Get(id)
 	if v == nil {
 		return Result{}, false, nil
 	}
 	r, err := decodeResult(id, v)
-	return r, err == nil, err
+	if err != nil {
+		return Result{}, false, err
+	}
+	if output {
+		tx.readOutput(&r)
+	} else {
+		r.Stdout, r.Stderr = nil, nil // an inline (schema 3) output, dropped
+	}
+	return r, true, nil
+}
+
+// readOutput fills r's output from result_output, unless the record held it inline.
+func (tx *Tx) readOutput(r *Result) {
+	if r.Stdout != nil || r.Stderr != nil {
+		return
+	}
+	out := tx.bucket(bResultOutput)
+	if v := out.Get(outputKey(r.CommandID[:], streamStdout)); v != nil {
+		r.Stdout = clone(v)
+	}
+	if v := out.Get(outputKey(r.CommandID[:], streamStderr)); v != nil {
+		r.Stderr = clone(v)
+	}
+}
+
+// putOutput stores r's output in result_output, a row for each stream that is not empty, and
+// deletes the row of an empty one.
+func (tx *Tx) putOutput(r Result) error {
+	out := tx.bucket(bResultOutput)
+	for _, s := range []struct {
+		stream byte
+		data   []byte
+	}{{streamStdout, r.Stdout}, {streamStderr, r.Stderr}} {
+		k := outputKey(r.CommandID[:], s.stream)
+		var err error
+		if len(s.data) == 0 {
+			err = out.Delete(k)
+		} else {
+			err = out.Put(k, clone(s.data))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Result returns the result of command cmd.
@@ -203,7 +267,14 @@ func (tx *Tx) Result(cmd [16]byte) (Result, bool, error) {
 	if err := checkID("command", cmd); err != nil {
 		return Result{}, false, err
 	}
-	return tx.result(cmd[:])
+	return tx.result(cmd[:], true)
+}
+
+// ResultOutput returns the output of command cmd's result: what Result returns in Stdout and
+// Stderr, read alone. ok is false when there is no such result.
+func (tx *Tx) ResultOutput(cmd [16]byte) (stdout, stderr []byte, ok bool, err error) {
+	r, ok, err := tx.Result(cmd)
+	return r.Stdout, r.Stderr, ok, err
 }
 
 // PutResult stores or replaces the result for r.CommandID (a result moves
@@ -213,7 +284,7 @@ func (tx *Tx) PutResult(r Result) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
-	old, ok, err := tx.result(r.CommandID[:])
+	old, ok, err := tx.result(r.CommandID[:], false)
 	if err != nil {
 		return err
 	}
@@ -222,7 +293,12 @@ func (tx *Tx) PutResult(r Result) error {
 			return err
 		}
 	}
-	if err := putJSON(tx.bucket(bResults), clone(r.CommandID[:]), r.record()); err != nil {
+	rec := r.record()
+	rec.Stdout, rec.Stderr = nil, nil // in result_output
+	if err := putJSON(tx.bucket(bResults), clone(r.CommandID[:]), rec); err != nil {
+		return err
+	}
+	if err := tx.putOutput(r); err != nil {
 		return err
 	}
 	if err := tx.bucket(bResultsBySent).Put(r.indexKey(), []byte{}); err != nil {
@@ -239,6 +315,9 @@ func (tx *Tx) deleteResult(r Result) error {
 	if err := tx.bucket(bResults).Delete(r.CommandID[:]); err != nil {
 		return err
 	}
+	if err := tx.putOutput(Result{CommandID: r.CommandID}); err != nil { // deletes both rows
+		return err
+	}
 	return tx.bucket(bResultsBySent).Delete(r.indexKey())
 }
 
@@ -248,7 +327,7 @@ func (tx *Tx) Results() ([]Result, error) {
 	var out []Result
 	c := tx.bucket(bResultsBySent).Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		r, err := tx.indexedResult(k)
+		r, err := tx.indexedResult(k, true)
 		if err != nil {
 			return out, err
 		}
@@ -257,11 +336,38 @@ func (tx *Tx) Results() ([]Result, error) {
 	return out, nil
 }
 
-func (tx *Tx) indexedResult(k []byte) (Result, error) {
+// ResultSummaries calls fn with each result sent after the one cursor names (nil: from the
+// first), in Results' order, without its output (Stdout and Stderr nil: ResultOutput reads
+// it), until fn returns false or an error, which it returns. cursor, given to fn with each
+// result, names that result: a caller that stops may go on later, in another transaction,
+// from where it stopped, so that a long listing need not hold one transaction open. It reads
+// the records only, never an output, so a walk over a history of large outputs costs the
+// records.
+func (tx *Tx) ResultSummaries(after []byte, fn func(r Result, cursor []byte) (more bool, err error)) error {
+	c := tx.bucket(bResultsBySent).Cursor()
+	k, _ := c.First()
+	if after != nil {
+		if k, _ = c.Seek(after); k != nil && bytes.Equal(k, after) {
+			k, _ = c.Next()
+		}
+	}
+	for ; k != nil; k, _ = c.Next() {
+		r, err := tx.indexedResult(k, false)
+		if err != nil {
+			return err
+		}
+		if more, err := fn(r, clone(k)); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+func (tx *Tx) indexedResult(k []byte, output bool) (Result, error) {
 	if len(k) != resultIndexLen {
 		return Result{}, corruptf("results_by_sent key %x is %d bytes", k, len(k))
 	}
-	r, ok, err := tx.result(k[timeKeyLen:])
+	r, ok, err := tx.result(k[timeKeyLen:], output)
 	if err == nil && !ok {
 		err = corruptf("results_by_sent names missing result %x", k[timeKeyLen:])
 	}
@@ -284,7 +390,7 @@ func (tx *Tx) PruneResults(before time.Time, limit int) (int, error) {
 		if limit > 0 && len(doomed) >= limit {
 			break
 		}
-		r, err := tx.indexedResult(k)
+		r, err := tx.indexedResult(k, false)
 		if err != nil {
 			return 0, err
 		}
@@ -334,6 +440,7 @@ func (tx *Tx) ResultsByPrefix(prefix string) ([]Result, error) {
 		if err != nil {
 			return out, err
 		}
+		tx.readOutput(&r)
 		out = append(out, r)
 	}
 	return out, nil

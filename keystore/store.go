@@ -129,6 +129,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.closeGenFiles()
 		return nil, err
 	}
+	if err := s.sweepSpool(); err != nil {
+		_ = os.Remove(filepath.Join(dir, pidFile))
+		_ = db.Close()
+		s.closeGenFiles()
+		return nil, fmt.Errorf("keystore: sweep %s: %w", s.spoolDir(), err)
+	}
 	s.log.Debug("keystore opened", "op", "open", "path", path)
 	return s, nil
 }

@@ -22,6 +22,9 @@ type API interface {
 	// with the last known result and ctx's error).
 	Run(ctx context.Context, spec RunSpec, wait bool, progress func(Result)) (Result, error)
 	Results(ctx context.Context) ([]Result, error)
+	// ResultSummaries calls fn with every result, oldest first, one at a time and without its
+	// output (results_list.go): a listing in bounded memory. ResultsOf reads an output.
+	ResultSummaries(ctx context.Context, fn func(Result) error) error
 	// RecentResults returns the limit most recent results, newest first, of one peer or of all
 	// (peer ""), reading only those (see Node.RecentResults).
 	RecentResults(ctx context.Context, peer string, limit int) ([]Result, error)

@@ -72,6 +72,9 @@ type controlResponse struct {
 	Carry    *CarryReport `json:"carry,omitempty"`
 	Gateway  *Gateway     `json:"gateway,omitempty"`
 	Gateways []Gateway    `json:"gateways,omitempty"`
+	// More: a line of a streamed answer (result-summaries, results_list.go); more lines
+	// follow, and the last one has More false.
+	More bool `json:"more,omitempty"`
 }
 
 // allowChange is the allow operation's request: Node.Allow's arguments.
@@ -175,7 +178,7 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 	}
 	var missing string
 	switch req.Op {
-	case "identity", "peers", "results", "status":
+	case "identity", "peers", "results", "status", "result-summaries":
 	case "tag":
 		if req.Tag == nil {
 			missing = "a tag change"
@@ -275,6 +278,8 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Result = &r
 	case "results":
 		resp.Results, err = n.Results(ctx)
+	case "result-summaries":
+		err = n.serveSummaries(ctx, c)
 	case "status":
 		var st Status
 		st, err = n.Status(ctx)
@@ -424,6 +429,12 @@ const answerGrace = 2 * time.Second
 // call sends one request and reads the answer. For a run, a failure after the connection was made
 // is a *FateUnknownError: from then on the agent may have acted on it.
 func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse, error) {
+	return cl.callStream(ctx, req, nil)
+}
+
+// callStream is call for an operation whose answer may come in several lines: each line with
+// More set goes to each (an error from it ends the call), and the last line is the answer.
+func (cl *Client) callStream(ctx context.Context, req controlRequest, each func(controlResponse) error) (controlResponse, error) {
 	var resp controlResponse
 	// Checked before every connection, not only in DialControl: a Client may outlive the socket.
 	if err := checkControlSocket(cl.path); err != nil {
@@ -463,7 +474,21 @@ func (cl *Client) call(ctx context.Context, req controlRequest) (controlResponse
 		}
 		return resp, unknown(err)
 	}
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+	dec := json.NewDecoder(c)
+	var decodeErr error
+	for {
+		resp = controlResponse{}
+		if decodeErr = dec.Decode(&resp); decodeErr != nil || !resp.More {
+			break
+		}
+		if each == nil {
+			return controlResponse{}, unknown(errors.New("agent answered in several lines to a one-line request"))
+		}
+		if err := each(resp); err != nil {
+			return controlResponse{}, err
+		}
+	}
+	if err := decodeErr; err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return resp, unknown(ctx.Err())
 		}

@@ -752,15 +752,18 @@ func describe(r commands.Request) string {
 // (THREATS row 25); one left Accepted never started, so it is handed to the executor again, its
 // peer's allow list checked anew. Commands the executor holds are left alone.
 func (n *Node) Recover(ctx context.Context) error {
-	// A read-only look first: after a clean start it finds nothing, and then writes nothing.
+	// A read-only look first: after a clean start it finds nothing, and then writes nothing. It
+	// reads only the entries the ledger lists open (ForEachOpenLedger), never the answered ones
+	// with their cached answers: a restart costs the unfinished commands, not the history. An
+	// answered entry still listed open (the state was written before schema 4) is closed below.
 	any := false
 	if err := n.store.View(func(tx *keystore.Tx) error {
-		return tx.ForEachLedger(func(_, _ [16]byte, blob []byte) error {
+		return tx.ForEachOpenLedger(func(_, _ [16]byte, blob []byte) error {
 			e, err := decode[session.LedgerEntry](blob, "ledger entry")
 			if err != nil {
 				return err
 			}
-			if e.State != session.Done && !n.exec.holds(e.Peer, e.Command) {
+			if e.State == session.Done || !n.exec.holds(e.Peer, e.Command) {
 				any = true
 			}
 			return nil
@@ -774,12 +777,15 @@ func (n *Node) Recover(ctx context.Context) error {
 	)
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		var stuck []*session.LedgerEntry
-		if err := tx.ForEachLedger(func(peer, cmd [16]byte, blob []byte) error {
+		if err := tx.ForEachOpenLedger(func(peer, cmd [16]byte, blob []byte) error {
 			e, err := decode[session.LedgerEntry](blob, "ledger entry")
 			if err != nil {
 				return err
 			}
-			if e.State != session.Done && !n.exec.holds(e.Peer, e.Command) {
+			if e.State == session.Done {
+				return tx.CloseLedger(peer, cmd)
+			}
+			if !n.exec.holds(e.Peer, e.Command) {
 				stuck = append(stuck, e)
 			}
 			return nil

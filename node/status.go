@@ -75,17 +75,19 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 				s.PeersConfirmed++
 			}
 		}
-		results, err := tx.Results()
-		if err != nil {
-			return err
-		}
-		for _, r := range results {
+		// The records only, never their output: a status costs the history's records, not
+		// what its commands printed.
+		err = tx.ResultSummaries(nil, func(r keystore.Result, _ []byte) (bool, error) {
 			if !Final(r.Status) {
 				s.Waiting++
 				if s.OldestWaiting.IsZero() || r.Sent.Before(s.OldestWaiting) {
 					s.OldestWaiting = r.Sent
 				}
 			}
+			return true, nil
+		})
+		if err != nil {
+			return err
 		}
 		items, err := tx.Outbox()
 		if err != nil {

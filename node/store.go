@@ -143,7 +143,8 @@ func (s TxStore) PutLedger(e *session.LedgerEntry) error {
 	if e.State != session.Done {
 		keep = keep.Add(session.MaxTTL)
 	}
-	return refusal(s.Tx.PutLedger(e.Peer, e.Command, keep, b))
+	// Only an unfinished entry is listed open: Recover reads those, never the answered ones.
+	return refusal(s.Tx.PutLedgerEntry(e.Peer, e.Command, keep, e.State != session.Done, b))
 }
 
 func (s TxStore) Pending(cmd session.CommandID) (*session.Pending, bool, error) {

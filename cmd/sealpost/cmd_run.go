@@ -1,13 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -419,13 +420,36 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 		return err
 	}
 	defer done()
-	rs, err := api.Results(ctx)
+	// The list comes one result at a time and without outputs (ResultSummaries), and only the
+	// results shown are kept: memory stays bounded however many commands printed however much.
+	// An output is read, one result at a time, only where it is printed (ID, --json).
+	var (
+		rs   []node.Result
+		keep = *limit // 0: all
+		want = strings.ToLower(*idPrefix)
+	)
+	if len(pos) == 1 {
+		want, keep = strings.ToLower(pos[0]), 0
+	}
+	err = api.ResultSummaries(ctx, func(r node.Result) error {
+		if want != "" && !strings.HasPrefix(hexID(r.CommandID), want) {
+			return nil
+		}
+		rs = append(rs, r)
+		if keep > 0 && len(rs) >= 2*keep {
+			rs = append(rs[:0], rs[len(rs)-keep:]...)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	if len(pos) == 1 {
 		r, err := findResult(rs, pos[0])
 		if err != nil {
+			return err
+		}
+		if r, err = withOutput(ctx, api, r); err != nil {
 			return err
 		}
 		if *asJSON {
@@ -436,8 +460,6 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 	}
 	idWidth := 12
 	if *idPrefix != "" {
-		want := strings.ToLower(*idPrefix)
-		rs = slices.DeleteFunc(rs, func(r node.Result) bool { return !strings.HasPrefix(hexID(r.CommandID), want) })
 		if len(rs) == 0 {
 			return fmt.Errorf("no command %s in this node's history: it was never recorded, so running it again runs it once", *idPrefix)
 		}
@@ -447,11 +469,7 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 		rs = rs[len(rs)-*limit:]
 	}
 	if *asJSON {
-		out := make([]resultJSON, 0, len(rs))
-		for _, r := range rs {
-			out = append(out, jsonResult(r))
-		}
-		return writeJSON(g.stdout, out)
+		return writeResultsJSON(ctx, g.stdout, api, rs)
 	}
 	if len(rs) == 0 {
 		fmt.Fprintln(g.stdout, "No commands sent yet.")
@@ -474,6 +492,49 @@ func runResults(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", hexID(r.CommandID)[:idWidth], r.Peer, cmd, r.Status, exit, r.Sent.Local().Format("2006-01-02 15:04:05"), took)
 	}
 	return tw.Flush()
+}
+
+// withOutput returns r (a summary, without output) with its output, read alone.
+func withOutput(ctx context.Context, api node.API, r node.Result) (node.Result, error) {
+	full, err := api.ResultsOf(ctx, []node.CommandID{r.CommandID})
+	if err != nil {
+		return r, err
+	}
+	if len(full) != 1 || full[0].Status == node.StatusMissing {
+		return r, fmt.Errorf("%w %s in this node's history: it was pruned while being listed", errNoCommand, hexID(r.CommandID))
+	}
+	return full[0], nil
+}
+
+// writeResultsJSON prints rs, each with its output, as the JSON array writeJSON would make of
+// them, byte for byte, but reading and writing one result's output at a time.
+func writeResultsJSON(ctx context.Context, w io.Writer, api node.API, rs []node.Result) error {
+	if len(rs) == 0 {
+		return writeJSON(w, []resultJSON{})
+	}
+	bw := bufio.NewWriter(w)
+	bw.WriteString("[\n")
+	for i, r := range rs {
+		r, err := withOutput(ctx, api, r)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(jsonResult(r), "  ", "  ")
+		if err != nil {
+			return err
+		}
+		bw.WriteString("  ")
+		bw.Write(b)
+		if i < len(rs)-1 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n")
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+	}
+	bw.WriteString("]\n")
+	return bw.Flush()
 }
 
 func isHex(s string) bool {
