@@ -37,7 +37,7 @@ func TestRegistryNames(t *testing.T) {
 			t.Errorf("Check(%q) = %v, want ErrUnknownCommand: the node answers it, the registry runs nothing", req.Name, err)
 		}
 	}
-	if got := append(slices.Clone(builtinNames), CmdReport, CmdReportEvery, CmdStream); !slices.Equal(slices.Sorted(slices.Values(got)), requestNames) {
+	if got := append(slices.Clone(builtinNames), CmdReport, CmdReportEvery, CmdStream, CmdPull, CmdPush); !slices.Equal(slices.Sorted(slices.Values(got)), requestNames) {
 		t.Errorf("requestNames = %q, want the registry's and the names the node answers", requestNames)
 	}
 }

@@ -58,7 +58,24 @@ type Request struct {
 	Of     string  `json:"of,omitempty"`
 	Resend []int64 `json:"resend,omitempty"`
 	Done   bool    `json:"done,omitempty"`
+	// Path, Size, SHA256 and Chunks are a file transfer's (CmdPull, CmdPush): the file on the
+	// agent (absolute); for a push, the size and SHA-256 (lower-case hex) of what is pushed and
+	// how many chunks carry it.
+	Path   string `json:"path,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Chunks int64  `json:"chunks,omitempty"`
 }
+
+// File transfers (docs/PROTOCOL.md section 20, "Files"): pull streams a file of the agent's
+// back like a command's stdout; push streams one to the agent, which writes it under a
+// temporary name and renames it into place when it is whole and matches its SHA-256.
+const (
+	CmdPull = "pull"
+	CmdPush = "push"
+	// MaxPathBytes bounds a transfer's path.
+	MaxPathBytes = 4096
+)
 
 // CmdStream asks the agent about a command's stream (docs/PROTOCOL.md section 20): to send
 // some of its chunks again, or to let its spool go.
@@ -81,6 +98,10 @@ var requestShape = &shape{members: map[string]*shape{
 	"of":      str,
 	"resend":  {elem: integer},
 	"done":    boolean,
+	"path":    str,
+	"size":    integer,
+	"sha256":  str,
+	"chunks":  integer,
 }}
 
 // EncodeRequest returns the JSON payload for r. It refuses (with an error wrapping a
@@ -186,6 +207,19 @@ func validateRequest(r Request) error {
 			}
 			seen[i] = true
 		}
+	case CmdPull, CmdPush:
+		if len(r.Argv) != 0 || len(r.Stream) != StreamSecretSize {
+			return decodeErr("stream", r.Name+" needs a stream secret and no argv")
+		}
+		if len(r.Path) > MaxPathBytes || !utf8.ValidString(r.Path) || strings.IndexByte(r.Path, 0) >= 0 || !strings.HasPrefix(r.Path, "/") {
+			return decodeErr("path", fmt.Sprintf("an absolute path of at most %d bytes, valid UTF-8 without NUL", MaxPathBytes))
+		}
+		if r.Name == CmdPull && (r.Size != 0 || r.SHA256 != "" || r.Chunks != 0) {
+			return decodeErr("size", "pull takes no size, sha256 or chunks")
+		}
+		if r.Name == CmdPush && (r.Size < 0 || r.Size > MaxStreamSize || !isSHA256Hex(r.SHA256) || r.Chunks < 0 || r.Chunks > MaxStreamChunks || (r.Size > 0) != (r.Chunks > 0)) {
+			return decodeErr("size", "push needs its size, sha256 and chunks (none for an empty file)")
+		}
 	case CmdPing, CmdSysinfo, CmdReportEvery, CmdReport:
 		if len(r.Argv) != 0 {
 			return decodeErr("argv", r.Name+" takes no arguments")
@@ -212,8 +246,11 @@ func validateRequest(r Request) error {
 	if r.Name != CmdStream && (r.Of != "" || r.Resend != nil || r.Done) {
 		return decodeErr("of", "only "+CmdStream+" takes of, resend and done")
 	}
-	if r.Stream != nil && (r.Name != CmdExec || len(r.Stream) != StreamSecretSize) {
-		return decodeErr("stream", fmt.Sprintf("exec only, exactly %d bytes", StreamSecretSize))
+	if r.Stream != nil && (r.Name != CmdExec && r.Name != CmdPull && r.Name != CmdPush || len(r.Stream) != StreamSecretSize) {
+		return decodeErr("stream", fmt.Sprintf("exec, pull and push only, exactly %d bytes", StreamSecretSize))
+	}
+	if r.Name != CmdPull && r.Name != CmdPush && (r.Path != "" || r.Size != 0 || r.SHA256 != "" || r.Chunks != 0) {
+		return decodeErr("path", "only pull and push take path, size, sha256 and chunks")
 	}
 	if err := validateReportRequest(r); err != nil {
 		return err
@@ -225,7 +262,7 @@ func validateRequest(r Request) error {
 // request may carry (the registry's and the two the node answers itself), for messages.
 var (
 	builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}
-	requestNames = []string{CmdExec, CmdPing, CmdReport, CmdReportEvery, CmdStream, CmdSysinfo}
+	requestNames = []string{CmdExec, CmdPing, CmdPull, CmdPush, CmdReport, CmdReportEvery, CmdStream, CmdSysinfo}
 )
 
 func isHex32(s string) bool {

@@ -46,8 +46,14 @@ type StreamIn struct {
 	Asks  int       `json:"asks,omitempty"`
 	// Started is when the stream was opened here.
 	Started time.Time `json:"started"`
-	// Path is where a pushed file goes (agent side): its final name.
-	Path string `json:"path,omitempty"`
+	// Path is where a pushed file goes (agent side): its final name; Size and SHA256 what it
+	// must be. The push command stays Executing until the file is in place (or cannot be).
+	Path   string `json:"path,omitempty"`
+	Size   int64  `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	// Heard is when the last chunk came (or the stream was opened): asks for missing chunks
+	// of a push wait for a quiet spell.
+	Heard time.Time `json:"heard,omitzero"`
 }
 
 // HasChunk reports whether chunk i was received.
@@ -85,8 +91,13 @@ type StreamOut struct {
 	Secret  [32]byte `json:"secret"`
 	// Chunks are the chunks cut so far, by index.
 	Chunks []StreamChunk `json:"chunks,omitempty"`
-	// Source is the file the bytes are read from for a pull or push (empty: the spool files).
-	Source string `json:"source,omitempty"`
+	// Source and SourceRel name the file the bytes are read from for a pull or push: a
+	// directory and a path inside it, opened without following a symlink out of the directory
+	// (empty: the spool files).
+	Source    string `json:"source,omitempty"`
+	SourceRel string `json:"source_rel,omitempty"`
+	// Size is the source file's size when the transfer began: what it sends.
+	Size int64 `json:"size,omitempty"`
 	// Ended: every chunk is cut and the final answer is recorded.
 	Ended bool `json:"ended,omitempty"`
 	// Expires is when the spool may go though the requester never confirmed it.

@@ -513,6 +513,10 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			return eff, err
 		}
 	case session.Delivered:
+		// A push's answer: its chunks are no longer ours to send.
+		if err := tx.DeleteStreamOut(out.Peer, out.Command); err != nil {
+			return eff, err
+		}
 		res, derr := decodeResult(out.Payload)
 		// A streamed answer waits for its chunks (stream_in.go); any other answer ends a stream
 		// that was opened for the command.
@@ -543,6 +547,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 			}
 		}
 	case session.Failed:
+		if err := tx.DeleteStreamOut(out.Peer, out.Command); err != nil {
+			return eff, err
+		}
 		var kind string
 		if err := n.recordResult(tx, out.Command, func(r *keystore.Result) {
 			kind = r.Request
@@ -563,6 +570,9 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 				return eff, err
 			}
 			eff.done = append(eff.done, ended...)
+			if err := tx.DeleteResult(out.Command); err != nil {
+				return eff, err
+			}
 		}
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
 		eff.done = append(eff.done, out.Command)
@@ -596,6 +606,11 @@ func (n *Node) clear(tx *keystore.Tx, st TxStore, t *session.Ticket, payload []b
 	if derr != nil {
 		pkg, err := n.eng.Fail(st, t, session.CodeBadCommand, derr.Error())
 		return nil, nil, pkg, err
+	}
+	if req.Name == commands.CmdPush {
+		// Answered once the file is in place (stream_file.go).
+		evs, pkg, err := n.acceptPush(tx, st, t, req)
+		return nil, evs, pkg, err
 	}
 	if req.Name == commands.CmdStream {
 		// A requester's ask about a stream this agent sends (stream_ask.go): answered here.
@@ -631,6 +646,19 @@ func (n *Node) atTurn(tx *keystore.Tx, st TxStore, t *session.Ticket, req comman
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if req.Name == commands.CmdPull {
+		// The node runs it (stream_file.go): the peer's read directories govern it, not the
+		// allow list.
+		if cerr := n.checkTransfer(tx, peer.Name, req); cerr != nil {
+			if !errors.Is(cerr, ErrPathDenied) {
+				return nil, nil, nil, cerr
+			}
+			ev := Event{Kind: EventDenied, Peer: peer.Name, Command: t.Command, Detail: cerr.Error()}
+			pkg, err := n.eng.Fail(st, t, session.CodeDenied, cerr.Error())
+			return nil, []Event{ev}, pkg, err
+		}
+		return &execution{ticket: t, raw: req, req: req, policy: pol, peer: peer}, nil, nil, nil
+	}
 	checked, cerr := n.reg.Check(req, pol)
 	if cerr != nil {
 		ev := Event{Kind: EventDenied, Peer: peer.Name, Command: t.Command, Detail: cerr.Error()}
@@ -654,6 +682,16 @@ func joinNote(a, b string) string {
 // records it Executing, saving a commit per command in a backlog; execute then sets next.started,
 // or next.answered when the check answered it instead.
 func (n *Node) execute(ctx context.Context, x *execution, next *execution) error {
+	if x.req.Name == commands.CmdPull {
+		res := n.runPull(ctx, x)
+		if ctx.Err() != nil && res.Outcome == commands.OutcomeCancelled {
+			// The agent stops: a pull is not ended but left Executing, and goes on from its
+			// last chunk at the next start (Recover, resumePull).
+			n.unsettled.Store(true)
+			return nil
+		}
+		return n.answer(ctx, x, next, res)
+	}
 	so, serr := n.streamOutput(ctx, x)
 	if serr != nil {
 		// No spool: the output goes inline, cut to what fits in the answer, as for a
@@ -664,6 +702,11 @@ func (n *Node) execute(ctx context.Context, x *execution, next *execution) error
 	if so != nil {
 		res = so.finish(ctx, res)
 	}
+	return n.answer(ctx, x, next, res)
+}
+
+// answer records the answer of a command that ran, and takes next's turn (see execute).
+func (n *Node) answer(ctx context.Context, x *execution, next *execution, res commands.Result) error {
 	n.emit(executed(x, res))
 	frame, err := encodeResult(res)
 	if err != nil {
@@ -822,6 +865,23 @@ func (n *Node) Recover(ctx context.Context) error {
 					return err
 				}
 			default:
+				if ok {
+					// A pull goes on from its last chunk; a push waits for its chunks.
+					x, err := n.resumePull(tx, e, peer)
+					if err != nil {
+						return err
+					}
+					if x != nil {
+						runs = append(runs, x)
+						n.log.Info("a pull stopped by a restart goes on", "op", "recover", "cmd_id", e.Command.String(), "peer", peer.Name)
+						continue
+					}
+					if in, waiting, err := tx.StreamIn(e.Peer, e.Command); err != nil {
+						return err
+					} else if waiting && in.Path != "" {
+						continue
+					}
+				}
 				if pkg, err = n.eng.Fail(st, e.Ticket, session.CodeOutcomeUnknown, "the agent stopped while the command ran; it may or may not have completed and will not run again"); err != nil {
 					return err
 				}
@@ -902,6 +962,11 @@ func (n *Node) deliver(tx *keystore.Tx, peerName string, cmd session.CommandID, 
 		if err := n.reportAnswered(tx, peerName, cmd, kind, res, 0); err != nil {
 			return err
 		}
+	}
+	if kind == commands.CmdStream {
+		// The node's own ask about a stream (stream_ask.go): answered, it leaves no record
+		// among the operator's commands.
+		return tx.DeleteResult(cmd)
 	}
 	return nil
 }

@@ -106,6 +106,7 @@ func (n *Node) Maintain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	n.resumePushes(ctx)
 	return n.flushSoon(ctx)
 }
 

@@ -31,7 +31,9 @@ func (n *Node) askMissing(tx *keystore.Tx, st TxStore, now time.Time) error {
 	if err := tx.ForEachStreamIn(func(s *keystore.StreamIn) error {
 		// Each ask waits twice as long as the one before (up to 64 times askAfter): an agent
 		// that is away is not sent an ask per round.
-		if s.Answer != nil && now.Sub(s.Asked) >= n.askAfter()<<min(s.Asks, 6) {
+		// A push to this node has no answer to wait for: it asks once the chunks stop coming.
+		quiet := s.Path != "" && now.Sub(s.Heard) >= n.askAfter()
+		if (s.Answer != nil || quiet) && now.Sub(s.Asked) >= n.askAfter()<<min(s.Asks, 6) {
 			due = append(due, s)
 		}
 		return nil
@@ -168,12 +170,16 @@ func (n *Node) answerStream(tx *keystore.Tx, st TxStore, t *session.Ticket, req 
 }
 
 // sealFromSpool seals chunk c of a sent stream again, from its spool file.
-func (n *Node) sealFromSpool(rec *keystore.StreamOut, c keystore.StreamChunk) ([]byte, error) {
-	dir, err := n.spoolDir("out")
-	if err != nil {
-		return nil, err
+func (n *Node) sealFromSpool(rec *keystore.StreamOut, c keystore.StreamChunk) (_ []byte, err error) {
+	var f *os.File
+	if rec.Source != "" {
+		f, err = openWithin(rec.Source, rec.SourceRel) // a file pulled or pushed: the file itself
+	} else {
+		var dir string
+		if dir, err = n.spoolDir("out"); err == nil {
+			f, err = os.Open(filepath.Join(dir, spoolName(rec.Peer, rec.Command, c.Part)))
+		}
 	}
-	f, err := os.Open(filepath.Join(dir, spoolName(rec.Peer, rec.Command, c.Part)))
 	if err != nil {
 		return nil, fmt.Errorf("read the spooled output: %w", err)
 	}

@@ -23,7 +23,7 @@ var ErrStreamDigest = errors.New("the streamed output does not match its SHA-256
 // withStream gives an exec request a fresh stream secret, so that the agent may stream output of
 // any size back (docs/PROTOCOL.md section 20).
 func withStream(req *commands.Request) error {
-	if req.Name != commands.CmdExec || req.Stream != nil {
+	if req.Name != commands.CmdExec && req.Name != commands.CmdPull && req.Name != commands.CmdPush || req.Stream != nil {
 		return nil
 	}
 	req.Stream = make([]byte, commands.StreamSecretSize)
@@ -73,6 +73,22 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 	rec.Segs = append(rec.Segs, keystore.StreamSeg{Index: c.Index, Part: c.Part, Offset: int64(c.Offset), Len: int64(len(plain))})
 	if err := n.joinSegs(rec, part, plain, int64(c.Offset)); err != nil {
 		return false, res, nil, err
+	}
+	if rec.Path != "" {
+		// A push to this node: once whole, the file goes into place and the push is answered.
+		rec.Heard = n.now()
+		if len(rec.Missing(rec.Chunks, 1)) > 0 {
+			return false, res, nil, tx.PutStreamIn(rec)
+		}
+		pkg, err := n.finishPush(tx, TxStore{tx}, rec)
+		if err != nil || pkg == nil {
+			return false, res, nil, err
+		}
+		p, ok, err := tx.PeerByFingerprint(rec.Peer)
+		if err != nil || !ok {
+			return false, res, nil, err
+		}
+		return false, res, nil, enqueue(tx, p.Address, pkg)
 	}
 	return n.settleStream(tx, rec)
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
 	"github.com/sealpost/sealpost/mailbox"
+	"github.com/sealpost/sealpost/session"
 )
 
 // streamScript writes a program for bob that prints size random bytes to stdout (a copy goes to
@@ -137,4 +139,105 @@ func TestStreamLossyChunks(t *testing.T) {
 	}
 	r, _, _ := l.alice.Result(id)
 	t.Fatalf("never complete: %s %s", r.Status, r.Error)
+}
+
+// transferLab is a lab whose bob lets alice pull from and push into one directory each.
+func transferLab(t *testing.T) (l *lab, readDir, writeDir string) {
+	l = newLab(t)
+	l.bob.opts.ChunkSize = 64 << 10
+	l.alice.opts.ChunkSize = 64 << 10
+	readDir, writeDir = filepath.Join(t.TempDir(), "out"), filepath.Join(t.TempDir(), "in")
+	os.Mkdir(readDir, 0o755)
+	os.Mkdir(writeDir, 0o755)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", AllowRead: []string{readDir}, AllowWrite: []string{writeDir}}); err != nil {
+		t.Fatal(err)
+	}
+	return l, readDir, writeDir
+}
+
+func randomFile(t *testing.T, path string, size int) []byte {
+	b := make([]byte, size)
+	rand.Read(b)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPull: a file in a directory the peer may read comes back whole as a stream; a path
+// outside it, or a symlink inside it that leads out, is denied and nothing is sent.
+func TestPull(t *testing.T) {
+	l, readDir, _ := transferLab(t)
+	want := randomFile(t, filepath.Join(readDir, "data"), 300_000)
+	os.WriteFile(filepath.Join(t.TempDir(), "secret"), []byte("secret"), 0o600)
+	outside := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(outside, []byte("secret"), 0o600)
+	os.Symlink(outside, filepath.Join(readDir, "link"))
+	l.serveBob()
+	defer l.stopBob()
+	pull := func(path string) Result {
+		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+		defer cancel()
+		r, err := l.alice.Run(ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: commands.CmdPull, Path: path}}, true, nil)
+		if err != nil {
+			t.Fatalf("pull %s: %v", path, err)
+		}
+		return r
+	}
+	r := pull(filepath.Join(readDir, "data"))
+	got, _ := os.ReadFile(r.StdoutPath)
+	if r.Status != StatusDone || !r.Streamed || !bytes.Equal(got, want) {
+		t.Fatalf("pull: %s streamed %v, %d of %d bytes: %s", r.Status, r.Streamed, len(got), len(want), r.Error)
+	}
+	if r := pull(outside); r.Status != session.CodeDenied.String() {
+		t.Fatalf("pull from outside the directory: %s %s; want denied", r.Status, r.Error)
+	}
+	if r := pull(filepath.Join(readDir, "link")); r.Status == StatusDone && r.Outcome != commands.OutcomeDenied || len(r.Stdout) > 0 {
+		t.Fatalf("pull through a symlink out of the directory: %s %s, %q", r.Status, r.Outcome, r.Stdout)
+	}
+}
+
+// TestPush: a file pushed into a directory the peer may write lands whole under its name, with
+// no temporary file left; a path outside is denied, and one through a symlink out of the
+// directory writes nothing there.
+func TestPush(t *testing.T) {
+	l, _, writeDir := transferLab(t)
+	local := filepath.Join(t.TempDir(), "local")
+	want := randomFile(t, local, 500_000)
+	l.serveBob()
+	defer l.stopBob()
+	push := func(remote string) Result {
+		ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+		defer cancel()
+		id, err := l.alice.Push(ctx, PushSpec{Peer: "bob", Local: local, Remote: remote})
+		if err != nil {
+			t.Fatalf("push %s: %v", remote, err)
+		}
+		r, err := l.alice.Wait(ctx, id, nil)
+		if err != nil {
+			t.Fatalf("push %s: %v", remote, err)
+		}
+		return r
+	}
+	target := filepath.Join(writeDir, "copy")
+	if r := push(target); r.Status != StatusDone || r.ExitCode != 0 {
+		t.Fatalf("push: %s exit %d: %s", r.Status, r.ExitCode, r.Error)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+		t.Fatalf("pushed file: %d of %d bytes", len(got), len(want))
+	}
+	if ents, _ := os.ReadDir(writeDir); len(ents) != 1 {
+		t.Fatalf("the directory holds %d entries, want only the file", len(ents))
+	}
+	if r := push(filepath.Join(t.TempDir(), "elsewhere")); r.Status != session.CodeDenied.String() {
+		t.Fatalf("push outside the directory: %s %s; want denied", r.Status, r.Error)
+	}
+	escape := t.TempDir()
+	os.Symlink(escape, filepath.Join(writeDir, "esc"))
+	if r := push(filepath.Join(writeDir, "esc", "file")); r.Status == StatusDone && r.ExitCode == 0 {
+		t.Fatalf("push through a symlink out of the directory succeeded")
+	}
+	if ents, _ := os.ReadDir(escape); len(ents) != 0 {
+		t.Fatalf("the push wrote %d entries outside the directory", len(ents))
+	}
 }
