@@ -66,6 +66,9 @@ type API interface {
 	AddGateway(ctx context.Context, g Gateway) (Gateway, error)
 	RemoveGateway(ctx context.Context, name string) error
 	Gateways(ctx context.Context) ([]Gateway, error)
+	// Push sends a local file to a peer (stream_file.go); the command's result says when it
+	// is in place. Pull is a Run of a pull request.
+	Push(ctx context.Context, spec PushSpec) (CommandID, error)
 }
 
 // IDInfo is what `sealpost id` prints.

@@ -51,6 +51,8 @@ type controlRequest struct {
 	// gateway-remove ones' (carry_control.go).
 	Carry   *carryOp `json:"carry,omitempty"`
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// Push is the push operation's request (stream_file.go).
+	Push *PushSpec `json:"push,omitempty"`
 }
 
 type controlResponse struct {
@@ -208,6 +210,10 @@ func decodeControlRequest(r io.Reader) (controlRequest, error) {
 		if req.Carry == nil || req.Carry.Dir == "" {
 			missing = "a directory"
 		}
+	case "push":
+		if req.Push == nil || req.Push.Local == "" || req.Push.Remote == "" {
+			missing = "a push (peer, local and remote files)"
+		}
 	case "gateways":
 	case "gateway-add", "gateway-remove":
 		if req.Gateway == nil {
@@ -306,6 +312,10 @@ func (n *Node) serveControl(ctx context.Context, c net.Conn, handling func(op st
 		resp.Check, err = n.serveCheck(ctx, *req.Check)
 	case "export", "import", "gateways", "gateway-add", "gateway-remove":
 		err = n.serveCarry(ctx, req, &resp)
+	case "push":
+		var id CommandID
+		id, err = n.Push(ctx, *req.Push)
+		resp.IDs = []CommandID{id}
 	}
 	if err != nil {
 		resp.Error = err.Error()

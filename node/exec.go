@@ -73,7 +73,7 @@ func (x *executor) work(fp session.Fingerprint) {
 		e := x.queues[fp][0]
 		x.mu.Unlock()
 
-		if !e.started && !e.answered {
+		if (!e.started || e.resumed) && !e.answered {
 			x.mu.Lock()
 			x.waiting++
 			x.mu.Unlock()

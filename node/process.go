@@ -38,6 +38,9 @@ type execution struct {
 	// answered: its turn's check answered it (denied, expired) in that transaction: it does
 	// not run.
 	answered bool
+	// resumed: recorded Executing before a restart (a pull going on, resumePull): it runs
+	// without a turn, but needs a slot like any other.
+	resumed bool
 }
 
 // Pump reads one batch of mail and applies it. With wait it blocks until mail arrives, waitFor

@@ -77,6 +77,15 @@ type Result struct {
 	Streamed               bool
 	StdoutPath, StderrPath string
 	StdoutSize, StderrSize int64
+	// Progress of a transfer under way (not final): bytes moved so far, of Total (0 while
+	// unknown), and chunks the answer names that have not arrived yet.
+	Progress *TransferProgress `json:",omitempty"`
+}
+
+// TransferProgress is how far a streamed output, pull or push has come.
+type TransferProgress struct {
+	Bytes, Total  int64
+	ChunksWaiting int64
 }
 
 func resultOf(r keystore.Result) Result {
@@ -130,12 +139,29 @@ func (n *Node) withProgress(tx *keystore.Tx, r keystore.Result) (Result, error) 
 	if err != nil || !ok {
 		return out, err
 	}
+	if push, ok, err := tx.StreamOut(p.Fingerprint, r.CommandID); err != nil {
+		return out, err
+	} else if ok {
+		cut := int64(0)
+		if k := len(push.Chunks); k > 0 {
+			cut = push.Chunks[k-1].Offset + push.Chunks[k-1].Len
+		}
+		out.Progress = &TransferProgress{Bytes: cut, Total: push.Size}
+	}
 	in, ok, err := tx.StreamIn(p.Fingerprint, r.CommandID)
 	if err != nil || !ok {
 		return out, err
 	}
 	if in.Contig != [2]int64{} || in.Answer != nil {
 		out.Streamed, out.StdoutSize, out.StderrSize = true, in.Contig[0], in.Contig[1]
+		pr := &TransferProgress{Bytes: in.Contig[0] + in.Contig[1]}
+		if in.Answer != nil {
+			pr.ChunksWaiting = int64(len(in.Missing(in.Chunks, 1<<24)))
+			if res, err := decodeResult(in.Answer); err == nil {
+				pr.Total = res.StdoutSize + res.StderrSize
+			}
+		}
+		out.Progress = pr
 	}
 	return out, nil
 }

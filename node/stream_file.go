@@ -239,7 +239,7 @@ func (n *Node) resumePull(tx *keystore.Tx, e *session.LedgerEntry, peer keystore
 		return nil, err
 	}
 	req := commands.Request{Name: commands.CmdPull, Path: filepath.Join(rec.Source, rec.SourceRel), Stream: rec.Secret[:]}
-	return &execution{ticket: e.Ticket, raw: req, req: req, policy: pol, peer: peer, started: true}, nil
+	return &execution{ticket: e.Ticket, raw: req, req: req, policy: pol, peer: peer, started: true, resumed: true}, nil
 }
 
 // ---- push: the requester's side ----
@@ -253,9 +253,10 @@ type PushSpec struct {
 }
 
 // Push sends the local file to the peer, to be written at remote (which must lie in one of the
-// directories the peer allows this node to write into). It returns once the command is recorded
-// and its chunks are cut and queued; the command's result says when the file is in place.
-// A push whose chunks were not all queued (the node stopped) is taken up by Maintain.
+// directories the peer allows this node to write into). It returns once the command is recorded;
+// its chunks are cut and queued in the background, as the mail goes, and the command's result
+// says when the file is in place. A push whose chunks were not all queued (the node stopped) is
+// taken up by Maintain.
 func (n *Node) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 	id := spec.ID
 	if id.IsZero() {
@@ -314,7 +315,14 @@ func (n *Node) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 	if err := n.Flush(ctx); err != nil {
 		n.log.Warn("push queued; mailing it failed and will be retried", "op", "flush", "err", err)
 	}
-	return id, n.cutPush(ctx, peer, id)
+	// The chunks are cut beside whatever waits for the answer (a serving loop, or the
+	// caller's Wait), which mails them as they come.
+	go func() {
+		if err := n.cutPush(context.WithoutCancel(ctx), peer, id); err != nil {
+			n.log.Warn("a push could not go on; it is tried again", "op", "push", "cmd_id", id.String(), "err", err)
+		}
+	}()
+	return id, nil
 }
 
 // cutPush cuts and queues the chunks of a push not cut yet. One cutter per push at a time.
@@ -532,4 +540,21 @@ func commandMailed(tx *keystore.Tx, id CommandID) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// Push asks the agent to push; the local file's name is made absolute here, since the agent
+// reads it for the client (it runs as the same user).
+func (cl *Client) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
+	if spec.ID.IsZero() {
+		if _, err := rand.Read(spec.ID[:]); err != nil {
+			return spec.ID, err
+		}
+	}
+	local, err := filepath.Abs(spec.Local)
+	if err != nil {
+		return spec.ID, err
+	}
+	spec.Local = local
+	_, err = cl.call(ctx, controlRequest{Op: "push", Push: &spec})
+	return spec.ID, err
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"crypto/rand"
 	"os"
@@ -239,5 +240,110 @@ func TestPush(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(escape); len(ents) != 0 {
 		t.Fatalf("the push wrote %d entries outside the directory", len(ents))
+	}
+}
+
+// chunkCounter counts the chunks mailed, by index, and can hold chunk mail until released.
+type chunkCounter struct {
+	mailbox.Transport
+	mu      sync.Mutex
+	sent    map[uint32]int
+	holdAt  int           // after this many chunks, hold the next until release closes (0: never)
+	release chan struct{} // closed to fail held chunks (a server gone): they stay in the outbox
+	held    chan struct{} // closed when the first chunk is held
+	once    sync.Once
+}
+
+func (c *chunkCounter) Send(ctx context.Context, to string, pkg []byte) error {
+	if !isChunk(pkg) {
+		return c.Transport.Send(ctx, to, pkg)
+	}
+	c.mu.Lock()
+	total := 0
+	for _, n := range c.sent {
+		total += n
+	}
+	hold := c.holdAt > 0 && total >= c.holdAt
+	c.mu.Unlock()
+	if hold {
+		c.once.Do(func() { close(c.held) })
+		select {
+		case <-c.release:
+			return &mailbox.SendError{Temporary: true, Err: errors.New("the test's server is away")}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := c.Transport.Send(ctx, to, pkg); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.sent[0]++
+	c.mu.Unlock()
+	return nil
+}
+
+// TestPullResumesAfterStop: an agent stopped in the middle of a pull goes on from its last chunk
+// when it starts again, instead of answering outcome-unknown or starting over; the requester
+// gets the file whole.
+func TestPullResumesAfterStop(t *testing.T) {
+	l, readDir, _ := transferLab(t)
+	l.bob.opts.ChunkSize = 16 << 10
+	want := randomFile(t, filepath.Join(readDir, "data"), 256<<10) // 16 chunks
+	l.bob.Close()
+	first := &chunkCounter{sent: map[uint32]int{}, holdAt: 5, release: make(chan struct{}), held: make(chan struct{})}
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { first.Transport = tr; return first }, false)
+	l.bob.opts.ChunkSize = 16 << 10
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: commands.CmdPull, Path: filepath.Join(readDir, "data")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+	defer cancel()
+	var (
+		r    Result
+		werr error
+		done = make(chan struct{})
+	)
+	go func() { defer close(done); r, werr = l.alice.Wait(ctx, id, nil) }() // alice reads her mail throughout
+	l.serveBob()
+	select {
+	case <-first.held:
+	case <-ctx.Done():
+		t.Fatal("bob never mailed 5 chunks")
+	}
+	close(first.release) // the held chunks fail for now; nothing more is mailed
+	l.stopBob()          // in the middle of the pull
+	var cut int
+	l.bob.store.View(func(tx *keystore.Tx) error {
+		rec, ok, _ := tx.StreamOut(l.alice.Fingerprint(), id)
+		if ok {
+			cut = len(rec.Chunks)
+		}
+		return nil
+	})
+	if cut == 0 || cut >= 16 {
+		t.Fatalf("bob stopped with %d of 16 chunks cut; the test wants a pull stopped in the middle", cut)
+	}
+	l.bob.Close()
+	second := &chunkCounter{sent: map[uint32]int{}}
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { second.Transport = tr; return second }, false)
+	l.bob.opts.ChunkSize = 16 << 10
+	l.serveBob()
+	defer l.stopBob()
+	<-done
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	got, _ := os.ReadFile(r.StdoutPath)
+	if r.Status != StatusDone || !bytes.Equal(got, want) {
+		t.Fatalf("pull after the restart: %s, %d of %d bytes: %s", r.Status, len(got), len(want), r.Error)
+	}
+	sentAgain := 0
+	for _, n := range second.sent {
+		sentAgain += n
+	}
+	if sentAgain > 16-cut+chunksInFlight {
+		t.Fatalf("after the restart bob mailed %d chunks, having cut %d of 16 before: it started over", sentAgain, cut)
 	}
 }

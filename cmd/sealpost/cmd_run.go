@@ -55,8 +55,8 @@ func (o *runOptions) check(fs *flag.FlagSet) error {
 	if given > 1 {
 		return usagef("--deadline is another name for --timeout: give one of them")
 	}
-	if o.output != "" && (!o.wait || o.json) {
-		return usagef("--output needs --wait, and goes without --json")
+	if o.output != "" && !o.wait {
+		return usagef("--output needs --wait")
 	}
 	return nil
 }
@@ -199,12 +199,15 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 	copier := newOutputCopier(stdout, g.stderr)
 	followErr := make(chan error, 1)
 	fctx, stopFollow := context.WithCancel(ctx)
-	if o.wait && !o.json && req.Name == commands.CmdExec {
+	if o.wait && !o.json && (req.Name == commands.CmdExec || req.Name == commands.CmdPull) {
 		go func() { followErr <- copier.follow(fctx, api, spec.ID) }()
 	} else {
 		followErr <- nil
 	}
 	stopProgress := progress(g, peer, o.wait)
+	if req.Name == commands.CmdPull {
+		stopProgress = transferProgress(g, api, spec.ID, "receiving from "+peer)
+	}
 	r, err := api.Run(wctx, spec, o.wait, nil)
 	stopProgress()
 	stopFollow()
@@ -250,23 +253,29 @@ func submit(ctx context.Context, g *globals, peer string, req commands.Request, 
 		}
 		return nil
 	}
-	if !o.json {
-		if r.Streamed {
+	if !o.json || o.output != "" {
+		// With --json the output is in the JSON, unless it goes to --output.
+		switch {
+		case r.Streamed:
 			if err := copier.copy(r); err != nil {
 				return err
 			}
-		} else if o.output != "" {
+		case o.output != "":
 			if _, err := stdout.Write(r.Stdout); err != nil {
 				return err
 			}
-			g.stderr.Write(r.Stderr)
-		} else {
+			if !o.json {
+				g.stderr.Write(r.Stderr)
+			}
+		default:
 			print(g, peer, r)
 		}
-		if err := finishOutput(true); err != nil {
-			return err
+		if r.Status == node.StatusDone {
+			if err := finishOutput(true); err != nil {
+				return err
+			}
+			finishOutput = func(bool) error { return nil }
 		}
-		finishOutput = func(bool) error { return nil }
 	}
 	return resultExit(peer, r)
 }
@@ -359,16 +368,23 @@ func progress(g *globals, peer string, wait bool) func() {
 }
 
 type resultJSON struct {
-	ID          string    `json:"id"`
-	Peer        string    `json:"peer"`
-	Command     []string  `json:"command"`
-	Status      string    `json:"status"`
-	Outcome     string    `json:"outcome,omitempty"` // for status done: exited, signaled, timed-out, not-found, ...
-	ExitCode    int       `json:"exit_code"`
-	Signal      int       `json:"signal,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Stdout      string    `json:"stdout"`
-	Stderr      string    `json:"stderr"`
+	ID       string   `json:"id"`
+	Peer     string   `json:"peer"`
+	Command  []string `json:"command"`
+	Status   string   `json:"status"`
+	Outcome  string   `json:"outcome,omitempty"` // for status done: exited, signaled, timed-out, not-found, ...
+	ExitCode int      `json:"exit_code"`
+	Signal   int      `json:"signal,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	Stdout   string   `json:"stdout"`
+	Stderr   string   `json:"stderr"`
+	// A streamed output (larger than 64 KiB) is not inlined: it is in these files of this
+	// node's state, of these sizes; stdout and stderr are then empty.
+	StdoutFile  string    `json:"stdout_file,omitempty"`
+	StderrFile  string    `json:"stderr_file,omitempty"`
+	StdoutSize  int64     `json:"stdout_size,omitempty"`
+	StderrSize  int64     `json:"stderr_size,omitempty"`
+	Truncated   bool      `json:"truncated,omitempty"`
 	Sent        time.Time `json:"sent"`
 	Finished    time.Time `json:"finished,omitzero"`
 	RoundTripMS int64     `json:"round_trip_ms,omitempty"`
@@ -380,6 +396,10 @@ func jsonResult(r node.Result) resultJSON {
 	if r.Outcome != commands.OutcomeUnknown {
 		j.Outcome = r.Outcome.String()
 	}
+	if r.Streamed && node.Final(r.Status) {
+		j.StdoutFile, j.StderrFile, j.StdoutSize, j.StderrSize = r.StdoutPath, r.StderrPath, r.StdoutSize, r.StderrSize
+	}
+	j.Truncated = r.StdoutTruncated || r.StderrTruncated
 	if !r.Finished.IsZero() {
 		j.RoundTripMS = r.Finished.Sub(r.Sent).Milliseconds()
 	}

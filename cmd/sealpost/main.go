@@ -178,6 +178,8 @@ func commandList() []command {
 		{"run", "run a program on a peer", usesAll, runRun},
 		{"ping", "measure the round trip to a peer", usesAll, runPing},
 		{"sysinfo", "show a peer's system information", usesAll, runSysinfo},
+		{"pull", "copy a file from a peer (from a directory its operator lets this node read)", usesAll, runPull},
+		{"push", "copy a file to a peer (into a directory its operator lets this node write)", usesAll, runPush},
 		{"results", "list the commands this node sent, or show one with its output", usesAll, runResults},
 		{"fleet", "show every peer's host at a glance: last heard, OS, load, memory, disks, STALE", usesAll, runFleet},
 		{"dashboard", "serve the fleet view, results and outbox as web pages (read-only)", usesAll, runDashboard},
@@ -405,7 +407,7 @@ func exitCode(stderr io.Writer, name string, err error) int {
 		fmt.Fprintf(stderr, "sealpost %s: %v\nOnce the agent runs again, `sealpost results %s` shows whether it was recorded; `sealpost %s --id %s ...` with the same command sends it only if it was not.\n",
 			name, err, unknown.ID, name, unknown.ID)
 		return exitUnknown
-	case name == "run" || name == "ping" || name == "sysinfo":
+	case name == "run" || name == "ping" || name == "sysinfo" || name == "pull" || name == "push":
 		fmt.Fprintf(stderr, "sealpost %s: %v\n", name, err)
 		return exitSealpost
 	default:
