@@ -557,7 +557,8 @@ func (n *Node) Import(ctx context.Context, dir string, remove bool) (CarryReport
 				return rep, fmt.Errorf("import %s: %w", f.Name, err)
 			case errors.Is(rejectErr, session.ErrReplay):
 				f.Outcome = CarrySeen
-			case errors.Is(rejectErr, session.ErrUnknownSession), errors.Is(rejectErr, session.ErrUnknownEpoch):
+			case errors.Is(rejectErr, session.ErrUnknownSession), errors.Is(rejectErr, session.ErrUnknownEpoch),
+				errors.Is(rejectErr, session.ErrUnknownStream): // a chunk of a stream that arrived whole
 				f.Outcome, f.Detail = CarryStale, Printable(rejectErr.Error())
 			case rejectErr != nil:
 				f.Outcome, f.Detail = CarryFailed, Printable(rejectErr.Error())

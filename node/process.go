@@ -283,6 +283,7 @@ func (n *Node) receive(ctx context.Context, pkg []byte, mark func(*keystore.Tx) 
 		if eff, err = n.apply(tx, st, out, pkg, n.exec.reserve); err != nil {
 			return refusal(err)
 		}
+		dup = dup || eff.dup
 		if mark == nil {
 			return nil
 		}
@@ -431,6 +432,7 @@ type effects struct {
 	run    *execution          // a command to run
 	done   []session.CommandID // commands of ours whose result is final: wake their waiters
 	events []Event
+	dup    bool // a chunk already held: a copy, nothing changed
 }
 
 // apply records what one accepted package means, inside its transaction. mayStart takes an
@@ -580,6 +582,11 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
 		eff.done = append(eff.done, out.Command)
 	case session.ChunkReceived:
+		if in, ok, err := tx.StreamIn(out.Chunk.Peer, out.Chunk.Command); err != nil {
+			return eff, err
+		} else if ok && in.HasChunk(out.Chunk.Index) {
+			eff.dup = true
+		}
 		done, res, derr, err := n.takeChunk(tx, out.Chunk)
 		if err != nil {
 			return eff, err

@@ -2,9 +2,9 @@ package node
 
 import (
 	"bytes"
-	"errors"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"

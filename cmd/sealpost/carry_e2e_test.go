@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -100,6 +102,34 @@ func TestCarryE2E(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(res.stdout), &got); err != nil || got.Status != "done" || got.Stdout != "counted\n" {
 		t.Fatalf("results: %s (%v)", res.stdout, err)
+	}
+
+	// A file pulled across: larger than an answer holds, so it travels as chunks.
+	share := filepath.Join(dir, "share")
+	if err := os.Mkdir(share, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 300_000)
+	rand.Read(want)
+	if err := os.WriteFile(filepath.Join(share, "data"), want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, sp(t, nil, "--state", vault, "peer", "add", "ctl", "--allow-read", share), "peer add ctl --allow-read")
+	local := filepath.Join(dir, "pulled")
+	pullID := "0123456789abcdef0123456789abcdef"
+	if r := sp(t, nil, "--state", ctl, "pull", "vault", filepath.Join(share, "data"), local, "--id", pullID, "--timeout", "1s"); r.code != exitPending {
+		t.Fatalf("pull with nobody to carry it: exit %d, want %d (pending)\n%s", r.code, exitPending, r.stderr)
+	}
+	if _, err := os.Stat(local); !os.IsNotExist(err) {
+		t.Fatalf("a pull still under way left %s: %v", local, err)
+	}
+	carry(ctl, "vault", vault)
+	if c := carry(vault, "ctl", ctl); c.count("imported") < 2 {
+		t.Fatalf("the pull's chunks and answer: %+v", c)
+	}
+	mustOK(t, sp(t, nil, "--state", ctl, "pull", "vault", filepath.Join(share, "data"), local, "--id", pullID), "pull again by its id")
+	if b, err := os.ReadFile(local); err != nil || !bytes.Equal(b, want) {
+		t.Fatalf("pulled %d of %d bytes: %v", len(b), len(want), err)
 	}
 
 	// The same directory again, on both sides: nothing runs, nothing is applied again.
