@@ -103,7 +103,9 @@ type Node struct {
 	sendMu  sync.Mutex // one outbox flush at a time
 	chunks  chunkGate  // this node's chunks in the outbox (stream.go)
 	pushing sync.Map   // push command id -> true while its chunks are cut (stream_file.go)
-	serving atomic.Bool
+	// lastSpoolSweep is when Maintain last looked for spool files no result names (time.Time).
+	lastSpoolSweep atomic.Value
+	serving        atomic.Bool
 	// kick, while Serve runs, wakes its sender, which mails what was committed to the outbox
 	// while the serving loop goes on with the next mail (flushSoon).
 	kick atomic.Pointer[chan struct{}]

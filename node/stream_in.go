@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/compress"
@@ -212,4 +214,50 @@ func (n *Node) dropStreamIn(tx *keystore.Tx, rec *keystore.StreamIn, files bool)
 		}
 	}
 	return tx.DeleteStreamIn(rec.Peer, rec.Command)
+}
+
+// spoolSweepEvery is how often Maintain looks for received spool files no result names any more.
+const spoolSweepEvery = time.Hour
+
+// sweepSpoolIn deletes the files in spool/in whose command has neither a result (pruned, as
+// results are) nor a stream still coming: so the spool cannot outgrow the results.
+func (n *Node) sweepSpoolIn() {
+	last, _ := n.lastSpoolSweep.Load().(time.Time)
+	if now := n.now(); now.Sub(last) < spoolSweepEvery {
+		return
+	} else {
+		n.lastSpoolSweep.Store(now)
+	}
+	dir := filepath.Join(n.opts.Dir, "spool", "in")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	var gone []string
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		coming := map[[16]byte]bool{}
+		if err := tx.ForEachStreamIn(func(s *keystore.StreamIn) error {
+			coming[s.Command] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, e := range ents {
+			name, _, _ := strings.Cut(e.Name(), ".")
+			raw, err := hex.DecodeString(name)
+			if err != nil || len(raw) != 16 {
+				continue
+			}
+			if _, ok, err := tx.Result(session.CommandID(raw)); err != nil || ok {
+				continue
+			}
+			if !coming[[16]byte(raw)] {
+				gone = append(gone, e.Name())
+			}
+		}
+		return nil
+	})
+	for _, name := range gone {
+		os.Remove(filepath.Join(dir, name))
+	}
 }

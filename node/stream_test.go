@@ -347,3 +347,26 @@ func TestPullResumesAfterStop(t *testing.T) {
 		t.Fatalf("after the restart bob mailed %d chunks, having cut %d of 16 before: it started over", sentAgain, cut)
 	}
 }
+
+// TestSpoolFollowsResults: a received output's spool files go once its result is pruned, and
+// not before.
+func TestSpoolFollowsResults(t *testing.T) {
+	l := newLab(t)
+	prog, _ := streamScript(t, l, 200_000)
+	l.serveBob()
+	defer l.stopBob()
+	r := l.run(prog)
+	if !r.Streamed {
+		t.Fatalf("the output did not stream: %+v", r.Status)
+	}
+	l.alice.sweepSpoolIn()
+	if _, err := os.Stat(r.StdoutPath); err != nil {
+		t.Fatalf("the spool of a kept result went: %v", err)
+	}
+	l.alice.store.Update(func(tx *keystore.Tx) error { return tx.DeleteResult(r.CommandID) })
+	l.alice.lastSpoolSweep.Store(time.Time{})
+	l.alice.sweepSpoolIn()
+	if _, err := os.Stat(r.StdoutPath); !os.IsNotExist(err) {
+		t.Fatalf("the spool of a pruned result stays: %v", err)
+	}
+}

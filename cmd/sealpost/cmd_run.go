@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -623,6 +624,29 @@ func printResult(g *globals, r node.Result) {
 	} else {
 		fmt.Fprintf(&b, "finished   %s\n", r.Finished.Local().Format("2006-01-02 15:04:05 MST"))
 		fmt.Fprintf(&b, "round trip %s\n", r.Finished.Sub(r.Sent).Round(time.Millisecond))
+	}
+	if r.Streamed && node.Final(r.Status) {
+		// A streamed output is in spool files: copied out, never read whole into memory.
+		io.WriteString(g.stdout, b.String())
+		for _, out := range []struct {
+			name string
+			path string
+			size int64
+		}{{"stdout", r.StdoutPath, r.StdoutSize}, {"stderr", r.StderrPath, r.StderrSize}} {
+			if out.size == 0 {
+				fmt.Fprintf(g.stdout, "%-10s (empty)\n", out.name)
+				continue
+			}
+			fmt.Fprintf(g.stdout, "%s (%d bytes):\n", out.name, out.size)
+			if f, err := os.Open(out.path); err == nil {
+				io.Copy(g.stdout, io.LimitReader(f, out.size))
+				f.Close()
+			} else {
+				fmt.Fprintf(g.stdout, "(not readable: %v)", err)
+			}
+			fmt.Fprintln(g.stdout)
+		}
+		return
 	}
 	for _, out := range []struct {
 		name string
