@@ -154,7 +154,7 @@ func bucket(n int) int {
 		}
 		return b
 	}
-	return (n + 65535) / 65536 * 65536
+	return (n + 16383) / 16384 * 16384 // above 64 KiB: multiples of 16 KiB
 }
 
 func base64Lines(n int) int {

@@ -9,10 +9,12 @@ import (
 // Padding buckets (docs/PROTOCOL.md, "Padding"): the plaintext of every sealed body is padded with
 // zero bytes to the smallest bucket that holds it, so the relay learns the size class of a command
 // and not its length. Buckets are 256 bytes, then every power of two up to 64 KiB, then multiples
-// of 64 KiB (at most 1/16 overhead for large transfers).
+// of 16 KiB (at most 1/4 overhead just above 64 KiB, 1/64 at a 1 MiB chunk: a coarser step
+// cost a compressed chunk's mail up to a third more).
 const (
 	minBucket = 256
-	bigStep   = 64 << 10
+	powerMax  = 64 << 10 // the largest power-of-two bucket
+	bigStep   = 16 << 10 // the step above it
 	tagSize   = 16
 
 	shareSize       = 32
@@ -27,7 +29,7 @@ func bucket(n int) int {
 	if n <= minBucket {
 		return minBucket
 	}
-	if n <= bigStep {
+	if n <= powerMax {
 		b := minBucket
 		for b < n {
 			b <<= 1
