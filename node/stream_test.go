@@ -370,3 +370,7 @@ func TestSpoolFollowsResults(t *testing.T) {
 		t.Fatalf("the spool of a pruned result stays: %v", err)
 	}
 }
+
+func pullRequest(path string) commands.Request {
+	return commands.Request{Name: commands.CmdPull, Path: path}
+}
