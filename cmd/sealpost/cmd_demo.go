@@ -200,6 +200,9 @@ func (d *demo) run(ctx context.Context, keep bool) error {
 	if err := d.fanOut(ctx, alice); err != nil {
 		return err
 	}
+	if err := d.pullFile(ctx, dir, alice, bob); err != nil {
+		return err
+	}
 	d.say("\nSummary (round trip through SMTP and IMAP on this machine):")
 	for _, r := range rows {
 		d.say("%s", r)
@@ -236,6 +239,36 @@ func (d *demo) fanOut(ctx context.Context, alice *node.Node) error {
 		return fmt.Errorf("ping @web: %w", err)
 	}
 	d.say("   %s; `sealpost run @web --wait -- PROGRAM` groups the outputs and lists who did not answer", summaryLine(rs))
+	return nil
+}
+
+// pullFile shows large data (README, "Large output and files"): bob lets alice read one
+// directory, and alice pulls a 3 MB file from it, which comes back in chunks.
+func (d *demo) pullFile(ctx context.Context, dir string, alice, bob *node.Node) error {
+	d.say("\n4. Large data: bob lets alice read one directory; alice pulls a 3 MB log from it, which comes\n   back in chunks of up to 1 MiB, each compressed and sealed, joined and checked by SHA-256.")
+	share := filepath.Join(dir, "bob-share")
+	if err := os.Mkdir(share, 0o700); err != nil {
+		return err
+	}
+	var b strings.Builder
+	for i := 0; b.Len() < 3_000_000; i++ {
+		fmt.Fprintf(&b, "2026-12-08T12:%02d:%02d bob sealpost[%d]: line %d of the demo log\n", i/60%60, i%60, 1000+i%7, i)
+	}
+	path := filepath.Join(share, "demo.log")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	if _, err := bob.AddPeer(ctx, node.PeerSpec{Name: "alice", AllowRead: []string{share}}); err != nil {
+		return err
+	}
+	r, err := alice.Run(ctx, node.RunSpec{Peer: "bob", Request: commands.Request{Name: commands.CmdPull, Path: path}, TTL: time.Hour}, true, nil)
+	if err != nil {
+		return fmt.Errorf("pull: %w", err)
+	}
+	if r.Status != node.StatusDone || !r.Streamed {
+		return fmt.Errorf("pull: %s %s", r.Status, r.Error)
+	}
+	d.say("   → %d bytes, whole and checked; `sealpost pull bob %s ./demo.log` does this from the shell", r.StdoutSize, path)
 	return nil
 }
 
