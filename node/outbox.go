@@ -291,7 +291,11 @@ func (n *Node) undeliverable(tx *keystore.Tx, st TxStore, pkg []byte, se *mailbo
 		if err != nil || !ok || rec.Broken != "" {
 			return nil, err
 		}
-		rec.Broken = clip(fmt.Sprintf("a chunk of the output was refused by the mail server: %v", se), commands.MaxErrorBytes)
+		why := "a chunk of the output was refused by the mail server"
+		if se.TooLarge() {
+			why += " for its size"
+		}
+		rec.Broken = clip(fmt.Sprintf("%s: %v", why, se), commands.MaxErrorBytes)
 		n.removeStreamOut(rec.Peer, rec.Command)
 		n.log.Warn("a chunk of a streamed output was refused for good; the requester learns why when it asks for it", "op", "send", "command", p.Command, "err", se)
 		return nil, tx.PutStreamOut(rec)
