@@ -62,25 +62,19 @@ func (n *Node) streamOutput(ctx context.Context, x *execution) (*outStream, erro
 	s := &outStream{n: n, peer: x.peer, cmd: x.ticket.Command,
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	copy(s.secret[:], x.raw.Stream)
+	max := n.maxStreamOutput(x.peer.Name) // the peer's cap (peer_output.go)
 	for i := range s.parts {
 		f, err := os.OpenFile(filepath.Join(dir, spoolName(x.ticket.Peer, x.ticket.Command, uint8(i+1))), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			s.closeFiles()
 			return nil, err
 		}
-		s.parts[i] = outPart{f: f, max: n.maxStreamOutput(), hash: sha256.New()}
+		s.parts[i] = outPart{f: f, max: max, hash: sha256.New()}
 	}
 	x.policy.Stdout, x.policy.Stderr = partWriter{s, 0}, partWriter{s, 1}
 	s.cutter.Add(1)
 	go s.cutLoop(ctx)
 	return s, nil
-}
-
-func (n *Node) maxStreamOutput() int64 {
-	if n.opts.MaxStreamOutput > 0 {
-		return n.opts.MaxStreamOutput
-	}
-	return DefaultMaxStreamOutput
 }
 
 type partWriter struct {
