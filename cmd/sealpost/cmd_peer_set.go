@@ -69,12 +69,18 @@ func runPeerSet(ctx context.Context, g *globals, args []string) error {
 	if err != nil {
 		return err
 	}
-	known := false
+	status := ""
 	for _, p := range peers {
-		known = known || p.Name == spec.Name
+		if p.Name == spec.Name {
+			status = p.Status
+		}
 	}
-	if !known {
-		return fmt.Errorf("no peer called %s: pair with it first (sealpost peer add %s --address ADDRESS)", spec.Name, spec.Name)
+	switch status {
+	case "":
+		return fmt.Errorf("no peer called %s: pair with it first (sealpost peer add %s --address ADDRESS --max-output SIZE)", spec.Name, spec.Name)
+	case "pairing":
+		// AddPeer without an address would not keep the armed pairing; with one it would arm a new.
+		return fmt.Errorf("%s is still pairing: run this again once it is paired (sealpost peer list), or give --max-output to the `sealpost peer add %s` that arms the pairing", spec.Name, spec.Name)
 	}
 	if _, err := api.AddPeer(ctx, spec); err != nil {
 		return err
