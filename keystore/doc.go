@@ -83,7 +83,9 @@
 //	peer_tags           peer name             -> JSON []string: the peer's tags, sorted and
 //	                                             unique, never empty (pinned or pairing)
 //	peer_state          peer name             -> JSON PeerState: the fleet view's row (latest
-//	                                             sysinfo, last ping, status reports asked)
+//	                                             sysinfo, last ping, status reports asked) and
+//	                                             the peer's output cap (max_output; absent in
+//	                                             rows written before it: the default)
 //	schedules           schedule name         -> JSON Schedule: target, request, interval or
 //	                                             cron, jitter, hook, next slot, pending runs
 //	schedule_runs       schedule name || 0x00 || T(fired) -> JSON ScheduleRun: the command

@@ -36,6 +36,11 @@ type PeerState struct {
 	// ReportAsk: ReportEvery was asked for at `peer add`, before the peer was paired; the
 	// request goes to the peer once pairing completes.
 	ReportAsk bool `json:"report_ask,omitempty"`
+	// MaxOutput is the most bytes of each stream of a command's output (stdout, stderr) this
+	// node, as the peer's agent, sends it (`peer add --max-output`); 0: the node's default. A
+	// setting of this node's, not a fact about the peer's host: it stays when the report wish
+	// of a lapsed pairing is dropped (node/report.go).
+	MaxOutput int64 `json:"max_output,omitempty"`
 }
 
 func (p PeerState) validate() error {
@@ -50,7 +55,7 @@ func (p PeerState) validate() error {
 			return invalidf("peer state of %q: a part is not JSON", p.Name)
 		}
 	}
-	if p.RoundTrip < 0 || p.ReportEvery < 0 {
+	if p.RoundTrip < 0 || p.ReportEvery < 0 || p.MaxOutput < 0 {
 		return invalidf("peer state of %q: a negative duration", p.Name)
 	}
 	return nil

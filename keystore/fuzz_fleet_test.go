@@ -37,7 +37,7 @@ func fleetFuzzStore(f *testing.F) *Store {
 			tx.PutPeerState(PeerState{Name: "bob", SysInfo: json.RawMessage(`{"hostname":"bob","load1":0.5,"disks":[]}`), SysInfoAt: t0.In(east),
 				RoundTrip: 1500 * time.Millisecond, PingAt: t0, ReportEvery: 15 * time.Minute, LastReport: t0, ReportSeq: 7,
 				Report: json.RawMessage(`{"version":"1.2","queue":0}`)}),
-			tx.PutPeerState(PeerState{Name: "carol", ReportEvery: time.Minute, ReportAsk: true}),
+			tx.PutPeerState(PeerState{Name: "carol", ReportEvery: time.Minute, ReportAsk: true, MaxOutput: 10 << 30}),
 			tx.PutReportTo(ReportTo{Name: "alice", Every: 15 * time.Minute, NextDue: t0.In(east), Seq: 3, SentID: tid(3),
 				SentState: json.RawMessage(`{"os":"x"}`), AckedSeq: 2, AckedState: json.RawMessage(`{}`), AckedAt: t0.Add(-time.Hour)}),
 			tx.PutReportTo(ReportTo{Name: "dave", Every: time.Second, NextDue: t0}),

@@ -162,4 +162,9 @@
 //
 // docs/PROTOCOL.md section 17 (Email carriage); the mail format is described in mime.go. Send
 // errors say whether they are temporary (SendError), which the outbox uses to retry or give up.
+// IMAPSMTP is also a SizeLimiter (sizelimit.go): it reports the SIZE the submission server
+// advertised at its last greeting (RFC 1870), connecting once to learn it, and MailSize bounds
+// the mail a package becomes, so that a sender cutting a stream into chunks (docs/PROTOCOL.md
+// section 20) makes each chunk's mail fit. The embedded relay advertises its
+// RelayConfig.MaxMessageBytes as SIZE.
 package mailbox

@@ -275,6 +275,7 @@ func (t *IMAPSMTP) greet(ctx context.Context, sc *smtpConn, nc net.Conn, try int
 		}
 		return setupErr("EHLO", tlsError(err, s.SMTPAddr))
 	}
+	t.learnSize(c.MaxMessageSize()) // the SIZE extension, for senders that size their mails (sizelimit.go)
 	if !s.hasCredentials() {
 		return nil
 	}

@@ -40,6 +40,7 @@ type IMAPSMTP struct {
 	smtpSlots chan struct{} // one per submission under way (cap Config.SMTPConnections)
 	smtpMu    sync.Mutex    // guards smtpKept
 	smtpKept  []*smtpConn   // kept connections no submission uses; the last one kept is last
+	smtpSize  atomic.Int64  // 1 + the SIZE the server advertised at the last greeting; 0: no greeting yet (sizelimit.go)
 
 	statsMu sync.Mutex
 	stats   Stats

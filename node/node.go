@@ -169,6 +169,9 @@ type MailConfig struct {
 	// (mailbox.Config.SMTPConnections); zero: mailbox.DefaultSMTPConnections (2). 1 for a
 	// provider that allows one connection at a time.
 	SMTPConnections int `json:"smtp_connections,omitempty"`
+	// MaxMailSize (`init --max-mail-size`) is the largest mail this node sends a streamed chunk
+	// in; the mail server's SIZE, when smaller, wins. Zero: DefaultMaxMailSize (stream_size.go).
+	MaxMailSize int64 `json:"max_mail_size,omitempty"`
 	// NoMail (`init --no-mail`): this node has no mailbox at all. Nothing is mailed; packages
 	// wait in the outbox for `sealpost export`, and arrive by `sealpost import` (carry.go).
 	NoMail bool `json:"no_mail,omitempty"`

@@ -37,13 +37,17 @@ type lab struct {
 
 func newLab(t *testing.T) *lab { return newLabTB(t) }
 
-func newLabTB(t testing.TB) *lab {
+func newLabTB(t testing.TB) *lab { return newLabRelay(t, mailbox.RelayConfig{}) }
+
+// newLabRelay is newLab on a relay configured by cfg (its users are the lab's).
+func newLabRelay(t testing.TB, cfg mailbox.RelayConfig) *lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	l := &lab{t: t, ctx: ctx, dirs: map[string]string{}, users: map[string]string{"alice@example.test": "pw-a", "bob@example.test": "pw-b", "carol@example.test": "pw-c"}}
 	var err error
-	l.relay, err = mailbox.StartRelay(ctx, mailbox.RelayConfig{Users: l.users})
+	cfg.Users = l.users
+	l.relay, err = mailbox.StartRelay(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

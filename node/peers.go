@@ -30,6 +30,9 @@ type PeerSpec struct {
 	// ReportEvery asks the peer for status reports at this interval once it is paired (0:
 	// none); for a peer paired already, `peer report` asks at once.
 	ReportEvery time.Duration `json:"report_every,omitempty"`
+	// MaxOutput caps each stream of the output of the commands the peer runs here (bytes; 0:
+	// unchanged; MaxOutputDefault: back to the node's default; peer_output.go).
+	MaxOutput int64 `json:"max_output,omitempty"`
 }
 
 // PeerAdded tells the operator what happened and what to do on the other side.
@@ -67,6 +70,9 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			return res, err
 		}
 	}
+	if err := checkMaxOutput(spec.MaxOutput); err != nil {
+		return res, err
+	}
 	if spec.ReportEvery != 0 {
 		if _, err := encodeRequest(commands.Request{Name: commands.CmdReportEvery, Every: spec.ReportEvery}); err != nil {
 			return res, err
@@ -100,6 +106,9 @@ func (n *Node) AddPeer(ctx context.Context, spec PeerSpec) (PeerAdded, error) {
 			}
 		} else if err := n.forgetReportAsk(tx, spec.Name); err != nil {
 			return err // a new pairing without --report-every does not inherit an earlier one's (report.go)
+		}
+		if err := setMaxOutput(tx, spec.Name, spec.MaxOutput); err != nil {
+			return err
 		}
 		if len(spec.Tags) > 0 {
 			// --tag adds to the peer's tags, as --allow to its allow list.
@@ -301,6 +310,9 @@ type PeerInfo struct {
 	Tags        []string     `json:"tags,omitempty"`
 	Outbound    *SessionInfo `json:"outbound,omitempty"` // we command the peer
 	Inbound     *SessionInfo `json:"inbound,omitempty"`  // the peer commands us
+
+	// MaxOutput is the peer's output cap here (peer_output.go); 0: the default.
+	MaxOutput int64 `json:"max_output,omitempty"`
 }
 
 // Ready reports that the peer's row in `peer list` says Confirmed: a session with it is open,
@@ -342,6 +354,9 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 		if pi.Tags, err = tx.PeerTags(p.Name); err != nil {
 			return nil, err
 		}
+		if pi.MaxOutput, err = peerMaxOutput(tx, p.Name); err != nil {
+			return nil, err
+		}
 		ids, err := st.SessionsOf(p.Fingerprint)
 		if err != nil {
 			return nil, err
@@ -380,7 +395,11 @@ func (n *Node) peersIn(tx *keystore.Tx, st TxStore) ([]PeerInfo, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow, Tags: tags})
+		maxOut, err := peerMaxOutput(tx, pr.Name)
+		if err != nil {
+			return err
+		}
+		out = append(out, PeerInfo{Name: pr.Name, Address: addr, Status: "pairing", Allow: pol.Allow, Tags: tags, MaxOutput: maxOut})
 		return nil
 	})
 	slices.SortFunc(out, func(a, b PeerInfo) int { return strings.Compare(a.Name, b.Name) })

@@ -212,7 +212,7 @@ func (n *Node) forgetReportAsk(tx *keystore.Tx, name string) error {
 	if _, pinned, err := tx.Peer(name); err != nil || pinned {
 		return err
 	}
-	return tx.DeletePeerState(name)
+	return dropReportWish(tx, ps) // an output cap set for the name stays (peer_output.go)
 }
 
 // dropLapsedReportAsks deletes, at most once per reportAskSweepEvery, the fleet rows that `peer
@@ -242,7 +242,11 @@ func (n *Node) dropLapsedReportAsks(now time.Time) {
 				if gone, err := reportAskLapsed(tx, name, now); err != nil {
 					return err
 				} else if gone {
-					if err := tx.DeletePeerState(name); err != nil {
+					ps, _, err := tx.PeerState(name)
+					if err != nil {
+						return err
+					}
+					if err := dropReportWish(tx, ps); err != nil {
 						return err
 					}
 					n.log.Info("the pairing asked to report is gone; its report interval is forgotten", "op", "report", "peer", name)

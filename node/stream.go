@@ -30,8 +30,11 @@ const (
 	streamRetention = 7 * 24 * time.Hour
 	// chunksInFlight bounds the chunks of this node's waiting in the outbox: the cutter waits
 	// for the mail to go before it cuts more, so memory and the outbox stay small however fast
-	// a program prints.
-	chunksInFlight = 4
+	// a program prints. Each costs about 5 MB while it waits and goes (its package in the
+	// cutter, in the outbox's pages and in the flush, and its mail): with 4, an agent sending 1
+	// GiB that does not compress peaked at 88 MiB, with 2 at 49-58 MiB; the SMTP connections
+	// (2) are kept as busy either way (docs/BENCHMARKS.md, "Streamed output").
+	chunksInFlight = 2
 )
 
 func (n *Node) spoolDir(dir string) (string, error) {

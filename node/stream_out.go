@@ -27,7 +27,8 @@ type outStream struct {
 	peer   keystore.Peer
 	cmd    session.CommandID
 	secret session.Secret
-	size   int // plain bytes per chunk
+	size   int // plain bytes per chunk; 0 until the cutter first asks (chunkLen)
+	fit    int // plain bytes whose chunk fits in a mail (size unless Options.ChunkSize is less)
 
 	mu     sync.Mutex
 	parts  [2]outPart
@@ -58,35 +59,22 @@ func (n *Node) streamOutput(ctx context.Context, x *execution) (*outStream, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &outStream{n: n, peer: x.peer, cmd: x.ticket.Command, size: n.chunkSize(),
+	s := &outStream{n: n, peer: x.peer, cmd: x.ticket.Command,
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	copy(s.secret[:], x.raw.Stream)
+	max := n.maxStreamOutput(x.peer.Name) // the peer's cap (peer_output.go)
 	for i := range s.parts {
 		f, err := os.OpenFile(filepath.Join(dir, spoolName(x.ticket.Peer, x.ticket.Command, uint8(i+1))), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			s.closeFiles()
 			return nil, err
 		}
-		s.parts[i] = outPart{f: f, max: n.maxStreamOutput(), hash: sha256.New()}
+		s.parts[i] = outPart{f: f, max: max, hash: sha256.New()}
 	}
 	x.policy.Stdout, x.policy.Stderr = partWriter{s, 0}, partWriter{s, 1}
 	s.cutter.Add(1)
 	go s.cutLoop(ctx)
 	return s, nil
-}
-
-func (n *Node) chunkSize() int {
-	if n.opts.ChunkSize > 0 {
-		return min(n.opts.ChunkSize, session.MaxChunkData)
-	}
-	return session.MaxChunkData
-}
-
-func (n *Node) maxStreamOutput() int64 {
-	if n.opts.MaxStreamOutput > 0 {
-		return n.opts.MaxStreamOutput
-	}
-	return DefaultMaxStreamOutput
 }
 
 type partWriter struct {
@@ -152,8 +140,25 @@ func (s *outStream) cutLoop(ctx context.Context) {
 	}
 }
 
+// chunkLen is the stream's chunk size, asked of the node the first time (which may connect to
+// the mail server to learn its size limit: on the cutter, never holding up the program). Only
+// the cutter and, after it stopped, finish call it.
+func (s *outStream) chunkLen(ctx context.Context) (size, fit int) {
+	s.mu.Lock()
+	size, fit = s.size, s.fit
+	s.mu.Unlock()
+	if size == 0 {
+		size, fit = s.n.chunkSizeFor(ctx, s.peer.Address)
+		s.mu.Lock()
+		s.size, s.fit = size, fit
+		s.mu.Unlock()
+	}
+	return size, fit
+}
+
 // cutReady cuts every whole chunk waiting (and, with all, the rest too).
 func (s *outStream) cutReady(ctx context.Context, all bool) error {
+	s.chunkLen(ctx)
 	for {
 		s.mu.Lock()
 		part := -1
@@ -240,7 +245,16 @@ func (s *outStream) finish(ctx context.Context, res commands.Result) commands.Re
 	err := s.err
 	out, errp := s.parts[0], s.parts[1]
 	s.mu.Unlock()
-	if err == nil && len(s.cut) == 0 && out.written+errp.written <= inlineMax && !out.dropped && !errp.dropped {
+	// Inline only what fits in a mail a chunk fits in: the answer carries it base64 inside JSON
+	// (4/3) in a padded body, so half a chunk's bytes (asked only when there is more than any
+	// chunk's half).
+	total := out.written + errp.written
+	small := total <= minChunkData/2
+	if !small {
+		_, fit := s.chunkLen(ctx)
+		small = total <= int64(min(inlineMax, fit/2))
+	}
+	if err == nil && len(s.cut) == 0 && small && !out.dropped && !errp.dropped {
 		res.Stdout, err = readAll(out)
 		if err == nil {
 			res.Stderr, err = readAll(errp)

@@ -10,6 +10,9 @@ import (
 	"github.com/sealpost/sealpost/node"
 )
 
+// minMailSize is the least --max-mail-size: a handshake's mail takes a few kilobytes.
+const minMailSize = 16 << 10
+
 func runInit(ctx context.Context, g *globals, args []string) error {
 	fs := newFlags(g, "init", "--address ADDR --imap HOST:PORT --smtp HOST:PORT [options]",
 		"Create this node's identity (once) and store its mailbox settings, after logging in to\nboth servers with them (nothing is stored if that fails). Passwords are never taken from\nthe command line: name an environment variable or a file that holds it.",
@@ -28,6 +31,7 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM `FILE` with a CA to trust (for self-signed servers)")
 	fs.DurationVar(&c.PollInterval, "poll", 0, "polling interval when the server has no IDLE (default 30s)")
 	fs.IntVar(&c.SMTPConnections, "smtp-connections", 0, "how many mails are sent at once, each over its own SMTP connection (default 2;\n1 for a provider that allows one connection at a time)")
+	fs.Var(sizeFlag{&c.MaxMailSize}, "max-mail-size", "the largest mail, in `BYTES` (K, M, G: powers of 1024), to send a piece of a large\noutput in (default 10000000, under the 10 MiB most providers take); the SMTP server's\nSIZE wins when it is smaller. Give the smallest of your and your peers' providers' limits")
 	fs.BoolVar(&c.NoMail, "no-mail", false, "a node with no mailbox at all, for the air-gapped side: its packages are carried\nas files (`sealpost export`, `sealpost import`); --address is its name in pairing")
 	noCheck := fs.Bool("no-check", false, "store the settings without logging in to the servers first (to set up a host\nbefore its mail server is reachable)")
 	pos, err := parse(fs, args)
@@ -42,6 +46,9 @@ func runInit(ctx context.Context, g *globals, args []string) error {
 	}
 	if c.NoMail {
 		return initNoMail(g, c)
+	}
+	if c.MaxMailSize != 0 && c.MaxMailSize < minMailSize {
+		return usagef("--max-mail-size %d: give at least %s (a smaller mail cannot carry a handshake)", c.MaxMailSize, formatSize(minMailSize))
 	}
 	if c.SMTPConnections < 0 {
 		return usagef("--smtp-connections %d: give 1 or more", c.SMTPConnections)

@@ -45,3 +45,30 @@ func TestInitStoresOnlyWorkingSettings(t *testing.T) {
 		t.Fatalf("init --no-check = %v (stored: %v); want the settings stored untried", err, stored(dir))
 	}
 }
+
+// TestInitMaxMailSize: --max-mail-size takes a size with a unit and refuses what is not one, or
+// too small to carry a handshake, as a usage error that stores nothing.
+func TestInitMaxMailSize(t *testing.T) {
+	t.Setenv("SEALPOST_TEST_PW", "pw")
+	run := func(size string) (string, error) {
+		dir := filepath.Join(t.TempDir(), "state")
+		var out, errOut bytes.Buffer
+		err := runInit(context.Background(), &globals{state: dir, stdout: &out, stderr: &errOut},
+			[]string{"--address", "alice@example.test", "--password-env", "SEALPOST_TEST_PW", "--tls", "none",
+				"--imap", "127.0.0.1:1", "--smtp", "127.0.0.1:1", "--no-check", "--max-mail-size", size})
+		return dir, err
+	}
+	for _, bad := range []string{"1K", "16383", "1.5M", "lots", "-5M"} {
+		dir, err := run(bad)
+		var usage usageError
+		if !errors.As(err, &usage) {
+			t.Errorf("init --max-mail-size %s = %v; want a usage error", bad, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "state.db")); err == nil {
+			t.Errorf("init --max-mail-size %s stored the settings", bad)
+		}
+	}
+	if _, err := run("5M"); err != nil {
+		t.Fatalf("init --max-mail-size 5M = %v", err)
+	}
+}

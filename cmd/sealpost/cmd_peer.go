@@ -26,9 +26,11 @@ const peerUsage = `Usage: sealpost peer SUBCOMMAND [options] [arguments]
 Pair with peers, list them, and change which programs they may run on this node.
 
 Subcommands:
-  add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...]
+  add NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--tag TAG ...] [--max-output SIZE]
                             pair with a peer (or add to what an existing one may run, or its tags)
-  list [--json]             list peers: status, key epoch, last seen, allow list, tags
+  list [--json]             list peers: status, key epoch, last seen, allow list, output cap, tags
+  set NAME --max-output SIZE
+                            cap the output of the peer's commands sent back (default 1G)
   tag NAME TAG...           add tags to a peer (a target @TAG names every peer tagged TAG)
   untag NAME TAG...         take tags off a peer
   allow NAME PROGRAM...     let the peer run these programs here
@@ -67,8 +69,10 @@ func runPeer(ctx context.Context, g *globals, args []string) error {
 		return runPeerTag(ctx, g, args[1:], false)
 	case "report":
 		return runPeerReport(ctx, g, args[1:])
+	case "set":
+		return runPeerSet(ctx, g, args[1:])
 	}
-	return usagef("unknown peer subcommand %q (want add, list, allow, deny, tag, untag or remove)", args[0])
+	return usagef("unknown peer subcommand %q (want add, list, set, allow, deny, tag, untag, remove or report)", args[0])
 }
 
 // runPeerAllow is `peer allow NAME PROGRAM...` (allow) and `peer deny NAME PROGRAM...`.
@@ -166,7 +170,7 @@ func runPeerTag(ctx context.Context, g *globals, args []string, add bool) error 
 }
 
 func runPeerAdd(ctx context.Context, g *globals, args []string) error {
-	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--allow-read DIR ...] [--allow-write DIR ...] [--tag TAG ...] [--report-every D]",
+	fs := newFlags(g, "peer add", "NAME --address ADDR [--code-file FILE | --code CODE | --fingerprint FP] [--allow PROGRAM ...] [--allow-read DIR ...] [--allow-write DIR ...] [--tag TAG ...] [--report-every D] [--max-output SIZE]",
 		"Pair with a peer, or change what it may run here. Without a code or --fingerprint a pairing\ncode is generated and printed: run the printed command on the other node. --allow adds a\nprogram the peer may run on this node: an absolute path, or a name looked up in PATH now\n(`sealpost peer remove` starts over). --tag adds a tag (see `sealpost peer tag`).",
 		"sealpost peer add bob --address bob@example.test --code-file - --allow uptime --tag web")
 	var spec node.PeerSpec
@@ -182,6 +186,7 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	fs.Var(&allowRead, "allow-read", "a `DIR`ectory the peer may pull files from (sealpost pull), itself and below,\nnever through a symlink out of it (repeatable)")
 	fs.Var(&allowWrite, "allow-write", "a `DIR`ectory the peer may push files into (sealpost push), as --allow-read\n(repeatable)")
 	fs.DurationVar(&spec.ReportEvery, "report-every", 0, "ask the peer, once paired, to mail a status report every `INTERVAL` (1s to 24h;\nsee `sealpost peer report`)")
+	fs.Var(maxOutputFlag{&spec.MaxOutput}, "max-output", maxOutputHelp)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -238,6 +243,9 @@ func runPeerAdd(ctx context.Context, g *globals, args []string) error {
 	if len(res.AllowWrite) > 0 {
 		fmt.Fprintf(g.stdout, "%s may push files into: %s\n", spec.Name, strings.Join(res.AllowWrite, " "))
 	}
+	if spec.MaxOutput != 0 {
+		fmt.Fprintf(g.stdout, "%s's output is capped at %s per stream\n", spec.Name, describeMaxOutput(spec.MaxOutput))
+	}
 	if spec.ReportEvery > 0 {
 		fmt.Fprintf(g.stdout, "%s will be asked for a status report every %s once it is paired (sealpost fleet shows them).\n", spec.Name, spec.ReportEvery)
 	}
@@ -267,7 +275,7 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT\tALLOWED\tTAGS")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tEPOCH\tLAST SEEN\tFINGERPRINT\tALLOWED\tMAX OUTPUT\tTAGS")
 	for _, p := range peers {
 		seen, fp, allowed, tags := "-", "-", "-", "-"
 		if len(p.Tags) > 0 {
@@ -282,7 +290,7 @@ func runPeerList(ctx context.Context, g *globals, args []string) error {
 		if len(p.Allow) > 0 {
 			allowed = strings.Join(p.Allow, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, fp, allowed, tags)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Address, p.Status, p.Epoch, seen, fp, allowed, describeMaxOutput(p.MaxOutput), tags)
 	}
 	return tw.Flush()
 }
