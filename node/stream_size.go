@@ -113,5 +113,5 @@ func paddedLen(n int) int {
 		}
 		return b
 	}
-	return (n + 65535) / 65536 * 65536
+	return (n + 16383) / 16384 * 16384 // above 64 KiB, steps of 16 KiB
 }

@@ -48,6 +48,16 @@ func TestChunkDataForFits(t *testing.T) {
 		}
 		t.Logf("mail limit %d: chunks of %d bytes, mails of %d", limit, n, len(mail))
 	}
+	// paddedLen is section 9's bucket, as the engine pads (a drift either way is caught here).
+	for _, p := range []int{1, 239, 240, 1000, 65536 - 17, 65536 - 16, 70_000, 81_903, 81_904, session.MaxChunkPayload} {
+		pkg, err := l.alice.eng.SealChunk(bob.Fingerprint, session.CommandID{1}, &secret, session.Chunk{Payload: make([]byte, p), Part: session.PartStdout})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(pkg)-session.HeaderSize-16, paddedLen(17+p); got != want {
+			t.Errorf("a chunk of a %d-byte payload is padded to %d; paddedLen(%d) = %d", p, got, 17+p, want)
+		}
+	}
 	if n := chunkDataFor(100, from, to, session.MaxChunkData); n != minChunkData {
 		t.Errorf("chunkDataFor(100) = %d; want the floor %d", n, minChunkData)
 	}
