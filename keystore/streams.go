@@ -96,8 +96,10 @@ type StreamOut struct {
 	// (empty: the spool files).
 	Source    string `json:"source,omitempty"`
 	SourceRel string `json:"source_rel,omitempty"`
-	// Size is the source file's size when the transfer began: what it sends.
-	Size int64 `json:"size,omitempty"`
+	// Size is the source file's size when the transfer began: what it sends; ChunkSize the
+	// plain bytes per chunk a push promised (its chunk count depends on it), 0 for the others.
+	Size      int64 `json:"size,omitempty"`
+	ChunkSize int   `json:"chunk_size,omitempty"`
 	// Ended: every chunk is cut and the final answer is recorded.
 	Ended bool `json:"ended,omitempty"`
 	// Expires is when the spool may go though the requester never confirmed it.

@@ -143,7 +143,8 @@ func (n *Node) runPull(ctx context.Context, x *execution) commands.Result {
 		return fail(commands.OutcomeStartFailed, "read %s: %v", x.req.Path, err)
 	}
 	secret := session.Secret(rec.Secret)
-	buf := make([]byte, n.chunkSize())
+	cs, _ := n.chunkSizeFor(ctx, x.peer.Address)
+	buf := make([]byte, cs)
 	for idx := uint32(len(rec.Chunks)); off < size; idx++ {
 		b := buf[:min(int64(len(buf)), size-off)]
 		if _, err := f.ReadAt(b, off); err != nil {
@@ -281,7 +282,19 @@ func (n *Node) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return id, fmt.Errorf("push: read %s: %w", local, err)
 	}
-	size, cs := fi.Size(), int64(n.chunkSize())
+	var to keystore.Peer
+	if err := n.store.View(func(tx *keystore.Tx) error {
+		p, ok, err := tx.Peer(spec.Peer)
+		if err == nil && !ok {
+			err = fmt.Errorf("no peer named %q: add it with `sealpost peer add %s --address ADDRESS`", spec.Peer, spec.Peer)
+		}
+		to = p
+		return err
+	}); err != nil {
+		return id, err
+	}
+	chunk, _ := n.chunkSizeFor(ctx, to.Address)
+	size, cs := fi.Size(), int64(chunk)
 	req := commands.Request{Name: commands.CmdPush, Path: spec.Remote, Size: size, SHA256: hex.EncodeToString(h.Sum(nil)), Chunks: (size + cs - 1) / cs}
 	if err := withStream(&req); err != nil {
 		return id, err
@@ -305,7 +318,7 @@ func (n *Node) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 		if err != nil || again {
 			return err
 		}
-		rec := &keystore.StreamOut{Peer: p.Fingerprint, Command: id, Source: filepath.Dir(local), SourceRel: filepath.Base(local), Size: size, Expires: now.Add(streamRetention)}
+		rec := &keystore.StreamOut{Peer: p.Fingerprint, Command: id, Source: filepath.Dir(local), SourceRel: filepath.Base(local), Size: size, ChunkSize: chunk, Expires: now.Add(streamRetention)}
 		copy(rec.Secret[:], req.Stream)
 		return tx.PutStreamOut(rec)
 	})
@@ -358,7 +371,11 @@ func (n *Node) cutPush(ctx context.Context, to keystore.Peer, id CommandID) erro
 		off = rec.Chunks[k-1].Offset + rec.Chunks[k-1].Len
 	}
 	secret := session.Secret(rec.Secret)
-	buf := make([]byte, n.chunkSize())
+	cs := rec.ChunkSize // the request promised its chunk count, so the size stays
+	if cs <= 0 {
+		cs = n.chunkSize()
+	}
+	buf := make([]byte, cs)
 	for idx := uint32(len(rec.Chunks)); off < rec.Size; idx++ {
 		b := buf[:min(int64(len(buf)), rec.Size-off)]
 		if _, err := f.ReadAt(b, off); err != nil {

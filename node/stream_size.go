@@ -38,8 +38,7 @@ func (n *Node) chunkSizeFor(ctx context.Context, to string) (size, fit int) {
 }
 
 // chunkSize is the chunk size without the mail limit: Options.ChunkSize, at most
-// session.MaxChunkData. The file streams (stream_file.go) cut by it; they should move to
-// chunkSizeFor so that their chunks fit the mail server's limit too.
+// session.MaxChunkData: only for a push recorded before its chunk size was (stream_file.go).
 func (n *Node) chunkSize() int {
 	if n.opts.ChunkSize > 0 {
 		return min(n.opts.ChunkSize, session.MaxChunkData)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +117,38 @@ func TestStreamChunksFitServerSIZE(t *testing.T) {
 		t.Fatalf("bob mailed %d chunks, the largest in a mail of %d bytes; want at least %d, each within the server's SIZE %d", sized.chunks, sized.largest, (size+fit-1)/fit, limit)
 	}
 	t.Logf("%d chunks of at most %d bytes, mails of at most %d bytes", sized.chunks, fit, sized.largest)
+}
+
+// TestFilesFitServerSIZE: pull and push cut their chunks to fit the mail server's SIZE too.
+func TestFilesFitServerSIZE(t *testing.T) {
+	const limit = 40_000
+	l := newLabRelay(t, mailbox.RelayConfig{MaxMessageBytes: limit})
+	share, inbox := filepath.Join(t.TempDir(), "share"), filepath.Join(t.TempDir(), "inbox")
+	os.Mkdir(share, 0o700)
+	os.Mkdir(inbox, 0o700)
+	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", AllowRead: []string{share}, AllowWrite: []string{inbox}}); err != nil {
+		t.Fatal(err)
+	}
+	want := randomFile(t, filepath.Join(share, "data"), 200_000)
+	l.serveBob()
+	defer l.stopBob()
+	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+	defer cancel()
+	r, err := l.alice.Run(ctx, RunSpec{Peer: "bob", Request: pullRequest(filepath.Join(share, "data"))}, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(r.StdoutPath); r.Status != StatusDone || !bytes.Equal(got, want) {
+		t.Fatalf("pull under SIZE %d: %s, %d of %d bytes: %s", limit, r.Status, len(got), len(want), r.Error)
+	}
+	id, err := l.alice.Push(ctx, PushSpec{Peer: "bob", Local: filepath.Join(share, "data"), Remote: filepath.Join(inbox, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = l.alice.Wait(ctx, id, nil); err != nil || r.Status != StatusDone || r.ExitCode != 0 {
+		t.Fatalf("push under SIZE %d: %v %s exit %d: %s", limit, err, r.Status, r.ExitCode, r.Error)
+	}
+	if got, _ := os.ReadFile(filepath.Join(inbox, "data")); !bytes.Equal(got, want) {
+		t.Fatalf("pushed file: %d of %d bytes", len(got), len(want))
+	}
 }
