@@ -100,8 +100,25 @@ func (n *Node) streamRefused(tx *keystore.Tx, peerName string, peer [16]byte, as
 	}
 	cmd := session.CommandID(raw)
 	rec, ok, err := tx.StreamIn(peer, cmd)
-	if err != nil || !ok || rec.Answer == nil {
+	if err != nil || !ok {
 		return nil, err
+	}
+	if rec.Path != "" {
+		// A push to this node whose requester no longer holds its chunks: it cannot complete.
+		// It is answered (failed, nothing written) instead of staying Executing and asked
+		// about for good.
+		pkg, err := n.finishPush(tx, TxStore{tx}, rec)
+		if err != nil || pkg == nil {
+			return nil, err
+		}
+		p, ok, err := tx.PeerByFingerprint(peer)
+		if err != nil || !ok {
+			return nil, err
+		}
+		return nil, enqueue(tx, p.Address, pkg)
+	}
+	if rec.Answer == nil {
+		return nil, nil
 	}
 	res, derr := decodeResult(rec.Answer)
 	if derr == nil {
@@ -152,7 +169,15 @@ func (n *Node) answerStream(tx *keystore.Tx, st TxStore, t *session.Ticket, req 
 		}
 		pkg, err := n.sealFromSpool(rec, rec.Chunks[i])
 		if err != nil {
-			return nil, nil, err
+			// The spool, or the file a pull or push reads, no longer holds the chunk (the file
+			// shrank or went): the stream cannot be finished. That is an answer, not an error
+			// that would hold the ask in the inbox (THREATS row 30) and bring it back forever.
+			rec.Broken = clipString("the stream cannot be sent again: "+err.Error(), commands.MaxErrorBytes)
+			if err := tx.PutStreamOut(rec); err != nil {
+				return nil, nil, err
+			}
+			pkg, err := n.eng.Fail(st, t, session.CodeDenied, rec.Broken)
+			return []Event{ev}, pkg, err
 		}
 		if err := enqueue(tx, peer.Address, pkg); err != nil {
 			return nil, nil, err

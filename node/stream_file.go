@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -51,14 +52,16 @@ func within(dirs []string, path string) (dir, rel string, err error) {
 	return "", "", fmt.Errorf("%w: %s (allowed: %s)", ErrPathDenied, path, strings.Join(dirs, ", "))
 }
 
-// openWithin opens rel inside dir without leaving it.
+// openWithin opens rel inside dir without leaving it. O_NONBLOCK: a FIFO (or a device) a peer
+// names must not hold the executor in open(2) until a writer comes; callers check that what
+// they opened is a regular file, for which the flag changes nothing.
 func openWithin(dir, rel string) (*os.File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	return root.Open(rel)
+	return root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 }
 
 // checkTransfer is the turn's check of a pull or push (atTurn): the path lies in one of the
@@ -268,6 +271,11 @@ func (n *Node) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 	local, err := filepath.Abs(spec.Local)
 	if err != nil {
 		return id, err
+	}
+	// The cutter reads the file through an os.Root of its directory, which refuses a symlink
+	// that leads out of it: name the file the link leads to, as the hash below reads it.
+	if local, err = filepath.EvalSymlinks(local); err != nil {
+		return id, fmt.Errorf("push: %w", err)
 	}
 	f, err := os.Open(local)
 	if err != nil {

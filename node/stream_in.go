@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -68,7 +69,20 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 		return false, res, nil, nil
 	}
 	part := int(c.Part) - 1
+	if end := int64(c.Offset) + int64(len(plain)); rec.Path != "" && (c.Part != session.PartStdout || end > rec.Size) ||
+		rec.Answer != nil && end > answeredSize(rec, part) {
+		// Past what the push or the answer names: nothing of it can belong to the output, and
+		// spooling it would let the sender grow the spool file to any size.
+		n.log.Warn("dropped a chunk past the end of its stream", "op", "stream", "cmd_id", c.Command.String(), "chunk", c.Index)
+		return false, res, nil, nil
+	}
 	if err := n.spoolWrite(c.Peer, c.Command, c.Part, int64(c.Offset), plain); err != nil {
+		if errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EINVAL) {
+			// An offset no file here can reach: the chunk's fault, not the node's, so not an
+			// error that holds the mail in the inbox (THREATS row 30).
+			n.log.Warn("dropped a chunk whose offset the spool cannot hold", "op", "stream", "cmd_id", c.Command.String(), "chunk", c.Index, "err", err)
+			return false, res, nil, nil
+		}
 		return false, res, nil, err
 	}
 	rec.SetChunk(c.Index)
@@ -93,6 +107,19 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 		return false, res, nil, enqueue(tx, p.Address, pkg)
 	}
 	return n.settleStream(tx, rec)
+}
+
+// answeredSize is the size the held answer names for part (0 stdout, 1 stderr); -1 when it
+// cannot be read (then no chunk fits, and the stream ends failed as it would anyway).
+func answeredSize(rec *keystore.StreamIn, part int) int64 {
+	res, err := decodeResult(rec.Answer)
+	if err != nil {
+		return -1
+	}
+	if part == 0 {
+		return res.StdoutSize
+	}
+	return res.StderrSize
 }
 
 // joinSegs moves the segments that continue part's contiguous prefix into it, hashing their
