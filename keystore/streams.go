@@ -104,6 +104,8 @@ type StreamOut struct {
 	Ended bool `json:"ended,omitempty"`
 	// Expires is when the spool may go though the requester never confirmed it.
 	Expires time.Time `json:"expires"`
+	// Resend are the chunk indices the requester asked for again, not queued yet.
+	Resend []uint32 `json:"resend,omitempty"`
 	// Broken says why the stream cannot be delivered (the mail server refused a chunk for
 	// good); the record stays, without spool, so that the requester's asks learn why.
 	Broken string `json:"broken,omitempty"`

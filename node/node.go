@@ -103,6 +103,10 @@ type Node struct {
 	sendMu  sync.Mutex // one outbox flush at a time
 	chunks  chunkGate  // this node's chunks in the outbox (stream.go)
 	pushing sync.Map   // push command id -> true while its chunks are cut (stream_file.go)
+	// resending: peer ‖ command -> true while a resender runs; resendWanted: an ask was
+	// recorded since (stream_ask.go).
+	resending    sync.Map
+	resendWanted atomic.Bool
 	// lastSpoolSweep is when Maintain last looked for spool files no result names (time.Time).
 	lastSpoolSweep atomic.Value
 	serving        atomic.Bool
@@ -253,6 +257,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second, serveBackoff: 500 * time.Millisecond}
+	n.resendWanted.Store(true) // asks for chunks recorded before a stop are taken up
 	n.exec = newExecutor(n, opts.MaxParallel)
 	if err := n.load(); err != nil {
 		st.Close()

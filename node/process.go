@@ -310,6 +310,7 @@ func (n *Node) receive(ctx context.Context, pkg []byte, mark func(*keystore.Tx) 
 	// while Serve runs; a Pump of its own flushes once at its end.
 	if n.serving.Load() {
 		_ = n.flushSoon(ctx)
+		n.resendPending(ctx) // chunks a requester asked for again (stream_ask.go)
 	}
 	return dup, nil, nil
 }

@@ -107,6 +107,7 @@ func (n *Node) Maintain(ctx context.Context) error {
 		return err
 	}
 	n.resumePushes(ctx)
+	n.resendPending(ctx)
 	n.sweepSpoolIn()
 	return n.flushSoon(ctx)
 }

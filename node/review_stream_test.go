@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -184,6 +185,8 @@ func TestReviewResendOfChangedFileDoesNotHoldInbox(t *testing.T) {
 		if _, err := l.bob.Pump(l.ctx, false, 0); err != nil {
 			t.Fatalf("bob's inbox held by an ask for chunks of a file that changed: %v", err)
 		}
+		l.bob.Maintain(l.ctx) // the chunks asked for again are sealed here, outside the ask's transaction
+		waitResends(l.bob)
 		l.bob.Flush(l.ctx)
 		l.alice.Pump(l.ctx, false, 0)
 		if r, _, _ := l.alice.Result(id); Final(r.Status) {
@@ -297,4 +300,16 @@ func (l *lab) clock(name string) *stepClock {
 	}
 	l.clocks[name] = c.now
 	return c
+}
+
+// waitResends waits until no resender of n's runs (resendPending starts them in goroutines).
+func waitResends(n *Node) {
+	for {
+		busy := false
+		n.resending.Range(func(any, any) bool { busy = true; return false })
+		if !busy {
+			return
+		}
+		runtime.Gosched()
+	}
 }

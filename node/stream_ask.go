@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sealpost/sealpost/commands"
@@ -163,25 +165,19 @@ func (n *Node) answerStream(tx *keystore.Tx, st TxStore, t *session.Ticket, req 
 			return nil, nil, err
 		}
 	}
-	for _, i := range req.Resend {
-		if i >= int64(len(rec.Chunks)) {
-			continue // not cut (yet): nothing to send
-		}
-		pkg, err := n.sealFromSpool(rec, rec.Chunks[i])
-		if err != nil {
-			// The spool, or the file a pull or push reads, no longer holds the chunk (the file
-			// shrank or went): the stream cannot be finished. That is an answer, not an error
-			// that would hold the ask in the inbox (THREATS row 30) and bring it back forever.
-			rec.Broken = clipString("the stream cannot be sent again: "+err.Error(), commands.MaxErrorBytes)
-			if err := tx.PutStreamOut(rec); err != nil {
-				return nil, nil, err
+	if len(req.Resend) > 0 {
+		// The chunks asked for are recorded here and sealed again outside this transaction,
+		// through the chunks-in-flight bound (resendChunks): sealing up to 64 MiB in the
+		// transaction that answers would hold it all in memory at once.
+		for _, i := range req.Resend {
+			if i < int64(len(rec.Chunks)) && !slices.Contains(rec.Resend, uint32(i)) {
+				rec.Resend = append(rec.Resend, uint32(i))
 			}
-			pkg, err := n.eng.Fail(st, t, session.CodeDenied, rec.Broken)
-			return []Event{ev}, pkg, err
 		}
-		if err := enqueue(tx, peer.Address, pkg); err != nil {
+		if err := tx.PutStreamOut(rec); err != nil {
 			return nil, nil, err
 		}
+		n.resendWanted.Store(true)
 	}
 	frame, err := encodeResult(commands.Result{Outcome: commands.OutcomeExited, Started: n.now().UTC()})
 	if err != nil {
@@ -247,4 +243,91 @@ func (n *Node) expireStreams(tx *keystore.Tx, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// resendPending starts a resender for every sent stream with chunks asked for again (not one
+// already running). Maintain calls it, and the serving loop after a batch that recorded an ask.
+func (n *Node) resendPending(ctx context.Context) {
+	if !n.resendWanted.Swap(false) {
+		return
+	}
+	type job struct {
+		to   keystore.Peer
+		peer [16]byte
+		cmd  [16]byte
+	}
+	var jobs []job
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		return tx.ForEachStreamOut(func(s *keystore.StreamOut) error {
+			if len(s.Resend) == 0 || s.Broken != "" {
+				return nil
+			}
+			if p, ok, _ := tx.PeerByFingerprint(s.Peer); ok {
+				jobs = append(jobs, job{p, s.Peer, s.Command})
+			}
+			return nil
+		})
+	})
+	for _, j := range jobs {
+		key := string(j.peer[:]) + string(j.cmd[:])
+		if _, busy := n.resending.LoadOrStore(key, true); busy {
+			continue
+		}
+		go func() {
+			defer n.resending.Delete(key)
+			if err := n.resendChunks(context.WithoutCancel(ctx), j.to, j.peer, j.cmd); err != nil {
+				n.resendWanted.Store(true) // tried again at the next round
+				n.log.Warn("chunks asked for again not sent yet; tried again", "op", "stream", "cmd_id", session.CommandID(j.cmd).String(), "err", err)
+			}
+		}()
+	}
+}
+
+// resendChunks seals and queues, one at a time and within the chunks-in-flight bound, the chunks
+// of one sent stream that its requester asked for again; each leaves the record's list in the
+// transaction that queues it. A chunk the spool or file no longer holds breaks the stream: the
+// requester's next ask is answered denied, with why.
+func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16]byte) error {
+	for {
+		var rec *keystore.StreamOut
+		if err := n.store.View(func(tx *keystore.Tx) error {
+			var err error
+			rec, _, err = tx.StreamOut(peer, cmd)
+			return err
+		}); err != nil || rec == nil || len(rec.Resend) == 0 || rec.Broken != "" {
+			return err
+		}
+		i := rec.Resend[0]
+		pkg, serr := n.sealFromSpool(rec, rec.Chunks[i])
+		if serr == nil && n.mails() {
+			if err := n.chunks.wait(ctx); err != nil {
+				return err
+			}
+		}
+		err := n.store.Update(func(tx *keystore.Tx) error {
+			cur, ok, err := tx.StreamOut(peer, cmd)
+			if err != nil || !ok {
+				return err
+			}
+			cur.Resend = slices.DeleteFunc(cur.Resend, func(x uint32) bool { return x == i })
+			if serr != nil {
+				// The spool, or the file a pull or push reads, no longer holds the chunk (the
+				// file shrank or went): the stream cannot be finished.
+				cur.Broken = clipString("the stream cannot be sent again: "+serr.Error(), commands.MaxErrorBytes)
+				cur.Resend = nil
+				return tx.PutStreamOut(cur)
+			}
+			if err := tx.PutStreamOut(cur); err != nil {
+				return err
+			}
+			return enqueue(tx, to.Address, pkg)
+		})
+		if err != nil || serr != nil {
+			return err
+		}
+		n.chunks.add(1)
+		if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
+			n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
+		}
+	}
 }

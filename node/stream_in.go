@@ -196,7 +196,8 @@ func (n *Node) streamAnswer(tx *keystore.Tx, peer session.Fingerprint, cmd sessi
 	if derr != nil || res.Chunks == 0 {
 		return res, false, derr, n.dropStreamIn(tx, rec, true)
 	}
-	rec.Answer, rec.Chunks = bytes.Clone(payload), res.Chunks
+	// Chunks still on their way are asked for only a while after the answer (askAfter).
+	rec.Answer, rec.Chunks, rec.Asked = bytes.Clone(payload), res.Chunks, n.now()
 	done, full, ferr, err := n.settleStream(tx, rec)
 	if err != nil || !done {
 		return res, true, nil, err

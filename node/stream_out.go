@@ -214,6 +214,10 @@ func (s *outStream) cutOne(ctx context.Context, part int, off, n int64) error {
 		if !ok {
 			rec = &keystore.StreamOut{Peer: s.peer.Fingerprint, Command: s.cmd, Secret: s.secret, Expires: s.n.now().Add(streamRetention)}
 		}
+		if rec.Broken != "" {
+			// The mail server refused a chunk for good: the rest would not help.
+			return errors.New(rec.Broken)
+		}
 		rec.Chunks = append(rec.Chunks, c)
 		if err := tx.PutStreamOut(rec); err != nil {
 			return err

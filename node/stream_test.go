@@ -118,6 +118,8 @@ func TestStreamLossyChunks(t *testing.T) {
 		l.alice.Pump(l.ctx, false, 0)
 		l.bob.Pump(l.ctx, false, 0)
 		l.bob.exec.wait(l.ctx)
+		l.bob.Maintain(l.ctx) // sends the chunks alice asked for again
+		waitResends(l.bob)
 		l.bob.Flush(l.ctx)
 		r, _, _ := l.alice.Result(id)
 		if !Final(r.Status) {
