@@ -3,9 +3,11 @@ package web
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,8 +199,14 @@ func recent(rs []node.Result, n int, now time.Time) []resultRow {
 		if !r.Finished.IsZero() {
 			row.Took = r.Finished.Sub(r.Sent).Round(time.Millisecond).String()
 		}
-		row.Stdout, row.StdoutCut = cut(r.Stdout, maxOutput), r.StdoutTruncated || len(r.Stdout) > maxOutput
-		row.Stderr, row.StderrCut = cut(r.Stderr, maxOutput), r.StderrTruncated || len(r.Stderr) > maxOutput
+		stdout, stderr := r.Stdout, r.Stderr
+		outLen, errLen := int64(len(stdout)), int64(len(stderr))
+		if r.Streamed && node.Final(r.Status) {
+			// A streamed output is in spool files: only its start is read, for the page.
+			stdout, stderr, outLen, errLen = fileHead(r.StdoutPath, maxOutput+1), fileHead(r.StderrPath, maxOutput+1), r.StdoutSize, r.StderrSize
+		}
+		row.Stdout, row.StdoutCut = cut(stdout, maxOutput), r.StdoutTruncated || outLen > maxOutput
+		row.Stderr, row.StderrCut = cut(stderr, maxOutput), r.StderrTruncated || errLen > maxOutput
 		out = append(out, row)
 	}
 	return out
@@ -331,4 +339,15 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// fileHead reads at most n bytes from the start of a file (nothing when it cannot be read).
+func fileHead(path string, n int) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, int64(n)))
+	return b
 }

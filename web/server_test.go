@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,5 +331,23 @@ func TestPagesReadRecentResultsOnly(t *testing.T) {
 		if i := strings.Index(body, "<code>echo "); i < 0 || !strings.HasPrefix(body[i:], "<code>"+c.first+"<") {
 			t.Errorf("GET %s: the first command shown is not %q", c.path, c.first)
 		}
+	}
+}
+
+// TestStreamedResultOnPage: a streamed output is shown from the start of its spool file, cut at
+// the page's limit, escaped like any output.
+func TestStreamedResultOnPage(t *testing.T) {
+	src := newFake()
+	spool := filepath.Join(t.TempDir(), "out.1")
+	os.WriteFile(spool, []byte("first line <b>x</b>\n"+strings.Repeat("y", 40<<10)), 0o600)
+	src.results = []node.Result{{Peer: "bob", Command: []string{"cat", "big.log"}, Status: node.StatusDone,
+		Streamed: true, StdoutPath: spool, StdoutSize: 40<<10 + 20, StderrPath: filepath.Join(t.TempDir(), "none"),
+		Sent: testNow.Add(-time.Minute), Finished: testNow}}
+	_, body := get(t, newPageServer(src), "GET", "http://127.0.0.1/results", nil)
+	if !strings.Contains(body, "first line &lt;b&gt;x&lt;/b&gt;") {
+		t.Fatalf("the page does not show the streamed output's start, escaped:\n%s", body)
+	}
+	if strings.Contains(body, strings.Repeat("y", 20<<10)) {
+		t.Fatal("the page shows more of the output than its limit")
 	}
 }
