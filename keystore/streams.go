@@ -51,6 +51,8 @@ type StreamIn struct {
 	Path   string `json:"path,omitempty"`
 	Size   int64  `json:"size,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
+	// Joined: a push's chunks are all here; the file is still to go into place.
+	Joined bool `json:"joined,omitempty"`
 	// Heard is when the last chunk came (or the stream was opened): asks for missing chunks
 	// of a push wait for a quiet spell.
 	Heard time.Time `json:"heard,omitzero"`

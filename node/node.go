@@ -107,6 +107,10 @@ type Node struct {
 	// recorded since (stream_ask.go).
 	resending    sync.Map
 	resendWanted atomic.Bool
+	// placing: peer ‖ command -> true while a pushed file is copied into place; placeWanted:
+	// a push was joined since (stream_file.go).
+	placing     sync.Map
+	placeWanted atomic.Bool
 	// lastSpoolSweep is when Maintain last looked for spool files no result names (time.Time).
 	lastSpoolSweep atomic.Value
 	serving        atomic.Bool
@@ -258,6 +262,7 @@ func Open(opts Options) (*Node, error) {
 	}
 	n := &Node{opts: opts, store: st, log: opts.Logger, now: opts.Now, tr: opts.Transport, waiters: map[session.CommandID][]chan struct{}{}, waitRecheck: time.Second, serveBackoff: 500 * time.Millisecond}
 	n.resendWanted.Store(true) // asks for chunks recorded before a stop are taken up
+	n.placeWanted.Store(true)  // and pushes joined before it go into place
 	n.exec = newExecutor(n, opts.MaxParallel)
 	if err := n.load(); err != nil {
 		st.Close()

@@ -166,7 +166,16 @@ func (n *Node) Pump(ctx context.Context, wait bool, waitFor time.Duration) (int,
 	if err := n.flushSoon(ctx); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}
+	n.afterMail(ctx)
 	return len(msgs), handleErr
+}
+
+// afterMail starts what a batch of mail may have asked for once it committed: chunks asked for
+// again (stream_ask.go) and pushed files whose chunks are all here (stream_file.go). Each runs
+// in the background, one per stream.
+func (n *Node) afterMail(ctx context.Context) {
+	n.resendPending(ctx)
+	n.placePushes(ctx)
 }
 
 // A mail whose handling keeps failing for reasons of this node's own (the state store refusing a
@@ -310,7 +319,7 @@ func (n *Node) receive(ctx context.Context, pkg []byte, mark func(*keystore.Tx) 
 	// while Serve runs; a Pump of its own flushes once at its end.
 	if n.serving.Load() {
 		_ = n.flushSoon(ctx)
-		n.resendPending(ctx) // chunks a requester asked for again (stream_ask.go)
+		n.afterMail(ctx)
 	}
 	return dup, nil, nil
 }
@@ -404,6 +413,7 @@ func (n *Node) handleGroup(ctx context.Context, ms []mailbox.Message) (ok bool, 
 	}
 	if n.serving.Load() {
 		_ = n.flushSoon(ctx)
+		n.afterMail(ctx)
 	}
 	return true, -1
 }

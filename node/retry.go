@@ -107,7 +107,11 @@ func (n *Node) Maintain(ctx context.Context) error {
 		return err
 	}
 	n.resumePushes(ctx)
-	n.resendPending(ctx)
+	// The flags are set inside the transactions that record the work, so a look made just
+	// before one committed may have taken a flag and missed it: this round looks anyway.
+	n.resendWanted.Store(true)
+	n.placeWanted.Store(true)
+	n.afterMail(ctx)
 	n.sweepSpoolIn()
 	return n.flushSoon(ctx)
 }

@@ -109,7 +109,7 @@ func (n *Node) streamRefused(tx *keystore.Tx, peerName string, peer [16]byte, as
 		// A push to this node whose requester no longer holds its chunks: it cannot complete.
 		// It is answered (failed, nothing written) instead of staying Executing and asked
 		// about for good.
-		pkg, err := n.finishPush(tx, TxStore{tx}, rec)
+		pkg, err := n.finishPush(tx, TxStore{tx}, rec, func() error { return nil }) // incomplete: nothing is placed
 		if err != nil || pkg == nil {
 			return nil, err
 		}

@@ -462,7 +462,7 @@ func (n *Node) acceptPush(tx *keystore.Tx, st TxStore, t *session.Ticket, req co
 	}
 	ev := Event{Kind: EventExecuted, Peer: peer.Name, Command: t.Command, Detail: fmt.Sprintf("push %s (%d bytes) begins", req.Path, req.Size)}
 	if req.Size == 0 {
-		pkg, err := n.finishPush(tx, st, rec)
+		pkg, err := n.finishPush(tx, st, rec, func() error { return n.placePush(tx, rec) }) // empty: nothing to copy
 		return []Event{ev}, pkg, err
 	}
 	return []Event{ev}, nil, tx.PutStreamIn(rec)
@@ -470,7 +470,7 @@ func (n *Node) acceptPush(tx *keystore.Tx, st TxStore, t *session.Ticket, req co
 
 // finishPush answers a push whose chunks are all here (or that has none): the file goes into
 // place when it matches, and the command is answered either way.
-func (n *Node) finishPush(tx *keystore.Tx, st TxStore, rec *keystore.StreamIn) ([]byte, error) {
+func (n *Node) finishPush(tx *keystore.Tx, st TxStore, rec *keystore.StreamIn, place func() error) ([]byte, error) {
 	started := rec.Started
 	res := commands.Result{Outcome: commands.OutcomeExited, Started: started.UTC(), Duration: n.now().Sub(started)}
 	h, err := hashFrom(rec.HashState[0])
@@ -479,7 +479,7 @@ func (n *Node) finishPush(tx *keystore.Tx, st TxStore, rec *keystore.StreamIn) (
 	}
 	if rec.Contig[0] != rec.Size || hex.EncodeToString(h.Sum(nil)) != rec.SHA256 {
 		res.ExitCode, res.Error = 1, fmt.Sprintf("the pushed file arrived as %d bytes that do not match its size %d and SHA-256; nothing was written", rec.Contig[0], rec.Size)
-	} else if err := n.placePush(tx, rec); err != nil {
+	} else if err := place(); err != nil {
 		res.ExitCode, res.Error = 1, fmt.Sprintf("could not write %s: %v", rec.Path, err)
 		if errors.Is(err, ErrPathDenied) {
 			res.Outcome, res.ExitCode = commands.OutcomeDenied, -1
@@ -502,18 +502,31 @@ func (n *Node) finishPush(tx *keystore.Tx, st TxStore, rec *keystore.StreamIn) (
 // placePush copies the joined file from the spool into a temporary file beside its
 // destination, inside the peer's directory, syncs it and renames it into place.
 func (n *Node) placePush(tx *keystore.Tx, rec *keystore.StreamIn) error {
+	dir, rel, err := pushTarget(tx, rec)
+	if err != nil {
+		return err
+	}
+	return n.placeFile(dir, rel, rec)
+}
+
+// pushTarget is where a push goes: the peer's write directory that holds its path, checked
+// again now (the operator may have changed the peer's directories meanwhile).
+func pushTarget(tx *keystore.Tx, rec *keystore.StreamIn) (dir, rel string, err error) {
 	p, ok, err := tx.PeerByFingerprint(rec.Peer)
 	if err != nil || !ok {
-		return fmt.Errorf("%w: the peer was removed", ErrPathDenied)
+		return "", "", fmt.Errorf("%w: the peer was removed", ErrPathDenied)
 	}
 	paths, err := tx.PeerPaths(p.Name)
 	if err != nil {
-		return err
+		return "", "", err
 	}
-	dir, rel, err := within(paths.Write, rec.Path)
-	if err != nil {
-		return err
-	}
+	return within(paths.Write, rec.Path)
+}
+
+// placeFile copies the joined file from the spool into a temporary file beside rel inside dir,
+// syncs it and renames it into place. Doing it again (after a crash before the answer
+// committed) writes the same file again.
+func (n *Node) placeFile(dir, rel string, rec *keystore.StreamIn) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -528,6 +541,7 @@ func (n *Node) placePush(tx *keystore.Tx, rec *keystore.StreamIn) error {
 	}
 	defer src.Close()
 	tmp := filepath.Join(filepath.Dir(rel), ".sealpost-push-"+hex.EncodeToString(rec.Command[:8]))
+	root.Remove(tmp) // left by a crash in the middle of an earlier try
 	out, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
@@ -582,4 +596,70 @@ func (cl *Client) Push(ctx context.Context, spec PushSpec) (CommandID, error) {
 	spec.Local = local
 	_, err = cl.call(ctx, controlRequest{Op: "push", Push: &spec})
 	return spec.ID, err
+}
+
+// placePushes puts every push whose chunks are all joined into place and answers it. The copy
+// runs outside any transaction (a large file would hold the state's one writer for the whole
+// copy); the answer commits after it. Maintain and the serving loop call it.
+func (n *Node) placePushes(ctx context.Context) {
+	if !n.placeWanted.Swap(false) {
+		return
+	}
+	var joined []*keystore.StreamIn
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		return tx.ForEachStreamIn(func(s *keystore.StreamIn) error {
+			if s.Path != "" && s.Joined {
+				joined = append(joined, s)
+			}
+			return nil
+		})
+	})
+	for _, rec := range joined {
+		key := string(rec.Peer[:]) + string(rec.Command[:])
+		if _, busy := n.placing.LoadOrStore(key, true); busy {
+			continue
+		}
+		go func() {
+			defer n.placing.Delete(key)
+			if err := n.placeAndAnswer(rec); err != nil {
+				n.placeWanted.Store(true)
+				n.log.Warn("a pushed file is not in place yet; tried again", "op", "push", "cmd_id", session.CommandID(rec.Command).String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (n *Node) placeAndAnswer(rec *keystore.StreamIn) error {
+	var dir, rel string
+	perr := n.store.View(func(tx *keystore.Tx) error {
+		var err error
+		dir, rel, err = pushTarget(tx, rec)
+		return err
+	})
+	if perr == nil {
+		perr = n.placeFile(dir, rel, rec)
+	}
+	var (
+		pkg  []byte
+		addr string
+	)
+	err := n.update(func(tx *keystore.Tx, st TxStore) error {
+		cur, ok, err := tx.StreamIn(rec.Peer, rec.Command)
+		if err != nil || !ok || !cur.Joined {
+			return err
+		}
+		if pkg, err = n.finishPush(tx, st, cur, func() error { return perr }); err != nil || pkg == nil {
+			return err
+		}
+		p, ok, err := tx.PeerByFingerprint(rec.Peer)
+		if err != nil || !ok {
+			return err
+		}
+		addr = p.Address
+		return enqueue(tx, addr, pkg)
+	})
+	if err != nil {
+		return err
+	}
+	return n.flushSoon(context.Background())
 }

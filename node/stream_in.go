@@ -93,18 +93,13 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 	if rec.Path != "" {
 		// A push to this node: once whole, the file goes into place and the push is answered.
 		rec.Heard = n.now()
-		if len(rec.Missing(rec.Chunks, 1)) > 0 {
-			return false, res, nil, tx.PutStreamIn(rec)
+		if len(rec.Missing(rec.Chunks, 1)) == 0 {
+			// Whole: the file is copied into place after this transaction (placePushes),
+			// which then answers the push.
+			rec.Joined = true
+			n.placeWanted.Store(true)
 		}
-		pkg, err := n.finishPush(tx, TxStore{tx}, rec)
-		if err != nil || pkg == nil {
-			return false, res, nil, err
-		}
-		p, ok, err := tx.PeerByFingerprint(rec.Peer)
-		if err != nil || !ok {
-			return false, res, nil, err
-		}
-		return false, res, nil, enqueue(tx, p.Address, pkg)
+		return false, res, nil, tx.PutStreamIn(rec)
 	}
 	return n.settleStream(tx, rec)
 }
