@@ -91,11 +91,20 @@ func TestTransferE2E(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(share, "big"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The baseline for the figures: copying the file locally and hashing it, in the same run.
+	began := time.Now()
+	if err := os.WriteFile(filepath.Join(dir, "copy"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = sha256.Sum256(data)
+	base := time.Since(began)
 	pullID := "00112233445566778899aabbccddeeff"
 	local := filepath.Join(dir, "pulled")
+	began = time.Now()
 	p := start(t, env, "--state", alice, "pull", "bob", filepath.Join(share, "big"), local, "--id", pullID, "--timeout", "10m")
 	killMidway(filepath.Join(alice, "spool", "in", pullID+".1"))
 	finish(p, "pull")
+	pullTook := time.Since(began)
 	same(local, sha256.Sum256(data), "pulled file")
 
 	// push, with bob's agent killed midway: bob's spool shows how far it came.
@@ -105,10 +114,15 @@ func TestTransferE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushID := "ffeeddccbbaa99887766554433221100"
+	began = time.Now()
 	p = start(t, env, "--state", alice, "push", "bob", src, filepath.Join(inbox, "big"), "--id", pushID, "--timeout", "10m")
 	killMidway(filepath.Join(bob, "spool", "in", pushID+".1"))
 	finish(p, "push")
+	pushTook := time.Since(began)
 	same(filepath.Join(inbox, "big"), sha256.Sum256(data), "pushed file")
+	t.Logf("%d MiB, bob's agent killed with SIGKILL midway through each: pull %v, push %v; a local copy and SHA-256 %v (pull %.0fx, push %.0fx)",
+		size>>20, pullTook.Round(time.Millisecond), pushTook.Round(time.Millisecond), base.Round(time.Millisecond),
+		pullTook.Seconds()/base.Seconds(), pushTook.Seconds()/base.Seconds())
 	if ents, _ := os.ReadDir(inbox); len(ents) != 1 {
 		t.Fatalf("bob's directory holds %d entries after the push, want the file alone", len(ents))
 	}
