@@ -106,10 +106,16 @@ func (n *Node) streamRefused(tx *keystore.Tx, peerName string, peer [16]byte, as
 		return nil, err
 	}
 	if rec.Path != "" {
+		if rec.Joined {
+			// Every chunk came after all (the refusal answers an earlier ask): the placer
+			// puts the file into place and answers the push (placePushes).
+			return nil, nil
+		}
 		// A push to this node whose requester no longer holds its chunks: it cannot complete.
 		// It is answered (failed, nothing written) instead of staying Executing and asked
 		// about for good.
 		pkg, err := n.finishPush(tx, TxStore{tx}, rec, func() error { return nil }) // incomplete: nothing is placed
+		n.removeSpoolIn(rec.Command)                                                // the record says what the answer needs
 		if err != nil || pkg == nil {
 			return nil, err
 		}

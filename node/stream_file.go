@@ -485,7 +485,9 @@ func (n *Node) finishPush(tx *keystore.Tx, st TxStore, rec *keystore.StreamIn, p
 			res.Outcome, res.ExitCode = commands.OutcomeDenied, -1
 		}
 	}
-	if err := n.dropStreamIn(tx, rec, true); err != nil {
+	// The spool stays until the caller's transaction committed: a placer whose answer did not
+	// commit (a crash) copies it into place again, and must find it (placeAndAnswer).
+	if err := n.dropStreamIn(tx, rec, false); err != nil {
 		return nil, err
 	}
 	e, ok, err := st.Ledger(rec.Peer, rec.Command)
@@ -640,14 +642,16 @@ func (n *Node) placeAndAnswer(rec *keystore.StreamIn) error {
 		perr = n.placeFile(dir, rel, rec)
 	}
 	var (
-		pkg  []byte
-		addr string
+		pkg      []byte
+		addr     string
+		answered bool
 	)
 	err := n.update(func(tx *keystore.Tx, st TxStore) error {
 		cur, ok, err := tx.StreamIn(rec.Peer, rec.Command)
 		if err != nil || !ok || !cur.Joined {
 			return err
 		}
+		answered = true
 		if pkg, err = n.finishPush(tx, st, cur, func() error { return perr }); err != nil || pkg == nil {
 			return err
 		}
@@ -656,10 +660,23 @@ func (n *Node) placeAndAnswer(rec *keystore.StreamIn) error {
 			return err
 		}
 		addr = p.Address
-		return enqueue(tx, addr, pkg)
+		if err := enqueue(tx, addr, pkg); err != nil {
+			return err
+		}
+		if testHookPushAnswer != nil {
+			return testHookPushAnswer()
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if answered {
+		n.removeSpoolIn(rec.Command) // only now: the answer is committed
+	}
 	return n.flushSoon(context.Background())
 }
+
+// testHookPushAnswer, when a test sets it, runs inside the transaction that answers a placed
+// push; an error aborts that transaction as a crash would.
+var testHookPushAnswer func() error

@@ -232,11 +232,16 @@ func (n *Node) settleStream(tx *keystore.Tx, rec *keystore.StreamIn) (bool, comm
 // dropStreamIn forgets a received stream, and its spool files when they hold nothing to keep.
 func (n *Node) dropStreamIn(tx *keystore.Tx, rec *keystore.StreamIn, files bool) error {
 	if files {
-		for _, p := range []uint8{session.PartStdout, session.PartStderr} {
-			os.Remove(n.StreamPath(rec.Command, p))
-		}
+		n.removeSpoolIn(rec.Command)
 	}
 	return tx.DeleteStreamIn(rec.Peer, rec.Command)
+}
+
+// removeSpoolIn deletes the spool files of a received stream.
+func (n *Node) removeSpoolIn(cmd session.CommandID) {
+	for _, p := range []uint8{session.PartStdout, session.PartStderr} {
+		os.Remove(n.StreamPath(cmd, p))
+	}
 }
 
 // spoolSweepEvery is how often Maintain looks for received spool files no result names any more.

@@ -1,0 +1,157 @@
+package node
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/commands"
+	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/session"
+)
+
+// joinedPush pushes a file from alice to bob and pumps until bob holds all its chunks, with
+// bob's placer held off (its busy mark taken), so that the push stays joined but not placed.
+func joinedPush(t *testing.T) (l *lab, id CommandID, target string, want []byte, release func()) {
+	t.Helper()
+	l, _, writeDir := transferLab(t)
+	local := filepath.Join(t.TempDir(), "local")
+	want = randomFile(t, local, 200_000)
+	target = filepath.Join(writeDir, "f")
+	var err error
+	id, err = l.alice.Push(l.ctx, PushSpec{Peer: "bob", Local: local, Remote: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := l.alice.Fingerprint()
+	key := string(peer[:]) + string(id[:])
+	l.bob.placing.Store(key, true)
+	// The cutter runs beside this loop (a goroutine waiting for room in the outbox): the loop
+	// mails what it queued and hands it to bob until bob holds every chunk.
+	for range 100_000 {
+		l.alice.Flush(l.ctx)
+		l.bob.Pump(l.ctx, false, 0)
+		l.bob.Flush(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		l.alice.resumePushes(l.ctx)
+		runtime.Gosched()
+		if rec := streamOf(t, l.bob, peer, id); rec != nil && rec.Joined {
+			return l, id, target, want, func() { l.bob.placing.Delete(key) }
+		}
+	}
+	t.Fatal("bob never joined the push")
+	return
+}
+
+// waitPlacers waits until no placer of n's runs (placePushes starts them in goroutines).
+func waitPlacers(n *Node) {
+	for {
+		busy := false
+		n.placing.Range(func(any, any) bool { busy = true; return false })
+		if !busy {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// pushLedger is bob's ledger state of push id from alice.
+func pushLedger(t *testing.T, l *lab, id CommandID) session.LedgerState {
+	t.Helper()
+	var state session.LedgerState
+	l.bob.store.View(func(tx *keystore.Tx) error {
+		if e, ok, _ := (TxStore{tx}).Ledger(l.alice.Fingerprint(), id); ok {
+			state = e.State
+		}
+		return nil
+	})
+	return state
+}
+
+// TestReviewRefusalOfJoinedPushDoesNotSkipPlacement: a push whose chunks are all here waits for
+// its placer (after the transaction that took its last chunk). A refusal of one of the agent's
+// earlier asks arriving in between (the requester broke its stream, say, while the chunk it
+// could not seal again came anyway) went through finishPush with a placement that does nothing:
+// the hash matched, so the push was answered exit 0, its spool dropped, and the file never
+// written.
+func TestReviewRefusalOfJoinedPushDoesNotSkipPlacement(t *testing.T) {
+	l, id, target, want, release := joinedPush(t)
+	var ask session.CommandID
+	ask[0] = 0xa5
+	if err := l.bob.store.Update(func(tx *keystore.Tx) error {
+		if err := tx.PutResult(keystore.Result{CommandID: ask, Peer: "alice", Command: []string{"stream", hex.EncodeToString(id[:])}, Request: commands.CmdStream, Status: StatusSent}); err != nil {
+			return err
+		}
+		_, err := l.bob.streamRefused(tx, "alice", l.alice.Fingerprint(), ask, "the stream cannot be sent again")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	l.bob.placeWanted.Store(true)
+	l.bob.placePushes(l.ctx)
+	waitPlacers(l.bob)
+	if pushLedger(t, l, id) != session.Done {
+		t.Fatal("the push was never answered")
+	}
+	if got, err := os.ReadFile(target); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the push was answered but its file is not in place: %d of %d bytes (%v)", len(got), len(want), err)
+	}
+}
+
+// errAbort stands for a crash (or a failed commit) inside the transaction that answers a push.
+var errAbort = errors.New("the answer's transaction did not commit")
+
+// TestReviewPushAnswerAbortedAfterPlacement: the file is in place and the transaction that
+// answers the push does not commit (a crash, a full disk). The spool file was removed inside
+// that transaction, so the placer's next try found no spool and answered the push failed,
+// though its file is in place.
+func TestReviewPushAnswerAbortedAfterPlacement(t *testing.T) {
+	l, id, target, want, release := joinedPush(t)
+	aborted := false
+	testHookPushAnswer = func() error {
+		if !aborted {
+			aborted = true
+			return errAbort
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookPushAnswer = nil })
+	release()
+	for range 3 {
+		l.bob.placeWanted.Store(true)
+		l.bob.placePushes(l.ctx)
+		waitPlacers(l.bob)
+		if pushLedger(t, l, id) == session.Done {
+			break
+		}
+	}
+	if !aborted {
+		t.Fatal("the answer's transaction never ran")
+	}
+	if pushLedger(t, l, id) != session.Done {
+		t.Fatal("the push was never answered")
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+		t.Fatalf("pushed file: %d of %d bytes", len(got), len(want))
+	}
+	for range 20 {
+		l.bob.Flush(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		r, _, _ := l.alice.Result(id)
+		if Final(r.Status) {
+			if r.Status != StatusDone || r.ExitCode != 0 {
+				t.Fatalf("the push is in place but was answered %s exit %d: %s", r.Status, r.ExitCode, r.Error)
+			}
+			return
+		}
+	}
+	t.Fatal("alice never had the push's answer")
+}
+
+var _ = time.Second
