@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
+	"github.com/sealpost/sealpost/mailbox"
 	"github.com/sealpost/sealpost/session"
 )
 
@@ -154,4 +154,65 @@ func TestReviewPushAnswerAbortedAfterPlacement(t *testing.T) {
 	t.Fatal("alice never had the push's answer")
 }
 
-var _ = time.Second
+
+// gateWaiting reports whether something waits at g for room in the outbox.
+func gateWaiting(g *chunkGate) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.change != nil
+}
+
+// TestReviewResendSealsAfterGate: a resender sealed its chunk first and only then waited for
+// room among the chunks in flight, so every stream with chunks asked for again held a sealed
+// chunk (about 5 MB each, stream.go) while it waited: memory grew with the streams a peer asks
+// about, not bounded by chunksInFlight. It must wait first: the chunk it seals is read after
+// the wait, which the test sees by removing the file meanwhile (the stream then breaks,
+// instead of a chunk sealed before the wait going out).
+func TestReviewResendSealsAfterGate(t *testing.T) {
+	l, readDir, _ := transferLab(t)
+	src := filepath.Join(readDir, "data")
+	randomFile(t, src, 128<<10)
+	l.bob.Close()
+	drop := &dropChunks{}
+	drop.drop.Store(true)
+	l.bob = l.open("bob", func(tr mailbox.Transport) mailbox.Transport { drop.Transport = tr; return drop }, false)
+	l.bob.opts.ChunkSize = 64 << 10
+	id, err := l.alice.Submit(l.ctx, RunSpec{Peer: "bob", Request: commands.Request{Name: commands.CmdPull, Path: src}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		l.bob.Pump(l.ctx, false, 0)
+		l.bob.exec.wait(l.ctx)
+		l.bob.Flush(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		if r, _, _ := l.alice.Result(id); r.Status == StatusReceiving {
+			break
+		}
+	}
+	peer := l.alice.Fingerprint()
+	if err := l.bob.store.Update(func(tx *keystore.Tx) error {
+		rec, ok, err := tx.StreamOut(peer, id)
+		if err != nil || !ok {
+			t.Fatalf("bob holds no stream of the pull (%v)", err)
+		}
+		rec.Resend = []uint32{0}
+		return tx.PutStreamOut(rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l.bob.chunks.add(chunksInFlight) // the outbox is full of chunks
+	l.bob.resendWanted.Store(true)
+	l.bob.resendPending(l.ctx)
+	for !gateWaiting(&l.bob.chunks) {
+		runtime.Gosched()
+	}
+	os.Remove(src)
+	l.bob.chunks.add(-chunksInFlight)
+	waitResends(l.bob)
+	var rec *keystore.StreamOut
+	l.bob.store.View(func(tx *keystore.Tx) error { rec, _, _ = tx.StreamOut(peer, id); return nil })
+	if rec == nil || rec.Broken == "" {
+		t.Fatal("the resender sealed its chunk before it waited for room in the outbox")
+	}
+}

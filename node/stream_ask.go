@@ -304,12 +304,14 @@ func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16
 			return err
 		}
 		i := rec.Resend[0]
-		pkg, serr := n.sealFromSpool(rec, rec.Chunks[i])
-		if serr == nil && n.mails() {
+		// Wait first, then seal: a sealed chunk held while waiting would cost its memory once
+		// per stream asked about, beyond the chunks-in-flight bound.
+		if n.mails() {
 			if err := n.chunks.wait(ctx); err != nil {
 				return err
 			}
 		}
+		pkg, serr := n.sealFromSpool(rec, rec.Chunks[i])
 		err := n.store.Update(func(tx *keystore.Tx) error {
 			cur, ok, err := tx.StreamOut(peer, cmd)
 			if err != nil || !ok {
