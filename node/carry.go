@@ -469,6 +469,17 @@ func (n *Node) Import(ctx context.Context, dir string, remove bool) (CarryReport
 	rep := CarryReport{Dir: dir, Files: []CarriedFile{}}
 	if !n.serving.Load() {
 		defer n.exec.wait(ctx)
+		// A push whose last chunk a file brought goes into place, and chunks asked for again
+		// are sealed, after the transactions that recorded them (placePushes, resendPending):
+		// their answers and chunks wait for the next export too. A resender of a node with a
+		// mailbox may wait for its mail to go, which Import does not wait for.
+		defer func() {
+			n.afterMail(ctx)
+			n.placers.Wait()
+			if !n.mails() {
+				n.resenders.Wait()
+			}
+		}()
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {

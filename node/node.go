@@ -111,6 +111,9 @@ type Node struct {
 	// a push was joined since (stream_file.go).
 	placing     sync.Map
 	placeWanted atomic.Bool
+	// placers and resenders count those goroutines, so that an Import without an agent can
+	// wait for the answers they queue (carry.go).
+	placers, resenders sync.WaitGroup
 	// lastSpoolSweep is when Maintain last looked for spool files no result names (time.Time).
 	lastSpoolSweep atomic.Value
 	serving        atomic.Bool

@@ -2,12 +2,14 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost/commands"
 	"github.com/sealpost/sealpost/keystore"
@@ -154,7 +156,6 @@ func TestReviewPushAnswerAbortedAfterPlacement(t *testing.T) {
 	t.Fatal("alice never had the push's answer")
 }
 
-
 // gateWaiting reports whether something waits at g for room in the outbox.
 func gateWaiting(g *chunkGate) bool {
 	g.mu.Lock()
@@ -215,4 +216,60 @@ func TestReviewResendSealsAfterGate(t *testing.T) {
 	if rec == nil || rec.Broken == "" {
 		t.Fatal("the resender sealed its chunk before it waited for room in the outbox")
 	}
+}
+
+// TestReviewCarriedPushAnsweredByImport: on a node without a mailbox and without an agent,
+// Import runs what the files clear and leaves the answers for the next export (carry.go). A
+// push's file went into place, and its answer into the outbox, in the transaction that took its
+// last chunk; since placement moved to a placer that only the serving loop and Maintain start,
+// an import of the last chunk left the push joined, unplaced and unanswered until an agent ran.
+func TestReviewCarriedPushAnsweredByImport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctl := openNoMail(t, "ctl@site-a.invalid")
+	vault := openNoMail(t, "vault@site-b.invalid")
+	writeDir := t.TempDir()
+	dir := t.TempDir()
+	added, err := ctl.AddPeer(ctx, PeerSpec{Name: "vault", Address: "vault@site-b.invalid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vault.AddPeer(ctx, PeerSpec{Name: "ctl", Address: "ctl@site-a.invalid", Code: added.GeneratedCode, AllowWrite: []string{writeDir}}); err != nil {
+		t.Fatal(err)
+	}
+	carry(t, ctx, ctl, "vault", dir, vault)
+	carry(t, ctx, vault, "ctl", dir, ctl)
+	ctl.opts.ChunkSize, vault.opts.ChunkSize = 64<<10, 64<<10
+	local := filepath.Join(t.TempDir(), "local")
+	want := randomFile(t, local, 200_000)
+	target := filepath.Join(writeDir, "f")
+	id, err := ctl.Push(ctx, PushSpec{Peer: "vault", Local: local, Remote: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 { // handshake, the push, its chunks (cut once the push went), the answer
+		carry(t, ctx, ctl, "vault", dir, vault)
+		carry(t, ctx, vault, "ctl", dir, ctl)
+		ctl.resumePushes(ctx)
+		for { // the cutter runs beside: wait until it is done
+			busy := false
+			ctl.pushing.Range(func(any, any) bool { busy = true; return false })
+			if !busy {
+				break
+			}
+			runtime.Gosched()
+		}
+		if r, _, _ := ctl.Result(id); Final(r.Status) {
+			if r.Status != StatusDone || r.ExitCode != 0 {
+				t.Fatalf("carried push: %s exit %d: %s", r.Status, r.ExitCode, r.Error)
+			}
+			if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+				t.Fatalf("carried push answered done, file %d of %d bytes", len(got), len(want))
+			}
+			return
+		}
+	}
+	r, _, _ := ctl.Result(id)
+	rec := streamOf(t, vault, ctl.Fingerprint(), id)
+	t.Fatalf("a carried push is never answered without an agent: %s (vault holds its stream %v, joined %v)", r.Status, rec != nil, rec != nil && rec.Joined)
 }
