@@ -273,3 +273,48 @@ func TestReviewCarriedPushAnsweredByImport(t *testing.T) {
 	rec := streamOf(t, vault, ctl.Fingerprint(), id)
 	t.Fatalf("a carried push is never answered without an agent: %s (vault holds its stream %v, joined %v)", r.Status, rec != nil, rec != nil && rec.Joined)
 }
+
+// TestReviewServeOnceWaitsForPlacement: `sealpost agent --once` (a cron's agent) serves one
+// round and exits. The round's mail may join a push, whose placer then runs beside the round;
+// the round returned without it, and the process exit cut the copy (of any file that takes
+// longer to copy than the rest of the round): each round began the copy again and none
+// finished, so the push was never answered. The round must end with its placements done.
+// (Before the fix this fails unless the placer happens to finish before Serve returns.)
+func TestReviewServeOnceWaitsForPlacement(t *testing.T) {
+	l, _, writeDir := transferLab(t)
+	local := filepath.Join(t.TempDir(), "local")
+	want := randomFile(t, local, 1<<20)
+	target := filepath.Join(writeDir, "f")
+	id, err := l.alice.Push(l.ctx, PushSpec{Peer: "bob", Local: local, Remote: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := l.alice.Fingerprint()
+	key := string(peer[:]) + string(id[:])
+	l.bob.placing.Store(key, true) // held off until the last round
+	for range 100_000 {
+		l.alice.Flush(l.ctx)
+		l.bob.Pump(l.ctx, false, 0)
+		l.bob.Flush(l.ctx)
+		l.alice.Pump(l.ctx, false, 0)
+		l.alice.resumePushes(l.ctx)
+		runtime.Gosched()
+		if rec := streamOf(t, l.bob, peer, id); rec != nil && rec.Joined {
+			break
+		}
+	}
+	if rec := streamOf(t, l.bob, peer, id); rec == nil || !rec.Joined {
+		t.Fatal("bob never joined the push")
+	}
+	l.bob.placing.Delete(key)
+	if err := l.bob.Serve(l.ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	// What the process would still have when it exits now.
+	if pushLedger(t, l, id) != session.Done {
+		t.Fatal("one round of the agent ended before the push it joined was placed and answered")
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+		t.Fatalf("pushed file: %d of %d bytes", len(got), len(want))
+	}
+}

@@ -62,6 +62,9 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 			n.runSchedulesOnce(ctx)
 			_, err := n.Pump(ctx, false, 0)
 			n.polled(err)
+			// The pushes this round joined are placed, and answered, before it ends: the
+			// process exits next, and a copy cut at every round would never finish.
+			n.placers.Wait()
 			return err
 		}
 		// Wake at least every pumpWait for retries even when no mail comes, and when the next
