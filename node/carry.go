@@ -475,9 +475,9 @@ func (n *Node) Import(ctx context.Context, dir string, remove bool) (CarryReport
 		// mailbox may wait for its mail to go, which Import does not wait for.
 		defer func() {
 			n.afterMail(ctx)
-			n.placers.Wait()
+			n.placers.wait()
 			if !n.mails() {
-				n.resenders.Wait()
+				n.resenders.wait()
 			}
 		}()
 	}

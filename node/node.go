@@ -111,9 +111,9 @@ type Node struct {
 	// a push was joined since (stream_file.go).
 	placing     sync.Map
 	placeWanted atomic.Bool
-	// placers and resenders count those goroutines, so that an Import without an agent can
-	// wait for the answers they queue (carry.go).
-	placers, resenders sync.WaitGroup
+	// placers and resenders count those goroutines, so that an Import without an agent, or one
+	// round of an agent (--once), can wait for the answers they queue (carry.go, serve.go).
+	placers, resenders bgCount
 	// lastSpoolSweep is when Maintain last looked for spool files no result names (time.Time).
 	lastSpoolSweep atomic.Value
 	serving        atomic.Bool

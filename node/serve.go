@@ -64,7 +64,7 @@ func (n *Node) Serve(ctx context.Context, once bool) error {
 			n.polled(err)
 			// The pushes this round joined are placed, and answered, before it ends: the
 			// process exits next, and a copy cut at every round would never finish.
-			n.placers.Wait()
+			n.placers.wait()
 			return err
 		}
 		// Wake at least every pumpWait for retries even when no mail comes, and when the next

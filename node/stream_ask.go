@@ -279,9 +279,9 @@ func (n *Node) resendPending(ctx context.Context) {
 		if _, busy := n.resending.LoadOrStore(key, true); busy {
 			continue
 		}
-		n.resenders.Add(1)
+		n.resenders.add(1)
 		go func() {
-			defer n.resenders.Done()
+			defer n.resenders.add(-1)
 			defer n.resending.Delete(key)
 			if err := n.resendChunks(context.WithoutCancel(ctx), j.to, j.peer, j.cmd); err != nil {
 				n.resendWanted.Store(true) // tried again at the next round

@@ -621,9 +621,9 @@ func (n *Node) placePushes(ctx context.Context) {
 		if _, busy := n.placing.LoadOrStore(key, true); busy {
 			continue
 		}
-		n.placers.Add(1)
+		n.placers.add(1)
 		go func() {
-			defer n.placers.Done()
+			defer n.placers.add(-1)
 			defer n.placing.Delete(key)
 			if err := n.placeAndAnswer(rec); err != nil {
 				n.placeWanted.Store(true)
