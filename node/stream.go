@@ -3,8 +3,11 @@ package node
 import (
 	"context"
 	"encoding/hex"
+	"github.com/sealpost/sealpost/keystore"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,11 +67,15 @@ func (g *chunkGate) add(d int) {
 	}
 }
 
-// wait returns when fewer than chunksInFlight chunks are queued, or ctx ends.
-func (g *chunkGate) wait(ctx context.Context) error {
+// acquire waits until fewer than chunksInFlight chunks are queued, or ctx ends, and takes the
+// room: the caller queues one chunk (Flush gives the room back when it is mailed) or gives it
+// back with release. Taking it here, not after the chunk is queued, keeps the bound strict
+// however many cutters and resenders wait at once.
+func (g *chunkGate) acquire(ctx context.Context) error {
 	for {
 		g.mu.Lock()
 		if g.queued < chunksInFlight {
+			g.queued++
 			g.mu.Unlock()
 			return nil
 		}
@@ -85,6 +92,25 @@ func (g *chunkGate) wait(ctx context.Context) error {
 	}
 }
 
+// release gives back room acquire took for a chunk that was not queued after all.
+func (g *chunkGate) release() { g.add(-1) }
+
 // mails reports whether this node has a mailbox to send with (a node without one keeps its
 // packages for an export).
 func (n *Node) mails() bool { return n.opts.Transport != nil || n.cfg.SMTP != "" }
+
+// gated reports whether chunks to addr go through the chunks-in-flight bound: only those that
+// Flush mails (and so gives the room back for). Chunks for an export (a node without a mailbox,
+// a peer reached by carrying files) wait in the outbox however many there are.
+func (n *Node) gated(addr string) bool {
+	if !n.mails() || n.cfg.NoMail || strings.HasSuffix(addr, carriedDomain) {
+		return false
+	}
+	gated := true
+	_ = n.store.View(func(tx *keystore.Tx) error {
+		gws, err := gatewaysIn(tx)
+		gated = !slices.ContainsFunc(gws, func(g Gateway) bool { return g.Address == addr })
+		return err
+	})
+	return gated
+}

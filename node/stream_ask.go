@@ -308,8 +308,9 @@ func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16
 		i := rec.Resend[0]
 		// Wait first, then seal: a sealed chunk held while waiting would cost its memory once
 		// per stream asked about, beyond the chunks-in-flight bound.
-		if n.mails() {
-			if err := n.chunks.wait(ctx); err != nil {
+		gated := n.gated(to.Address)
+		if gated {
+			if err := n.chunks.acquire(ctx); err != nil {
 				return err
 			}
 		}
@@ -332,10 +333,12 @@ func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16
 			}
 			return enqueue(tx, to.Address, pkg)
 		})
+		if gated && (err != nil || serr != nil) {
+			n.chunks.release() // nothing was queued
+		}
 		if err != nil || serr != nil {
 			return err
 		}
-		n.chunks.add(1)
 		if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
 			n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 		}

@@ -201,8 +201,9 @@ func (n *Node) queueChunk(ctx context.Context, to keystore.Peer, peer, cmd [16]b
 	if err != nil {
 		return err
 	}
-	if n.mails() {
-		if err := n.chunks.wait(ctx); err != nil {
+	gated := n.gated(to.Address)
+	if gated {
+		if err := n.chunks.acquire(ctx); err != nil {
 			return err
 		}
 	}
@@ -221,9 +222,11 @@ func (n *Node) queueChunk(ctx context.Context, to keystore.Peer, peer, cmd [16]b
 		return enqueue(tx, to.Address, pkg)
 	})
 	if err != nil {
+		if gated {
+			n.chunks.release() // nothing was queued
+		}
 		return err
 	}
-	n.chunks.add(1)
 	if err := n.flushSoon(context.WithoutCancel(ctx)); err != nil {
 		n.log.Warn("outbox not flushed; will retry", "op", "flush", "err", err)
 	}

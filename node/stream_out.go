@@ -200,8 +200,9 @@ func (s *outStream) cutOne(ctx context.Context, part int, off, n int64) error {
 	if err != nil {
 		return err
 	}
-	if s.n.mails() {
-		if err := s.n.chunks.wait(ctx); err != nil {
+	gated := s.n.gated(s.peer.Address)
+	if gated {
+		if err := s.n.chunks.acquire(ctx); err != nil {
 			return err
 		}
 	}
@@ -225,9 +226,11 @@ func (s *outStream) cutOne(ctx context.Context, part int, off, n int64) error {
 		return enqueue(tx, s.peer.Address, pkg)
 	})
 	if err != nil {
+		if gated {
+			s.n.chunks.release() // nothing was queued
+		}
 		return err
 	}
-	s.n.chunks.add(1)
 	s.mu.Lock()
 	s.cut = append(s.cut, c)
 	s.parts[part].cutTo = off + n
