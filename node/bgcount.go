@@ -35,3 +35,19 @@ func (c *bgCount) wait() {
 	c.mu.Unlock()
 	<-ch
 }
+
+// startOnce runs fn in the background for key unless one for key runs already (busy holds the
+// keys running), counted in c. again is called when fn fails: the work is tried at a later round.
+func startOnce(busy *sync.Map, c *bgCount, key string, fn func() error, again func(error)) {
+	if _, running := busy.LoadOrStore(key, true); running {
+		return
+	}
+	c.add(1)
+	go func() {
+		defer c.add(-1)
+		defer busy.Delete(key)
+		if err := fn(); err != nil {
+			again(err)
+		}
+	}()
+}

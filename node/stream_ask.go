@@ -275,19 +275,12 @@ func (n *Node) resendPending(ctx context.Context) {
 		})
 	})
 	for _, j := range jobs {
-		key := string(j.peer[:]) + string(j.cmd[:])
-		if _, busy := n.resending.LoadOrStore(key, true); busy {
-			continue
-		}
-		n.resenders.add(1)
-		go func() {
-			defer n.resenders.add(-1)
-			defer n.resending.Delete(key)
-			if err := n.resendChunks(context.WithoutCancel(ctx), j.to, j.peer, j.cmd); err != nil {
+		startOnce(&n.resending, &n.resenders, string(j.peer[:])+string(j.cmd[:]),
+			func() error { return n.resendChunks(context.WithoutCancel(ctx), j.to, j.peer, j.cmd) },
+			func(err error) {
 				n.resendWanted.Store(true) // tried again at the next round
 				n.log.Warn("chunks asked for again not sent yet; tried again", "op", "stream", "cmd_id", session.CommandID(j.cmd).String(), "err", err)
-			}
-		}()
+			})
 	}
 }
 

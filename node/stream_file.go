@@ -620,19 +620,12 @@ func (n *Node) placePushes(ctx context.Context) {
 		})
 	})
 	for _, rec := range joined {
-		key := string(rec.Peer[:]) + string(rec.Command[:])
-		if _, busy := n.placing.LoadOrStore(key, true); busy {
-			continue
-		}
-		n.placers.add(1)
-		go func() {
-			defer n.placers.add(-1)
-			defer n.placing.Delete(key)
-			if err := n.placeAndAnswer(rec); err != nil {
+		startOnce(&n.placing, &n.placers, string(rec.Peer[:])+string(rec.Command[:]),
+			func() error { return n.placeAndAnswer(rec) },
+			func(err error) {
 				n.placeWanted.Store(true)
 				n.log.Warn("a pushed file is not in place yet; tried again", "op", "push", "cmd_id", session.CommandID(rec.Command).String(), "err", err)
-			}
-		}()
+			})
 	}
 }
 

@@ -343,7 +343,18 @@ var progressEvery = time.Second
 // g.console (only there when stderr is a terminal), and returns the function that stops it and
 // takes the line away before the caller writes anything.
 func progress(g *globals, peer string, wait bool) func() {
-	if !wait || g.console == nil {
+	if !wait {
+		return func() {}
+	}
+	return redraw(g, func(elapsed time.Duration) string {
+		return fmt.Sprintf("waiting for %s's answer by mail… %s (Ctrl-C stops waiting, not the command)", peer, elapsed.Round(time.Second))
+	})
+}
+
+// redraw shows line's text on the terminal every progressEvery (only when stderr is one) until
+// the returned function is called, which takes the line away before the caller writes anything.
+func redraw(g *globals, line func(elapsed time.Duration) string) func() {
+	if g.console == nil {
 		return func() {}
 	}
 	start := time.Now()
@@ -357,7 +368,7 @@ func progress(g *globals, peer string, wait bool) func() {
 			case <-stop:
 				return
 			case <-t.C:
-				g.console.show(fmt.Sprintf("waiting for %s's answer by mail… %s (Ctrl-C stops waiting, not the command)", peer, time.Since(start).Round(time.Second)))
+				g.console.show(line(time.Since(start)))
 			}
 		}
 	}()

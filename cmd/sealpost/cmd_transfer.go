@@ -120,33 +120,13 @@ func flagGiven(fs interface{ Visit(func(*flag.Flag)) }, names ...string) bool {
 // transferProgress draws a transfer's progress on the terminal (bytes, rate, chunks waiting)
 // until the returned function is called.
 func transferProgress(g *globals, api node.API, id node.CommandID, what string) func() {
-	if g.console == nil {
-		return func() {}
-	}
-	start := time.Now()
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
-			rs, err := api.ResultsOf(context.Background(), []node.CommandID{id})
-			if err != nil || len(rs) != 1 {
-				continue
-			}
-			g.console.show(progressLine(what, rs[0].Progress, time.Since(start)))
+	var last *node.TransferProgress
+	return redraw(g, func(elapsed time.Duration) string {
+		if rs, err := api.ResultsOf(context.Background(), []node.CommandID{id}); err == nil && len(rs) == 1 {
+			last = rs[0].Progress
 		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		g.console.clear()
-	}
+		return progressLine(what, last, elapsed)
+	})
 }
 
 // progressLine says how far a transfer came: "sending to vault: 34.5 MiB of 100 MiB, 2.1 MiB/s,
