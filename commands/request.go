@@ -194,7 +194,7 @@ func validateRequest(r Request) error {
 			return decodeErr("argv", fmt.Sprintf("%d elements, above the limit of %d", len(r.Argv), MaxArgs))
 		}
 	case CmdStream:
-		if !isHex32(r.Of) || len(r.Argv) != 0 {
+		if !isLowerHex(r.Of, 32) || len(r.Argv) != 0 {
 			return decodeErr("of", "stream needs of: the command id as 32 lower-case hex digits, and no argv")
 		}
 		if (len(r.Resend) == 0) == !r.Done || len(r.Resend) > MaxResend {
@@ -217,7 +217,7 @@ func validateRequest(r Request) error {
 		if r.Name == CmdPull && (r.Size != 0 || r.SHA256 != "" || r.Chunks != 0) {
 			return decodeErr("size", "pull takes no size, sha256 or chunks")
 		}
-		if r.Name == CmdPush && (r.Size < 0 || r.Size > MaxStreamSize || !isSHA256Hex(r.SHA256) || r.Chunks < 0 || r.Chunks > MaxStreamChunks || (r.Size > 0) != (r.Chunks > 0)) {
+		if r.Name == CmdPush && (r.Size < 0 || r.Size > MaxStreamSize || !isLowerHex(r.SHA256, 64) || r.Chunks < 0 || r.Chunks > MaxStreamChunks || (r.Size > 0) != (r.Chunks > 0)) {
 			return decodeErr("size", "push needs its size, sha256 and chunks (none for an empty file)")
 		}
 	case CmdPing, CmdSysinfo, CmdReportEvery, CmdReport:
@@ -264,15 +264,3 @@ var (
 	builtinNames = []string{CmdExec, CmdPing, CmdSysinfo}
 	requestNames = []string{CmdExec, CmdPing, CmdPull, CmdPush, CmdReport, CmdReportEvery, CmdStream, CmdSysinfo}
 )
-
-func isHex32(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}

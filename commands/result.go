@@ -346,7 +346,7 @@ func validateStreamResult(r Result) error {
 		if m.size < 0 || m.size > MaxStreamSize {
 			return decodeErr(m.name+"_size", fmt.Sprintf("%d outside 0..%d", m.size, int64(MaxStreamSize)))
 		}
-		if m.sum != "" && !isSHA256Hex(m.sum) {
+		if m.sum != "" && !isLowerHex(m.sum, 64) {
 			return decodeErr(m.name+"_sha256", "not 64 lower-case hex digits")
 		}
 		if r.Chunks == 0 && (m.size != 0 || m.sum != "") {
@@ -365,13 +365,14 @@ func validateStreamResult(r Result) error {
 // MaxStreamChunks bounds a result's chunks member (2^24, the chunk index's reach).
 const MaxStreamChunks = 1 << 24
 
-func isSHA256Hex(s string) bool {
-	if len(s) != 64 {
+// isLowerHex reports whether s is exactly n lower-case hex digits (a command id is 32, a SHA-256
+// digest 64).
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}

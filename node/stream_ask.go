@@ -130,7 +130,7 @@ func (n *Node) streamRefused(tx *keystore.Tx, peerName string, peer [16]byte, as
 	}
 	res, derr := decodeResult(rec.Answer)
 	if derr == nil {
-		res.Undelivered = clipString(detail, commands.MaxErrorBytes)
+		res.Undelivered = clip(detail, commands.MaxErrorBytes)
 	}
 	if err := n.dropStreamIn(tx, rec, true); err != nil {
 		return nil, err
@@ -317,7 +317,7 @@ func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16
 			if serr != nil {
 				// The spool, or the file a pull or push reads, no longer holds the chunk (the
 				// file shrank or went): the stream cannot be finished.
-				cur.Broken = clipString("the stream cannot be sent again: "+serr.Error(), commands.MaxErrorBytes)
+				cur.Broken = clip("the stream cannot be sent again: "+serr.Error(), commands.MaxErrorBytes)
 				cur.Resend = nil
 				return tx.PutStreamOut(cur)
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -173,7 +174,7 @@ func (n *Node) runPull(ctx context.Context, x *execution) commands.Result {
 
 // hashPrefix hashes the part of f the recorded chunks cover (a transfer resumed after a
 // restart) and returns where the next chunk starts.
-func hashPrefix(f *os.File, rec *keystore.StreamOut) (hashLike, int64, error) {
+func hashPrefix(f *os.File, rec *keystore.StreamOut) (hash.Hash, int64, error) {
 	h := sha256.New()
 	var off int64
 	if k := len(rec.Chunks); k > 0 {
@@ -183,11 +184,6 @@ func hashPrefix(f *os.File, rec *keystore.StreamOut) (hashLike, int64, error) {
 		return nil, 0, err
 	}
 	return h, off, nil
-}
-
-type hashLike interface {
-	io.Writer
-	Sum([]byte) []byte
 }
 
 // queueChunk seals chunk c of a sent stream (its plain bytes b), waits for room among the

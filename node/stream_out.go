@@ -277,7 +277,7 @@ func (s *outStream) finish(ctx context.Context, res commands.Result) commands.Re
 	if err != nil {
 		// The output cannot be sent whole: say so instead of sending a part as if it were all.
 		res.Stdout, res.Stderr = nil, nil
-		res.Undelivered = clipString("the agent could not spool or send the output: "+err.Error(), commands.MaxErrorBytes)
+		res.Undelivered = clip("the agent could not spool or send the output: "+err.Error(), commands.MaxErrorBytes)
 		return res
 	}
 	s.mu.Lock()
@@ -312,13 +312,6 @@ func (s *outStream) removeFiles() {
 			os.Remove(p.f.Name())
 		}
 	}
-}
-
-func clipString(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // hashState is h's state in its marshaled form (sha256 implements BinaryMarshaler).

@@ -24,14 +24,12 @@ func streamScript(t *testing.T, l *lab, size int) (prog, copyOf string) {
 	t.Helper()
 	dir := t.TempDir()
 	prog, copyOf = filepath.Join(dir, "print"), filepath.Join(dir, "printed")
-	os.WriteFile(prog, []byte("#!/bin/sh\necho ran >> "+countFile+"\nhead -c "+itoa(size)+" /dev/urandom | tee "+copyOf+"\necho done >&2\n"), 0o755)
+	os.WriteFile(prog, []byte("#!/bin/sh\necho ran >> "+countFile+"\nhead -c "+strconv.Itoa(size)+" /dev/urandom | tee "+copyOf+"\necho done >&2\n"), 0o755)
 	if _, err := l.bob.AddPeer(l.ctx, PeerSpec{Name: "alice", Allow: []string{prog}}); err != nil {
 		t.Fatal(err)
 	}
 	return prog, copyOf
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestStreamedOutput: output larger than an answer holds comes back as a stream of chunks, is
 // joined in order on the requester, checked against its SHA-256, and lands in the spool file
@@ -172,7 +170,6 @@ func randomFile(t *testing.T, path string, size int) []byte {
 func TestPull(t *testing.T) {
 	l, readDir, _ := transferLab(t)
 	want := randomFile(t, filepath.Join(readDir, "data"), 300_000)
-	os.WriteFile(filepath.Join(t.TempDir(), "secret"), []byte("secret"), 0o600)
 	outside := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(outside, []byte("secret"), 0o600)
 	os.Symlink(outside, filepath.Join(readDir, "link"))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sealpost/sealpost/node"
@@ -85,7 +86,7 @@ func (c *outputCopier) follow(ctx context.Context, api node.API, id node.Command
 // openOutput opens --output FILE: written under a temporary name beside it and renamed when the
 // output is whole, so a half-written file never stands under the name.
 func openOutput(path string) (*os.File, func(ok bool) error, error) {
-	f, err := os.CreateTemp(dirOf(path), ".sealpost-output-*")
+	f, err := os.CreateTemp(filepath.Dir(path), ".sealpost-output-*")
 	if err != nil {
 		return nil, nil, fmt.Errorf("--output: %w", err)
 	}
@@ -106,16 +107,4 @@ func openOutput(path string) (*os.File, func(ok bool) error, error) {
 		return nil
 	}
 	return f, finish, nil
-}
-
-func dirOf(path string) string {
-	for i := len(path) - 1; i >= 0; i-- {
-		if path[i] == '/' {
-			if i == 0 {
-				return "/"
-			}
-			return path[:i]
-		}
-	}
-	return "."
 }
