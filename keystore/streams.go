@@ -82,6 +82,17 @@ func (s *StreamIn) Missing(n int64, max int) []uint32 {
 	return out
 }
 
+// CountMissing counts the chunk indices below n not received, without listing them.
+func (s *StreamIn) CountMissing(n int64) int64 {
+	var missing int64
+	for i := int64(0); i < n; i++ {
+		if !s.HasChunk(uint32(i)) {
+			missing++
+		}
+	}
+	return missing
+}
+
 // StreamChunk is where chunk Index of a sent stream came from: Len bytes at Offset of Part.
 type StreamChunk = StreamSeg
 

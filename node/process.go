@@ -593,12 +593,8 @@ func (n *Node) apply(tx *keystore.Tx, st TxStore, out session.Outcome, raw []byt
 		ev(Event{Kind: EventResult, Command: out.Command, Status: out.Err.Code.String(), Detail: out.Err.Detail})
 		eff.done = append(eff.done, out.Command)
 	case session.ChunkReceived:
-		if in, ok, err := tx.StreamIn(out.Chunk.Peer, out.Chunk.Command); err != nil {
-			return eff, err
-		} else if ok && in.HasChunk(out.Chunk.Index) {
-			eff.dup = true
-		}
-		done, res, derr, err := n.takeChunk(tx, out.Chunk)
+		dup, done, res, derr, err := n.takeChunk(tx, out.Chunk)
+		eff.dup = dup
 		if err != nil {
 			return eff, err
 		}

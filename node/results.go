@@ -156,7 +156,7 @@ func (n *Node) withProgress(tx *keystore.Tx, r keystore.Result) (Result, error) 
 		out.Streamed, out.StdoutSize, out.StderrSize = true, in.Contig[0], in.Contig[1]
 		pr := &TransferProgress{Bytes: in.Contig[0] + in.Contig[1]}
 		if in.Answer != nil {
-			pr.ChunksWaiting = int64(len(in.Missing(in.Chunks, 1<<24)))
+			pr.ChunksWaiting = in.CountMissing(in.Chunks)
 			if res, err := decodeResult(in.Answer); err == nil {
 				pr.Total = res.StdoutSize + res.StderrSize
 			}

@@ -289,6 +289,7 @@ func (n *Node) resendPending(ctx context.Context) {
 // transaction that queues it. A chunk the spool or file no longer holds breaks the stream: the
 // requester's next ask is answered denied, with why.
 func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16]byte) error {
+	gated := n.gated(to.Address)
 	for {
 		var rec *keystore.StreamOut
 		if err := n.store.View(func(tx *keystore.Tx) error {
@@ -301,7 +302,6 @@ func (n *Node) resendChunks(ctx context.Context, to keystore.Peer, peer, cmd [16
 		i := rec.Resend[0]
 		// Wait first, then seal: a sealed chunk held while waiting would cost its memory once
 		// per stream asked about, beyond the chunks-in-flight bound.
-		gated := n.gated(to.Address)
 		if gated {
 			if err := n.chunks.acquire(ctx); err != nil {
 				return err

@@ -148,7 +148,7 @@ func (n *Node) runPull(ctx context.Context, x *execution) commands.Result {
 	}
 	secret := session.Secret(rec.Secret)
 	cs, _ := n.chunkSizeFor(ctx, x.peer.Address)
-	buf := make([]byte, cs)
+	buf, gated := make([]byte, cs), n.gated(x.peer.Address) // once per transfer, not per chunk
 	for idx := uint32(len(rec.Chunks)); off < size; idx++ {
 		b := buf[:min(int64(len(buf)), size-off)]
 		if _, err := f.ReadAt(b, off); err != nil {
@@ -156,7 +156,7 @@ func (n *Node) runPull(ctx context.Context, x *execution) commands.Result {
 		}
 		h.Write(b)
 		c := keystore.StreamChunk{Index: idx, Part: session.PartStdout, Offset: off, Len: int64(len(b))}
-		if err := n.queueChunk(ctx, x.peer, rec.Peer, rec.Command, &secret, c, b); err != nil {
+		if err := n.queueChunk(ctx, x.peer, gated, rec.Peer, rec.Command, &secret, c, b); err != nil {
 			return fail(commands.OutcomeCancelled, "the transfer stopped: %v", err)
 		}
 		off += int64(len(b))
@@ -186,9 +186,9 @@ func hashPrefix(f *os.File, rec *keystore.StreamOut) (hash.Hash, int64, error) {
 	return h, off, nil
 }
 
-// queueChunk seals chunk c of a sent stream (its plain bytes b), waits for room among the
+// queueChunk seals chunk c of a sent stream (its plain bytes b), waits (when gated) for room among the
 // chunks in flight (when the node mails), and records and queues it in one transaction.
-func (n *Node) queueChunk(ctx context.Context, to keystore.Peer, peer, cmd [16]byte, secret *session.Secret, c keystore.StreamChunk, b []byte) error {
+func (n *Node) queueChunk(ctx context.Context, to keystore.Peer, gated bool, peer, cmd [16]byte, secret *session.Secret, c keystore.StreamChunk, b []byte) error {
 	frame, err := compress.Encode(b)
 	if err != nil {
 		return err
@@ -197,7 +197,6 @@ func (n *Node) queueChunk(ctx context.Context, to keystore.Peer, peer, cmd [16]b
 	if err != nil {
 		return err
 	}
-	gated := n.gated(to.Address)
 	if gated {
 		if err := n.chunks.acquire(ctx); err != nil {
 			return err
@@ -382,14 +381,14 @@ func (n *Node) cutPush(ctx context.Context, to keystore.Peer, id CommandID) erro
 	if cs <= 0 {
 		cs = n.chunkSize()
 	}
-	buf := make([]byte, cs)
+	buf, gated := make([]byte, cs), n.gated(to.Address) // once per transfer, not per chunk
 	for idx := uint32(len(rec.Chunks)); off < rec.Size; idx++ {
 		b := buf[:min(int64(len(buf)), rec.Size-off)]
 		if _, err := f.ReadAt(b, off); err != nil {
 			return fmt.Errorf("push: read %s: %w", rec.SourceRel, err)
 		}
 		c := keystore.StreamChunk{Index: idx, Part: session.PartStdout, Offset: off, Len: int64(len(b))}
-		if err := n.queueChunk(ctx, to, rec.Peer, rec.Command, &secret, c, b); err != nil {
+		if err := n.queueChunk(ctx, to, gated, rec.Peer, rec.Command, &secret, c, b); err != nil {
 			return err
 		}
 		off += int64(len(b))

@@ -52,21 +52,24 @@ func (n *Node) StreamPath(cmd session.CommandID, part uint8) string {
 
 // takeChunk keeps one received chunk: its bytes go to the part's spool file at its offset
 // (synced before the record says it is here), and the record joins what became contiguous and
-// advances the digest over it. A chunk already held is dropped; one that cannot be read is the
+// advances the digest over it. A chunk already held is dropped (dup); one that cannot be read is the
 // peer's fault and dropped too (the answer's digest will say what is missing). It returns the
 // command's final result when this chunk completed a stream whose answer came already.
-func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res commands.Result, derr error, err error) {
+func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (dup, done bool, res commands.Result, derr error, err error) {
 	rec, ok, err := tx.StreamIn(c.Peer, c.Command)
 	if err != nil || !ok {
-		return false, res, nil, err
+		return false, false, res, nil, err
 	}
-	if rec.HasChunk(c.Index) || (rec.Chunks >= 0 && int64(c.Index) >= rec.Chunks) {
-		return false, res, nil, nil // a duplicate, or beyond what the answer named
+	if rec.HasChunk(c.Index) {
+		return true, false, res, nil, nil // a copy: nothing changes
+	}
+	if rec.Chunks >= 0 && int64(c.Index) >= rec.Chunks {
+		return false, false, res, nil, nil // beyond what the answer named
 	}
 	plain, derr := compress.Decode(c.Payload, session.MaxChunkData)
 	if derr != nil {
 		n.log.Warn("dropped a chunk that does not decode", "op", "stream", "cmd_id", c.Command.String(), "chunk", c.Index, "err", derr)
-		return false, res, nil, nil
+		return false, false, res, nil, nil
 	}
 	part := int(c.Part) - 1
 	if end := int64(c.Offset) + int64(len(plain)); rec.Path != "" && (c.Part != session.PartStdout || end > rec.Size) ||
@@ -74,21 +77,21 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 		// Past what the push or the answer names: nothing of it can belong to the output, and
 		// spooling it would let the sender grow the spool file to any size.
 		n.log.Warn("dropped a chunk past the end of its stream", "op", "stream", "cmd_id", c.Command.String(), "chunk", c.Index)
-		return false, res, nil, nil
+		return false, false, res, nil, nil
 	}
 	if err := n.spoolWrite(c.Peer, c.Command, c.Part, int64(c.Offset), plain); err != nil {
 		if errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EINVAL) {
 			// An offset no file here can reach: the chunk's fault, not the node's, so not an
 			// error that holds the mail in the inbox (THREATS row 30).
 			n.log.Warn("dropped a chunk whose offset the spool cannot hold", "op", "stream", "cmd_id", c.Command.String(), "chunk", c.Index, "err", err)
-			return false, res, nil, nil
+			return false, false, res, nil, nil
 		}
-		return false, res, nil, err
+		return false, false, res, nil, err
 	}
 	rec.SetChunk(c.Index)
 	rec.Segs = append(rec.Segs, keystore.StreamSeg{Index: c.Index, Part: c.Part, Offset: int64(c.Offset), Len: int64(len(plain))})
 	if err := n.joinSegs(rec, part, plain, int64(c.Offset)); err != nil {
-		return false, res, nil, err
+		return false, false, res, nil, err
 	}
 	if rec.Path != "" {
 		// A push to this node: once whole, the file goes into place and the push is answered.
@@ -99,9 +102,10 @@ func (n *Node) takeChunk(tx *keystore.Tx, c *session.ChunkIn) (done bool, res co
 			rec.Joined = true
 			n.placeWanted.Store(true)
 		}
-		return false, res, nil, tx.PutStreamIn(rec)
+		return false, false, res, nil, tx.PutStreamIn(rec)
 	}
-	return n.settleStream(tx, rec)
+	done, res, derr, err = n.settleStream(tx, rec)
+	return false, done, res, derr, err
 }
 
 // answeredSize is the size the held answer names for part (0 stdout, 1 stderr); -1 when it

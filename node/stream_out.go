@@ -27,8 +27,9 @@ type outStream struct {
 	peer   keystore.Peer
 	cmd    session.CommandID
 	secret session.Secret
-	size   int // plain bytes per chunk; 0 until the cutter first asks (chunkLen)
-	fit    int // plain bytes whose chunk fits in a mail (size unless Options.ChunkSize is less)
+	gated  bool // its chunks go through the chunks-in-flight bound (Node.gated), decided once
+	size   int  // plain bytes per chunk; 0 until the cutter first asks (chunkLen)
+	fit    int  // plain bytes whose chunk fits in a mail (size unless Options.ChunkSize is less)
 
 	mu     sync.Mutex
 	parts  [2]outPart
@@ -59,7 +60,7 @@ func (n *Node) streamOutput(ctx context.Context, x *execution) (*outStream, erro
 	if err != nil {
 		return nil, err
 	}
-	s := &outStream{n: n, peer: x.peer, cmd: x.ticket.Command,
+	s := &outStream{n: n, peer: x.peer, cmd: x.ticket.Command, gated: n.gated(x.peer.Address),
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	copy(s.secret[:], x.raw.Stream)
 	max := n.maxStreamOutput(x.peer.Name) // the peer's cap (peer_output.go)
@@ -200,7 +201,7 @@ func (s *outStream) cutOne(ctx context.Context, part int, off, n int64) error {
 	if err != nil {
 		return err
 	}
-	gated := s.n.gated(s.peer.Address)
+	gated := s.gated
 	if gated {
 		if err := s.n.chunks.acquire(ctx); err != nil {
 			return err
