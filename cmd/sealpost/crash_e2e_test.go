@@ -103,19 +103,7 @@ func (l *crashLab) startBob(t *testing.T) *proc {
 // stopBob ends bob's agent with SIGTERM (the way an operator stops it) and waits for it.
 func (l *crashLab) stopBob(t *testing.T, p *proc) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("bob's agent ended with %v:\n%s", err, p.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("bob's agent did not stop within 30s of SIGTERM")
-	}
+	stopAgent(t, p)
 }
 
 // handshake opens alice's session to bob with one ping, bob's agent running.
